@@ -1,0 +1,1 @@
+"""Evaluation side: datasets, the segmentation metric, synthetic scenes and the benchmark harness."""

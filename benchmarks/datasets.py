@@ -1,0 +1,173 @@
+"""Labelled image sets behind one interface: PASCAL VOC layout or a plain images/ + masks/ folder.
+
+Training, INT8 calibration and evaluation all read data through `open_dataset`, so a user's own
+folder works everywhere a VOC folder does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from edgeseg.errors import DatasetError
+
+VOC_LABELS = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    image_path: Path
+    mask_path: Path | None
+
+
+def read_image_rgb(path: Path) -> np.ndarray:
+    """An image as RGB uint8 HxWx3, or a DatasetError naming the file."""
+    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
+    if data is None:
+        raise DatasetError(f"{path}: image file not found")
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DatasetError(f"{path}: not a readable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Class ids as uint8 HxW: palette indices of a VOC PNG, or grey values of a plain mask."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L"):
+                raise DatasetError(f"{path}: mask must be a palette or greyscale PNG of class ids, got mode {im.mode}")
+            return np.array(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: mask file not found") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DatasetError(f"{path}: not a readable mask ({exc})") from None
+
+
+class SegmentationDataset:
+    """An ordered list of samples with optional label names; images come back as RGB uint8."""
+
+    def __init__(self, root: Path, samples: list[Sample], labels: tuple[str, ...] | None, kind: str) -> None:
+        if not samples:
+            raise DatasetError(f"{root}: no images found")
+        self.root = root
+        self.samples = samples
+        self.labels = labels
+        self.kind = kind
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def has_masks(self) -> bool:
+        return all(s.mask_path is not None for s in self.samples)
+
+    def image(self, index: int) -> np.ndarray:
+        return read_image_rgb(self.samples[index].image_path)
+
+    def mask(self, index: int) -> np.ndarray:
+        sample = self.samples[index]
+        if sample.mask_path is None:
+            raise DatasetError(f"{sample.image_path}: no ground-truth mask")
+        return read_mask(sample.mask_path)
+
+    def pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image, mask = self.image(index), self.mask(index)
+        if image.shape[:2] != mask.shape:
+            raise DatasetError(
+                f"{self.samples[index].mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} "
+                f"but its image is {image.shape[1]}x{image.shape[0]}"
+            )
+        return image, mask
+
+    def subset(self, count: int) -> "SegmentationDataset":
+        return SegmentationDataset(self.root, self.samples[:count], self.labels, self.kind)
+
+    def check(self, num_classes: int) -> None:
+        """Read every mask once; stop at the first one that cannot serve a `num_classes` model."""
+        for sample in self.samples:
+            if sample.mask_path is None:
+                raise DatasetError(f"{sample.image_path}: no ground-truth mask")
+            mask = read_mask(sample.mask_path)
+            try:
+                with Image.open(sample.image_path) as im:
+                    size = im.size
+            except (FileNotFoundError, UnidentifiedImageError, OSError):
+                raise DatasetError(f"{sample.image_path}: not a readable image") from None
+            if size != (mask.shape[1], mask.shape[0]):
+                raise DatasetError(
+                    f"{sample.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {size[0]}x{size[1]}"
+                )
+            ids = np.unique(mask)
+            bad = ids[(ids != IGNORE_INDEX) & (ids >= num_classes)]
+            if bad.size:
+                raise DatasetError(
+                    f"{sample.mask_path}: class id {int(bad[0])} but the model has {num_classes} classes (0..{num_classes - 1}, 255 = ignore)"
+                )
+
+    def fingerprint(self) -> str:
+        """sha256 over the ids and bytes of every file: identifies the exact data a model saw."""
+        digest = hashlib.sha256()
+        for sample in self.samples:
+            digest.update(sample.id.encode())
+            for path in (sample.image_path, sample.mask_path):
+                if path is not None:
+                    digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+
+def _read_labels(root: Path) -> tuple[str, ...] | None:
+    path = root / "labels.txt"
+    if not path.is_file():
+        return None
+    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    return names or None
+
+
+def _voc_ids(root: Path, split: str | None) -> list[str]:
+    if split is None:
+        return sorted(p.stem for p in (root / "JPEGImages").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for candidate in (Path(split), root / "ImageSets" / "Segmentation" / f"{split}.txt", root / f"{split}.txt"):
+        if candidate.is_file():
+            return [line.split()[0] for line in candidate.read_text().splitlines() if line.strip()]
+    raise DatasetError(f"{root}: no list for split '{split}' (looked for ImageSets/Segmentation/{split}.txt and {split}.txt)")
+
+
+def open_dataset(path: Path | str, split: str | None = None) -> SegmentationDataset:
+    """Open a VOC-layout folder (JPEGImages/ + SegmentationClass/), an images/ + masks/ folder,
+    or a folder of bare images (no masks: calibration and agreement only)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    if (root / "JPEGImages").is_dir():
+        masks = root / "SegmentationClass"
+        samples = []
+        for sample_id in _voc_ids(root, split):
+            image = next((root / "JPEGImages" / f"{sample_id}{s}" for s in IMAGE_SUFFIXES
+                          if (root / "JPEGImages" / f"{sample_id}{s}").is_file()), None)
+            if image is None:
+                raise DatasetError(f"{root / 'JPEGImages' / sample_id}.jpg: listed in split '{split}' but missing")
+            mask = masks / f"{sample_id}.png"
+            samples.append(Sample(sample_id, image, mask if mask.is_file() else None))
+        labels = _read_labels(root) or VOC_LABELS
+        return SegmentationDataset(root, samples, labels, "voc")
+    if (root / "images").is_dir():
+        image_dir, mask_dir = root / "images", root / "masks"
+        samples = []
+        for image in sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            mask = mask_dir / f"{image.stem}.png"
+            samples.append(Sample(image.stem, image, mask if mask.is_file() else None))
+        return SegmentationDataset(root, samples, _read_labels(root), "folder")
+    images = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return SegmentationDataset(root, [Sample(p.stem, p, None) for p in images], None, "images")

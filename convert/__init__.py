@@ -1,0 +1,1 @@
+"""Workstation side: model zoo, weights, training, export, quantization and verification."""

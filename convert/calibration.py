@@ -1,0 +1,45 @@
+"""INT8 calibration images: a real folder, or seeded synthetic scenes on request; never random noise."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeseg.benchmarks.datasets import open_dataset
+from edgeseg.benchmarks.synthetic import generate_scene, scene_rng
+from edgeseg.errors import ConfigError, DatasetError
+
+DEFAULT_CALIBRATION_IMAGES = 64
+
+
+def calibration_images(spec: str | None, count: int = DEFAULT_CALIBRATION_IMAGES, *, precision: str = "int8") -> list[np.ndarray]:
+    """RGB uint8 images for calibration from `--calib`.
+
+    `spec` is a folder (bare images, VOC layout or images/ + masks/: the train split where one is
+    listed) or `synthetic:N` for N seeded synthetic scenes from the calibration stream (disjoint
+    from the training and validation scenes).
+    """
+    if not spec:
+        raise ConfigError(f"{precision} needs calibration images: pass --calib DIR (or --calib synthetic:N); "
+                          "edgeseg never calibrates on random data")
+    if spec.startswith("synthetic:"):
+        try:
+            n = int(spec.split(":", 1)[1])
+        except ValueError:
+            raise ConfigError(f"--calib {spec}: expected synthetic:N with N a number of scenes") from None
+        if n < 1:
+            raise ConfigError(f"--calib {spec}: need at least one scene")
+        return [generate_scene(scene_rng(0, "calib", i))[0] for i in range(n)]
+    from pathlib import Path
+
+    root = Path(spec)
+    split = "train" if (root / "ImageSets" / "Segmentation" / "train.txt").is_file() or (root / "train.txt").is_file() else None
+    dataset = open_dataset(root, split)
+    images = []
+    for i in range(min(count, len(dataset))):
+        try:
+            images.append(dataset.image(i))
+        except DatasetError:
+            continue  # one unreadable file among many is not fatal; none readable is (below)
+    if not images:
+        raise DatasetError(f"{root}: no readable calibration images")
+    return images

@@ -1,0 +1,164 @@
+"""Subcommands of the workstation side: `train`, `convert`, `info`, `targets`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _register_convert(sub)
+    _register_train(sub)
+    _register_info(sub)
+    _register_targets(sub)
+
+
+def _register_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert weights for a target; verify against PyTorch; write artifact + manifest",
+                       description="Convert weights to a target's format at a fixed resolution, verify the result "
+                                   "against the PyTorch FP32 reference, and write the artifact and its manifest "
+                                   "atomically into --out.")
+    p.add_argument("--target", default="host-cpu", help="target profile (see `edgeseg targets`; default: %(default)s)")
+    p.add_argument("--precision", default="fp32", help="fp32, fp16, int8 or int8-dynamic, as the target supports (default: %(default)s)")
+    p.add_argument("--resolution", default="320", help="320, 640, 1024, any multiple of 8 from 64, or HxW (default: %(default)s)")
+    p.add_argument("--weights", default="sample",
+                   help="'sample' (the trained sample model), 'torchvision' (download), or a .pth state dict / edgeseg checkpoint (default: %(default)s)")
+    p.add_argument("--model", default=None, help="zoo architecture of a plain state dict (default: deeplabv3_mobilenet_v3_large; checkpoints carry their own)")
+    p.add_argument("--labels", type=Path, default=None, help="text file of label names, one per line, for a plain state dict")
+    p.add_argument("--output", choices=("logits", "mask"), default="logits", help="model output: class logits or the uint8 argmax mask (default: %(default)s)")
+    p.add_argument("--fuse-preprocessing", action="store_true", help="uint8 NHWC RGB input with the normalization inside the model")
+    p.add_argument("--calib", default=None, help="INT8 calibration images: a folder (images, VOC layout or images/+masks/) or synthetic:N")
+    p.add_argument("--calib-images", type=int, default=64, help="how many calibration images to use (default: %(default)s)")
+    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",
+                   help="activation range estimator for INT8 Q/DQ (TensorRT bundles; default: %(default)s)")
+    p.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
+                   help="input/output type of a full-INT8 TFLite model (default: %(default)s)")
+    p.add_argument("--verify-data", default=None, help="images to verify on (default: ../shared/data/voc-sample when present, else synthetic scenes)")
+    p.add_argument("--verify-images", type=int, default=8, help="how many verification images per set (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(run=_convert)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from edgeseg.convert.pipeline import ConvertRequest, convert
+
+    manifest = convert(ConvertRequest(
+        target=args.target, precision=args.precision, resolution=args.resolution, weights=args.weights,
+        out=args.out, arch=args.model, labels_file=args.labels, output_kind=args.output,
+        fuse_preprocessing=args.fuse_preprocessing, calibration=args.calib, verify_data=args.verify_data,
+        verify_images=args.verify_images, progress=not args.json,
+        options={"calib_images": args.calib_images, "calib_method": args.calib_method, "int8_io": args.int8_io},
+    ))
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+    else:
+        v = manifest["verification"]
+        diff = v.get("max_abs_logit_diff")
+        print(f"wrote {manifest['manifest_path'][:-len('.json')]}")
+        print(f"  verified against PyTorch FP32: argmax agreement {v['argmax_agreement']:.5f}"
+              + (f", max |logit diff| {diff:.2e}" if diff is not None else "")
+              + (f", mIoU change {v['miou_delta']:+.2f}" if v.get("miou_delta") is not None else ""))
+    return 0
+
+
+def _register_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="print an artifact's manifest readably")
+    p.add_argument("artifact", help="artifact, its manifest, or a folder holding one manifest")
+    p.add_argument("--json", action="store_true", help="print the raw manifest")
+    p.set_defaults(run=_info)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from edgeseg.manifest import load_manifest
+
+    m = load_manifest(args.artifact)
+    d = m.data
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    model, inp, out = d["model"], d["input"], d["output"]
+    norm = inp.get("normalization")
+    lines = [
+        f"artifact     {m.artifact_path}  ({d.get('size_mb', '?')} MB, sha256 {d.get('artifact_sha256', '?')[:12]})",
+        f"target       {d['target']}  backend {d['backend']}  precision {d['precision']}",
+        f"model        {model['architecture']}, {model['num_classes']} classes: {', '.join(model['labels'])}",
+        f"weights      {model.get('weights_source')}  (sha256 {str(model.get('weights_sha256'))[:12]})",
+        f"input        {inp['height']}x{inp['width']} {inp.get('layout')} {inp.get('dtype')} {inp.get('color_order', 'RGB')}, "
+        f"normalization {'in model' if norm == 'in_model' else norm}",
+        f"output       {out['kind']} {out.get('layout')} {out.get('dtype')}",
+    ]
+    v = d.get("verification")
+    if v:
+        lines.append(f"verification argmax agreement {v['argmax_agreement']:.5f}, max |logit diff| {v.get('max_abs_logit_diff')}, "
+                     f"mIoU change {v.get('miou_delta')}, passed {v.get('passed')}")
+        for s in v.get("sets", []):
+            extra = f", mIoU {s['miou']:.2f} (reference {s['reference_miou']:.2f})" if "miou" in s else ""
+            lines.append(f"               {s['set']}: {s['images']} images, agreement {s['argmax_agreement']:.5f}{extra}")
+    lines.append(f"tools        {', '.join(f'{k} {v}' for k, v in d.get('tools', {}).items())}")
+    lines.append(f"created      {d.get('created')}")
+    print("\n".join(lines))
+    return 0
+
+
+def _register_targets(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("targets", help="list the target profiles")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_targets)
+
+
+def _targets(args: argparse.Namespace) -> int:
+    from edgeseg.targets import all_targets
+
+    targets = all_targets()
+    if args.json:
+        print(json.dumps({n: t.to_dict() for n, t in targets.items()}, indent=2))
+        return 0
+    for t in targets.values():
+        extra = f", delegate {t.delegate}" if t.delegate else ""
+        extra += f", DLA cores {t.dla_cores}" if t.format == "tensorrt-bundle" else ""
+        print(f"{t.name:18} {t.backend:12} {'/'.join(t.precisions):28} default {t.default_resolution}{extra}")
+        print(f"{'':18} {t.description}")
+    return 0
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    from edgeseg.convert.train import TrainConfig
+
+    d = TrainConfig(data="")
+    p = sub.add_parser("train", help="fine-tune a zoo model on a labelled folder and write an edgeseg checkpoint")
+    p.add_argument("--data", required=True, help="VOC-layout folder or images/ + masks/ folder with labels.txt")
+    p.add_argument("--model", default=d.arch, help="zoo architecture (default: %(default)s)")
+    p.add_argument("--resolution", type=int, default=d.resolution, help="training crop and validation size (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate, poly decay (default: %(default)s)")
+    p.add_argument("--train-split", default=d.train_split, help="split list for training (default: %(default)s)")
+    p.add_argument("--val-split", default=d.val_split, help="split list for validation (default: %(default)s)")
+    p.add_argument("--init", choices=("torchvision", "scratch"), default=d.init,
+                   help="start from torchvision's weights (falls back to scratch offline) or from scratch (default: %(default)s)")
+    p.add_argument("--save-dtype", choices=("fp32", "fp16"), default=d.save_dtype, help="dtype of the saved weights (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
+    p.add_argument("--no-bf16", action="store_true", help="train in float32 instead of bfloat16 autocast")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--resume", action="store_true", help="continue from the training state saved beside --out")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write (usable as --weights)")
+    p.set_defaults(run=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from edgeseg.convert.train import TrainConfig, train
+
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    config = TrainConfig(
+        data=str(args.data), arch=args.model, resolution=args.resolution, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, train_split=args.train_split, val_split=args.val_split,
+        seed=args.seed, workers=args.workers, save_dtype=args.save_dtype, bf16=not args.no_bf16, init=args.init,
+    )
+    result = train(config, args.out, resume=args.resume, max_steps_per_epoch=args.max_steps_per_epoch)
+    print(json.dumps({"checkpoint": result["checkpoint"], "val_miou": result["val_miou"]}))
+    return 0

@@ -1,0 +1,51 @@
+"""The contract between the conversion pipeline and each format's exporter.
+
+An exporter is a module with `export(job: ExportJob, staging: Path) -> ExportResult`; the
+pipeline picks it by the target's format from `EXPORTERS`, so adding a format is one new file
+and one line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeseg.convert.weights import LoadedWeights
+from edgeseg.targets import TargetProfile
+
+EXPORTERS = {
+    "onnx": "edgeseg.convert.onnx_export",
+    "tflite": "edgeseg.convert.tflite_export",
+    "tensorrt-bundle": "edgeseg.convert.tensorrt_bundle",
+}
+
+
+@dataclass
+class ExportJob:
+    weights: LoadedWeights
+    model: torch.nn.Module  # FP32, eval mode: the reference every artifact is verified against
+    target: TargetProfile
+    precision: str
+    height: int
+    width: int
+    output_kind: str  # "logits" or "mask"
+    fuse_preprocessing: bool
+    basename: str  # artifact file name without suffix
+    calibration: str | None = None  # folder of calibration images or "synthetic:N"
+    options: dict[str, Any] = field(default_factory=dict)  # format-specific options
+    progress: bool = True
+
+
+@dataclass
+class ExportResult:
+    artifact: Path  # inside the staging folder
+    input: dict  # InputSpec.to_dict()
+    output: dict  # {"name", "kind", "layout", "dtype"}
+    extra_files: list[Path] = field(default_factory=list)  # published beside the artifact
+    details: dict[str, Any] = field(default_factory=dict)  # merged into manifest["conversion"]
+    tools: dict[str, str] = field(default_factory=dict)
+    # Set when the exporter verified the artifact itself (e.g. a TensorRT bundle checked under ONNX Runtime).
+    verification: dict[str, Any] | None = None

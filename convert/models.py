@@ -1,0 +1,59 @@
+"""The model zoo: torchvision segmentation builders and what edgeseg needs to know about each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torchvision.models import segmentation as tvseg
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    builder: Callable[..., torch.nn.Module]
+    weights_enum: type
+    # State-dict keys whose first dimension is the class count.
+    classifier_keys: tuple[str, ...]
+    has_aux: bool
+    has_aspp: bool
+
+
+ZOO: dict[str, ZooEntry] = {
+    e.name: e
+    for e in (
+        ZooEntry("deeplabv3_mobilenet_v3_large", tvseg.deeplabv3_mobilenet_v3_large,
+                 tvseg.DeepLabV3_MobileNet_V3_Large_Weights, ("classifier.4.weight",), True, True),
+        ZooEntry("deeplabv3_resnet50", tvseg.deeplabv3_resnet50,
+                 tvseg.DeepLabV3_ResNet50_Weights, ("classifier.4.weight",), True, True),
+        ZooEntry("deeplabv3_resnet101", tvseg.deeplabv3_resnet101,
+                 tvseg.DeepLabV3_ResNet101_Weights, ("classifier.4.weight",), True, True),
+        ZooEntry("lraspp_mobilenet_v3_large", tvseg.lraspp_mobilenet_v3_large,
+                 tvseg.LRASPP_MobileNet_V3_Large_Weights,
+                 ("classifier.low_classifier.weight", "classifier.high_classifier.weight"), False, False),
+        ZooEntry("fcn_resnet50", tvseg.fcn_resnet50, tvseg.FCN_ResNet50_Weights, ("classifier.4.weight",), True, False),
+    )
+}
+DEFAULT_ARCH = "deeplabv3_mobilenet_v3_large"
+# torchvision's segmentation weights expect ImageNet normalization of RGB in [0, 1].
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def zoo_entry(name: str) -> ZooEntry:
+    from edgeseg.errors import ConfigError
+
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise ConfigError(f"unknown model '{name}'; choose one of: {', '.join(ZOO)}") from None
+
+
+def build_model(name: str, *, num_classes: int, aux_loss: bool = False) -> torch.nn.Module:
+    """An untrained zoo model (no download: weights are loaded separately)."""
+    entry = zoo_entry(name)
+    kwargs = {"weights": None, "weights_backbone": None, "num_classes": num_classes}
+    if entry.has_aux:
+        kwargs["aux_loss"] = aux_loss
+    return entry.builder(**kwargs)

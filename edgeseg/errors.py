@@ -1,0 +1,33 @@
+"""One exception type per problem a user can act on; the CLI prints each as one line."""
+
+
+class EdgesegError(Exception):
+    """Base class: the message is complete and names the file or value at fault."""
+
+
+class WeightsError(EdgesegError):
+    """Weights missing, corrupt, or for another architecture or class count."""
+
+
+class DatasetError(EdgesegError):
+    """A dataset folder that is empty, unreadable or mislabelled."""
+
+
+class ConfigError(EdgesegError):
+    """An option value, target or precision that cannot be used."""
+
+
+class ManifestError(EdgesegError):
+    """An artifact without a readable or consistent manifest."""
+
+
+class VerificationError(EdgesegError):
+    """A converted model that disagrees with its PyTorch reference beyond the budget."""
+
+
+class BackendUnavailableError(EdgesegError):
+    """A backend whose runtime library or hardware is not present on this machine."""
+
+
+class SourceError(EdgesegError):
+    """A camera, stream or file source that cannot be opened or stopped delivering frames."""

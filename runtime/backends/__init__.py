@@ -1,0 +1,78 @@
+"""Backends: one file per inference engine, each defining `BACKEND`, a `Backend` subclass.
+
+The backend a manifest names is the module of that name here, imported only when used, so a
+Jetson never imports onnxruntime and a phone-side tool never imports TensorRT. Adding a backend
+is adding one file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.errors import BackendUnavailableError, ManifestError
+from edgeseg.manifest import Manifest, load_manifest
+
+
+class Backend:
+    """Load a converted model from its manifest, run it, report inference time, close.
+
+    Usable as a context manager. `infer` takes the preprocessed batch (as the manifest's input
+    spec describes) and returns the model's raw output array; `last_inference_ms` is the time of
+    the last call, measured around the engine call only.
+    """
+
+    name = "base"
+
+    def __init__(self, manifest: Manifest, *, threads: int | None = None) -> None:
+        self.manifest = manifest
+        self.threads = threads if threads is not None else manifest.data.get("runtime", {}).get("threads")
+        self.last_inference_ms = float("nan")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        out = self._run(batch)
+        self.last_inference_ms = (time.perf_counter() - start) * 1000
+        return out
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def available_backends() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_"))
+
+
+def backend_class(name: str) -> type[Backend]:
+    if name not in available_backends():
+        raise ManifestError(f"unknown backend '{name}'; this edgeseg knows: {', '.join(available_backends())}")
+    module = importlib.import_module(f"{__name__}.{name}")
+    return module.BACKEND
+
+
+def open_backend(model: Path | str | Manifest, *, threads: int | None = None) -> Backend:
+    """The backend the manifest names, loaded with its artifact."""
+    manifest = model if isinstance(model, Manifest) else load_manifest(model)
+    return backend_class(manifest.backend)(manifest, threads=threads)
+
+
+def require(module: str, what: str):
+    """Import an optional framework or raise one line saying what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise BackendUnavailableError(f"{what} needs the '{module}' package, which is not installed here") from None

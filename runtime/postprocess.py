@@ -1,0 +1,27 @@
+"""From model output to a class mask at frame size."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def output_to_mask(output: np.ndarray, kind: str, layout: str) -> np.ndarray:
+    """A batch-of-one model output -> uint8 HxW class ids at the model's resolution.
+
+    kind 'logits' with layout 'NCHW' or 'NHWC'; kind 'mask' is already argmaxed ('NHW').
+    """
+    if kind == "mask":
+        return output.reshape(output.shape[-2:]).astype(np.uint8, copy=False)
+    if layout == "NCHW":
+        return output[0].argmax(axis=0).astype(np.uint8)
+    if layout == "NHWC":
+        return output[0].argmax(axis=-1).astype(np.uint8)
+    raise ValueError(f"unknown output layout {layout}")
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Class ids back to frame size; nearest keeps them class ids."""
+    if mask.shape == (height, width):
+        return mask
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
