@@ -33,6 +33,7 @@ class TrainConfig:
     data: str
     arch: str = "deeplabv3_mobilenet_v3_large"
     resolution: int = 320
+    crop: int | None = None  # training crop; None = resolution (smaller crops train faster)
     epochs: int = 10
     batch_size: int = 8
     lr: float = 2e-3
@@ -56,8 +57,12 @@ _STD = np.asarray(IMAGENET_STD, np.float32) * 255
 class AugmentedPairs(torch.utils.data.Dataset):
     """Scale jitter, pad-and-crop, horizontal flip and colour jitter, as torchvision's references."""
 
-    def __init__(self, dataset: SegmentationDataset, crop: int, scale: tuple[float, float], augment: bool) -> None:
+    def __init__(self, dataset: SegmentationDataset, crop: int, scale: tuple[float, float], augment: bool,
+                 base: int | None = None) -> None:
+        # Scale jitter is relative to `base` (the evaluation size), so objects keep the sizes they
+        # have at evaluation on average even when the crop is smaller.
         self.dataset, self.crop, self.scale, self.augment = dataset, crop, scale, augment
+        self.base = base or crop
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -70,7 +75,7 @@ class AugmentedPairs(torch.utils.data.Dataset):
             mask = cv2.resize(mask, (crop, crop), interpolation=cv2.INTER_NEAREST)
         else:
             rng = np.random.default_rng((torch.initial_seed() + index) % 2**63)
-            side = rng.uniform(*self.scale) * crop
+            side = rng.uniform(*self.scale) * self.base
             f = side / min(image.shape[:2])
             size = (max(int(round(image.shape[1] * f)), 1), max(int(round(image.shape[0] * f)), 1))
             image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
@@ -187,7 +192,8 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
 
     generator = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(
-        AugmentedPairs(train_set, config.resolution, (config.scale_min, config.scale_max), augment=True),
+        AugmentedPairs(train_set, config.crop or config.resolution, (config.scale_min, config.scale_max), augment=True,
+                       base=config.resolution),
         batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=config.workers,
         generator=generator, persistent_workers=config.workers > 0,
     )

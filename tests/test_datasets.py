@@ -1,0 +1,101 @@
+"""Dataset loaders and the synthetic scene generator."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeseg.benchmarks.datasets import VOC_LABELS, open_dataset
+from edgeseg.benchmarks.synthetic import SYNTHETIC_LABELS, generate_scene, scene_rng, write_voc_dataset
+from edgeseg.errors import DatasetError
+
+
+def test_voc_sample_loads_with_palette_indices(voc_sample):
+    ds = open_dataset(voc_sample, "val")
+    assert len(ds) == 22 and ds.labels == VOC_LABELS
+    image, mask = ds.pair(0)
+    assert image.shape[2] == 3 and image.shape[:2] == mask.shape
+    assert set(np.unique(mask)) <= set(range(21)) | {255}
+    ds.check(21)
+
+
+def test_synthetic_scenes_are_deterministic_and_cover_every_class():
+    a_img, a_mask = generate_scene(scene_rng(7, "val", 3))
+    b_img, b_mask = generate_scene(scene_rng(7, "val", 3))
+    assert np.array_equal(a_img, b_img) and np.array_equal(a_mask, b_mask)
+    seen = set()
+    for i in range(40):
+        seen |= set(np.unique(generate_scene(scene_rng(0, "train", i))[1]).tolist())
+    assert seen == set(range(len(SYNTHETIC_LABELS))) | {255}
+    assert len(SYNTHETIC_LABELS) >= 7  # background + at least 6 object classes
+
+
+def test_synthetic_objects_range_from_tiny_to_frame_filling():
+    areas = []
+    for i in range(60):
+        mask = generate_scene(scene_rng(0, "train", i))[1]
+        for c in range(1, len(SYNTHETIC_LABELS)):
+            n = int((mask == c).sum())
+            if n:
+                areas.append(n / mask.size)
+    assert min(areas) < 0.001 and max(areas) > 0.4
+
+
+def test_written_set_is_byte_identical_for_the_same_seed(tmp_path):
+    def digest(root):
+        h = hashlib.sha256()
+        for p in sorted(root.rglob("*")):
+            if p.is_file():
+                h.update(p.name.encode() + p.read_bytes())
+        return h.hexdigest()
+
+    a = write_voc_dataset(tmp_path / "a", train=3, val=2, seed=5, progress=False)
+    b = write_voc_dataset(tmp_path / "b", train=3, val=2, seed=5, progress=False)
+    assert digest(a) == digest(b)
+    ds = open_dataset(a, "val")
+    assert len(ds) == 2 and ds.labels == SYNTHETIC_LABELS and ds.kind == "voc"
+
+
+def _plain_folder(root, size=(8, 6), mask_size=(8, 6), value=1):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.new("RGB", size).save(root / "images" / "a.png")
+    Image.fromarray(np.full(mask_size[::-1], value, np.uint8), mode="L").save(root / "masks" / "a.png")
+    return root
+
+
+def test_plain_folder_loads(tmp_path):
+    ds = open_dataset(_plain_folder(tmp_path))
+    assert ds.kind == "folder" and len(ds) == 1
+    image, mask = ds.pair(0)
+    assert image.shape == (6, 8, 3) and mask.shape == (6, 8) and mask.max() == 1
+
+
+def test_empty_folder_is_refused(tmp_path):
+    with pytest.raises(DatasetError, match="no images found"):
+        open_dataset(tmp_path)
+
+
+def test_missing_folder_is_refused(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        open_dataset(tmp_path / "nope")
+
+
+def test_mask_of_the_wrong_size_names_the_file(tmp_path):
+    ds = open_dataset(_plain_folder(tmp_path, mask_size=(4, 6)))
+    with pytest.raises(DatasetError, match=r"a\.png: mask is 4x6 but its image is 8x6"):
+        ds.check(3)
+
+
+def test_class_id_above_the_class_count_names_the_file(tmp_path):
+    ds = open_dataset(_plain_folder(tmp_path, value=9))
+    with pytest.raises(DatasetError, match=r"masks/a\.png: class id 9 but the model has 3 classes"):
+        ds.check(3)
+
+
+def test_unreadable_image_names_the_file(tmp_path):
+    root = _plain_folder(tmp_path)
+    (root / "images" / "a.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=r"images/a\.png: not a readable image"):
+        open_dataset(root).image(0)

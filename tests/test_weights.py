@@ -1,0 +1,106 @@
+"""Where weights come from, and every way they can be wrong."""
+
+import pytest
+import torch
+
+from edgeseg.convert.models import ZOO, build_model
+from edgeseg.convert.weights import load_weights, save_checkpoint
+from edgeseg.benchmarks.synthetic import SYNTHETIC_LABELS
+from edgeseg.errors import WeightsError
+
+
+def test_zoo_has_the_five_architectures():
+    assert set(ZOO) == {"deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50", "deeplabv3_resnet101",
+                        "lraspp_mobilenet_v3_large", "fcn_resnet50"}
+
+
+def test_sample_checkpoint_carries_its_metadata(sample_checkpoint):
+    w = load_weights("sample")
+    assert w.arch == "deeplabv3_mobilenet_v3_large"
+    assert w.labels == SYNTHETIC_LABELS and w.num_classes == 7
+    assert w.trained_resolution == 320
+    assert w.metadata["val_miou"] >= 80.0
+    assert len(w.metadata["dataset_sha256"]) == 64
+    assert sample_checkpoint.stat().st_size < 25 * 2**20
+    model = w.build()
+    assert not model.training and next(model.parameters()).dtype == torch.float32
+
+
+def test_plain_state_dict_takes_class_count_from_the_classifier(tmp_path):
+    model = build_model("lraspp_mobilenet_v3_large", num_classes=5)
+    path = tmp_path / "lraspp.pth"
+    torch.save(model.state_dict(), path)
+    w = load_weights(str(path), arch="lraspp_mobilenet_v3_large")
+    assert w.num_classes == 5 and w.labels == tuple(f"class_{i}" for i in range(5))
+    w.build()
+
+
+def test_state_dict_with_aux_head_loads(tmp_path):
+    model = build_model("fcn_resnet50", num_classes=3, aux_loss=True)
+    path = tmp_path / "fcn.pth"
+    torch.save(model.state_dict(), path)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("bg\ncat\ndog\n")
+    w = load_weights(str(path), arch="fcn_resnet50", labels_file=labels)
+    assert w.labels == ("bg", "cat", "dog")
+    w.build()
+
+
+def test_labels_file_with_the_wrong_count_is_refused(tmp_path):
+    path = tmp_path / "m.pth"
+    torch.save(build_model("lraspp_mobilenet_v3_large", num_classes=4).state_dict(), path)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\n")
+    with pytest.raises(WeightsError, match="2 label names but the weights have 4 classes"):
+        load_weights(str(path), arch="lraspp_mobilenet_v3_large", labels_file=labels)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(WeightsError, match=r"nope\.pth: weights file not found"):
+        load_weights(str(tmp_path / "nope.pth"))
+
+
+def test_truncated_file(tmp_path, sample_checkpoint):
+    path = tmp_path / "cut.pt"
+    path.write_bytes(sample_checkpoint.read_bytes()[:100_000])
+    with pytest.raises(WeightsError, match=r"cut\.pt: not a readable PyTorch checkpoint"):
+        load_weights(str(path))
+
+
+def test_state_dict_of_another_architecture_is_named(tmp_path):
+    path = tmp_path / "lraspp.pth"
+    torch.save(build_model("lraspp_mobilenet_v3_large", num_classes=21).state_dict(), path)
+    with pytest.raises(WeightsError, match="not a deeplabv3_mobilenet_v3_large state dict.*looks like lraspp_mobilenet_v3_large"):
+        load_weights(str(path))
+
+
+def test_checkpoint_for_another_architecture_is_refused(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, build_model("lraspp_mobilenet_v3_large", num_classes=3),
+                    arch="lraspp_mobilenet_v3_large", labels=("a", "b", "c"), resolution=128)
+    with pytest.raises(WeightsError, match="is a lraspp_mobilenet_v3_large checkpoint, not deeplabv3_resnet50"):
+        load_weights(str(path), arch="deeplabv3_resnet50")
+
+
+def test_checkpoint_whose_weights_do_not_match_its_class_count(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, build_model("lraspp_mobilenet_v3_large", num_classes=3),
+                    arch="lraspp_mobilenet_v3_large", labels=("a", "b", "c"), resolution=128)
+    payload = torch.load(path, weights_only=True)
+    payload["num_classes"], payload["labels"] = 4, ["a", "b", "c", "d"]
+    torch.save(payload, path)
+    with pytest.raises(WeightsError, match="does not fit lraspp_mobilenet_v3_large with 4 classes"):
+        load_weights(str(path)).build()
+
+
+def test_torchvision_weights_offline_say_to_pass_a_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached copy
+    from torchvision.models import segmentation
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(segmentation.DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1.__class__,
+                        "get_state_dict", offline)
+    with pytest.raises(WeightsError, match="cannot download torchvision's deeplabv3_mobilenet_v3_large weights.*pass --weights PATH"):
+        load_weights("torchvision")
