@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -23,31 +23,10 @@ from edgeseg.atomic import atomic_path
 from edgeseg.benchmarks.datasets import IGNORE_INDEX, SegmentationDataset, open_dataset
 from edgeseg.benchmarks.metrics import ConfusionMatrix
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD, build_model, zoo_entry
+from edgeseg.convert.train_config import TrainConfig
 from edgeseg.convert.weights import save_checkpoint
 from edgeseg.errors import ConfigError, WeightsError
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    data: str
-    arch: str = "deeplabv3_mobilenet_v3_large"
-    resolution: int = 320
-    crop: int | None = None  # training crop; None = resolution (smaller crops train faster)
-    epochs: int = 10
-    batch_size: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    scale_min: float = 0.6
-    scale_max: float = 1.6
-    train_split: str = "train"
-    val_split: str = "val"
-    seed: int = 0
-    workers: int = 1
-    bn_images: int = 128
-    save_dtype: str = "fp32"
-    bf16: bool = True
-    init: str = "torchvision"  # or "scratch"
 
 
 _MEAN = np.asarray(IMAGENET_MEAN, np.float32) * 255

@@ -1,0 +1,27 @@
+"""Training options, importable without torch (the CLI reads the defaults for --help)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str
+    arch: str = "deeplabv3_mobilenet_v3_large"
+    resolution: int = 320
+    crop: int | None = None  # training crop; None = resolution (smaller crops train faster)
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    scale_min: float = 0.6
+    scale_max: float = 1.6
+    train_split: str = "train"
+    val_split: str = "val"
+    seed: int = 0
+    workers: int = 1
+    bn_images: int = 128
+    save_dtype: str = "fp32"
+    bf16: bool = True
+    init: str = "torchvision"  # or "scratch"
