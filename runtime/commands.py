@@ -1,0 +1,83 @@
+"""The device-side subcommand: `edgeseg demo`.
+
+Its options come from the parts that own them (capture: the source; rendering: how masks are
+drawn; sinks: where frames go), so the usage text and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Iterator
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from edgeseg.runtime.capture import add_source_arguments
+    from edgeseg.runtime.render import add_render_arguments
+    from edgeseg.runtime.sinks import add_sink_arguments
+
+    p = sub.add_parser(
+        "demo", help="real-time segmentation of a camera, stream, video or images with a converted model",
+        description="Run a converted model on a camera, stream, video file or images and draw the masks.\n"
+                    "Capture, inference and rendering run on separate threads, so the model is the only bottleneck.\n"
+                    "Ends at the end of the source, after --max-frames, when the window is closed ('q' or Esc),\n"
+                    "when a camera is lost, or on Ctrl-C; a --save video is finished and playable on each of those.\n"
+                    "Prints a summary: frames, dropped frames, end-to-end and inference-only FPS, per-stage p50/p90.",
+        epilog="examples:\n"
+               "  edgeseg demo --model model.engine --source csi://0\n"
+               "  edgeseg demo --model model.onnx --source v4l2:///dev/video0 --mode side-by-side\n"
+               "  edgeseg demo --model model.onnx --source clip.mp4 --headless --save out.mp4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, type=Path, metavar="ARTIFACT",
+                   help="a converted model: the artifact, its manifest, or a folder holding one")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for the engine (default: the manifest's target profile)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    add_source_arguments(p)
+    add_render_arguments(p)
+    add_sink_arguments(p)
+    p.set_defaults(run=_demo)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`kill PID` takes the Ctrl-C path (video finished, summary printed) instead of dying mid-write."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from edgeseg.errors import SourceError
+    from edgeseg.runtime.capture import source_options_from_args
+    from edgeseg.runtime.demo import DemoConfig, run_demo
+    from edgeseg.runtime.render import render_options_from_args
+
+    config = DemoConfig(
+        model=args.model, source=args.source, source_options=source_options_from_args(args),
+        render=render_options_from_args(args), save=args.save, save_frames=args.save_frames,
+        headless=args.headless, max_frames=args.max_frames, threads=args.threads,
+        progress=args.headless or args.save is not None or args.save_frames is not None,
+    )
+    with _sigterm_as_interrupt():
+        summary = run_demo(config)
+    print(summary.format())
+    if summary.source_lost:
+        raise SourceError(summary.end_reason)
+    if summary.interrupted:
+        print("edgeseg demo: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,290 @@
+"""The real-time demo: frames in, masks drawn, frames out, with inference as the only bottleneck.
+
+Three threads, each a stage of the pipeline, handing frames along:
+
+    capture thread     read the newest frame, preprocess it (runtime.preprocess)
+    inference thread   backend.infer (the engine the manifest names)
+    main thread        postprocess (runtime.postprocess), render, write to the sinks
+
+While the engine runs on frame k, the main thread draws frame k-1 and the capture thread prepares
+frame k+1, so when the engine leaves the CPU a core (a GPU on a Jetson, or `--threads 1` here) the
+demo runs at the engine's speed. The summary shows both numbers from the same run: end-to-end FPS
+(frames out / wall time from the first frame read to the last frame written) and inference-only
+FPS (1000 / mean engine time over the same frames).
+
+The same preprocessing and postprocessing functions, and the same `open_backend`, are what the
+benchmark calls, so the demo shows exactly what the benchmark measures.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.errors import ConfigError
+from edgeseg.manifest import load_manifest
+from edgeseg.runtime.backends import open_backend
+from edgeseg.runtime.capture import (SOURCE_LOST, CapturedFrame, FrameGrabber, FrameSource, SourceOptions,
+                                     open_source)
+from edgeseg.runtime.postprocess import output_to_mask, resize_mask
+from edgeseg.runtime.preprocess import preprocess_bgr
+from edgeseg.runtime.render import Renderer, RenderOptions, hud_line
+from edgeseg.runtime.sinks import ImageSequenceSink, Sink, SinkSet, VideoFileSink, window_sink_or_none
+
+STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "write")
+_END = object()  # end marker on the inference -> main queue
+
+
+def _warn(message: str) -> None:
+    print(f"edgeseg demo: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """One demo run. The library default is headless; the command opens a window where it can."""
+
+    model: Path | str
+    source: str
+    source_options: SourceOptions = SourceOptions()
+    render: RenderOptions = RenderOptions()
+    save: Path | None = None
+    save_frames: Path | None = None
+    headless: bool = True
+    max_frames: int | None = None
+    threads: int | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ConfigError(f"--max-frames {self.max_frames}: must be 1 or more")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads {self.threads}: must be 1 or more")
+
+
+@dataclass
+class DemoSummary:
+    """What one run did and how fast; `format()` is what the command prints."""
+
+    source: str
+    model: str
+    backend: str
+    frames: int = 0  # rendered and written
+    source_frames: int = 0  # read from the source (includes dropped ones)
+    dropped: int = 0  # read but skipped because the model was busy (live sources)
+    wall_s: float = 0.0  # first frame read -> last frame written
+    end_to_end_fps: float = 0.0
+    inference_fps: float = 0.0
+    stage_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # stage -> (p50, p90)
+    end_reason: str = ""
+    source_lost: bool = False
+    interrupted: bool = False
+    outputs: str = ""
+
+    @property
+    def fps_ratio(self) -> float:
+        return self.end_to_end_fps / self.inference_fps if self.inference_fps else float("nan")
+
+    def format(self) -> str:
+        lines = [
+            f"demo: {self.frames} frames from {self.source} with {Path(self.model).name} ({self.backend}); "
+            f"ended: {self.end_reason}",
+            f"  source frames {self.source_frames}, dropped by capture {self.dropped}",
+            f"  end-to-end {self.end_to_end_fps:7.2f} FPS   frames written / wall time, first frame read to last frame written ({self.wall_s:.2f} s)",
+            f"  inference  {self.inference_fps:7.2f} FPS   1000 / mean engine time over the same frames"
+            + (f"   (end-to-end = {100 * self.fps_ratio:.1f} % of inference)" if self.frames else ""),
+            "  stage ms        p50      p90",
+        ]
+        for stage, (p50, p90) in self.stage_ms.items():
+            lines.append(f"    {stage:<12}{p50:7.2f}  {p90:7.2f}")
+        if self.outputs:
+            lines += [f"  wrote {line}" for line in self.outputs.splitlines()]
+        return "\n".join(lines)
+
+
+class _Pipeline:
+    """The running state of one demo; `run()` returns the summary and always cleans up."""
+
+    def __init__(self, config: DemoConfig, source: FrameSource | None, on_message) -> None:
+        self.config = config
+        self.on_message = on_message
+        self.manifest = load_manifest(config.model)
+        self.spec = self.manifest.input_spec()
+        self.output_kind = self.manifest.output.get("kind", "logits")
+        self.output_layout = self.manifest.output.get("layout", "NCHW")
+        self.renderer = Renderer(self.manifest.labels, config.render)
+        self.summary = DemoSummary(source=config.source, model=str(self.manifest.artifact_path),
+                                   backend=self.manifest.backend)
+        self.timings: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        self.results: queue.Queue = queue.Queue(maxsize=2)
+        self.stop = threading.Event()
+        self.infer_error: BaseException | None = None
+        self.max_frames_reached = False
+        self.backend = None
+        self.grabber: FrameGrabber | None = None
+        self.sinks: Sink | None = None
+        self.source: FrameSource | None = None
+        # Sinks are checked before the camera opens and the model loads: a bad --save fails fast.
+        sinks: list[Sink] = []
+        try:
+            video = VideoFileSink(config.save) if config.save is not None else None
+            frames = ImageSequenceSink(config.save_frames) if config.save_frames is not None else None
+            self.source = source if source is not None else open_source(config.source, config.source_options)
+            if video is not None:
+                video.fps = video.fps or self.source.fps  # a file's own rate; a camera's requested one
+            sinks = [window_sink_or_none(config.headless, on_message), video, frames]
+            self.sinks = SinkSet(sinks)
+            self.backend = open_backend(self.manifest, threads=config.threads)
+        except BaseException:
+            SinkSet([s for s in sinks if s is not None]).close()
+            if self.source is not None:
+                self.source.close()
+            raise
+
+    # -- the inference thread ------------------------------------------------------------
+
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.results.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _infer_loop(self) -> None:
+        inferred = 0
+        try:
+            while not self.stop.is_set():
+                captured = self.grabber.next(timeout=0.5)
+                if captured is None:
+                    if self.grabber.end_reason is not None:
+                        break
+                    continue
+                output = self.backend.infer(captured.prepared)
+                if not self._put((captured, output, self.backend.last_inference_ms)):
+                    break
+                inferred += 1
+                if self.config.max_frames is not None and inferred >= self.config.max_frames:
+                    self.max_frames_reached = True
+                    break
+        except BaseException as exc:  # re-raised by the main thread after cleanup
+            self.infer_error = exc
+        finally:
+            self._put(_END)
+
+    # -- the main thread -----------------------------------------------------------------
+
+    def run(self) -> DemoSummary:
+        summary = self.summary
+        progress = None
+        infer_thread = threading.Thread(target=self._infer_loop, name="edgeseg-inference", daemon=True)
+        first_read_at: float | None = None
+        last_written_at: float | None = None
+        recent = collections.deque(maxlen=30)  # output times for the on-screen FPS
+        try:
+            self.grabber = FrameGrabber(self.source, self.config.source_options,
+                                        prepare=lambda frame: preprocess_bgr(frame, self.spec),
+                                        on_message=self.on_message).start()
+            infer_thread.start()
+            if self.config.progress:
+                from tqdm import tqdm
+
+                progress = tqdm(total=self.config.max_frames, unit="frame", desc="demo", mininterval=0.5,
+                                file=sys.stderr, leave=False)
+            while True:
+                message = self.results.get()
+                if message is _END:
+                    break
+                captured, output, inference_ms = message
+                if first_read_at is None:
+                    first_read_at = captured.captured_at
+                height, width = captured.image.shape[:2]
+                t0 = time.perf_counter()
+                mask = resize_mask(output_to_mask(output, self.output_kind, self.output_layout), height, width)
+                t1 = time.perf_counter()
+                fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+                hud = hud_line(fps, {"pre": captured.prepare_ms, "infer": inference_ms, "post": (t1 - t0) * 1000,
+                                     "render": self.timings["render"][-1] if self.timings["render"] else 0.0})
+                canvas = self.renderer.render(captured.image, mask, hud)
+                t2 = time.perf_counter()
+                self.sinks.write(canvas)
+                t3 = time.perf_counter()
+                last_written_at = t3
+                recent.append(t3)
+                self._record(captured, inference_ms, (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
+                summary.frames += 1
+                if progress is not None:
+                    progress.update(1)
+                if self.sinks.wants_stop:
+                    summary.end_reason = "stopped from the window"
+                    break
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            summary.end_reason = "interrupted (Ctrl-C)"
+        finally:
+            if progress is not None:
+                progress.close()
+            self._shutdown(infer_thread)
+        if self.infer_error is not None:
+            raise self.infer_error
+        if self.grabber.error is not None:
+            raise self.grabber.error
+        self._summarize(first_read_at, last_written_at)
+        return summary
+
+    def _record(self, captured: CapturedFrame, inference_ms: float, post_ms: float, render_ms: float,
+                write_ms: float) -> None:
+        for stage, ms in zip(STAGES, (captured.capture_ms, captured.prepare_ms, inference_ms, post_ms, render_ms, write_ms)):
+            self.timings[stage].append(ms)
+
+    def _shutdown(self, infer_thread: threading.Thread) -> None:
+        """Stop the threads and close everything, sinks last-but-surely: the video must be finished."""
+        self.stop.set()
+        try:
+            if self.grabber is not None:
+                self.grabber.stop()
+            if infer_thread.is_alive():
+                infer_thread.join(timeout=60)  # one engine call at most
+        finally:
+            try:
+                if self.backend is not None and not infer_thread.is_alive():
+                    self.backend.close()
+            finally:
+                self.sinks.close()
+
+    def _summarize(self, first_read_at: float | None, last_written_at: float | None) -> None:
+        s = self.summary
+        grabber = self.grabber
+        s.source_frames = grabber.produced
+        s.dropped = grabber.dropped
+        if not s.end_reason:
+            if self.max_frames_reached:
+                s.end_reason = f"reached --max-frames {self.config.max_frames}"
+            else:
+                s.end_reason = grabber.end_reason or "stopped"
+        s.source_lost = (grabber.end_reason or "").startswith(SOURCE_LOST) and not self.max_frames_reached \
+            and not s.interrupted
+        if s.frames and first_read_at is not None and last_written_at is not None and last_written_at > first_read_at:
+            s.wall_s = last_written_at - first_read_at
+            s.end_to_end_fps = s.frames / s.wall_s
+            s.inference_fps = 1000.0 / float(np.mean(self.timings["inference"]))
+        s.stage_ms = {stage: (float(np.percentile(v, 50)), float(np.percentile(v, 90)))
+                      for stage, v in self.timings.items() if v}
+        s.outputs = self.sinks.describe()
+
+
+def run_demo(config: DemoConfig, *, source: FrameSource | None = None, on_message=_warn) -> DemoSummary:
+    """Run the demo until the source ends, --max-frames, the window is closed, the source is lost
+    or Ctrl-C; the sinks are closed (the video finished and playable) on every one of those paths.
+
+    `source` replaces the one `config.source` names (an already opened FrameSource: tests, or an
+    application with its own camera code).
+    """
+    return _Pipeline(config, source, on_message).run()

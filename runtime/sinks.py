@@ -1,0 +1,231 @@
+"""Where rendered frames go: a window, a video file, an image sequence, or nowhere (headless).
+
+A video file is written under a temporary name beside the target and renamed when it is closed,
+so `out.mp4` is either a finished, playable file or absent; `close()` runs on every way out of
+the demo (end of source, --max-frames, a vanished camera, Ctrl-C), so what was written is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeseg.atomic import ensure_writable_dir
+from edgeseg.errors import ConfigError
+
+# Container -> codec that the OpenCV wheels can write everywhere (they ship FFmpeg without H.264
+# encoders): MPEG-4 Part 2 in .mp4, Motion-JPEG in .avi. Both play in VLC, browsers' ffmpeg-based
+# players and every OpenCV/FFmpeg reader.
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+DEFAULT_VIDEO_FPS = 30.0
+
+
+def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options the sinks own."""
+    g = parser.add_argument_group("output", "where rendered frames go")
+    g.add_argument("--save", type=Path, default=None, metavar="VIDEO",
+                   help=f"write the rendered video ({', '.join(sorted(VIDEO_CODECS))}); finished and playable on every exit")
+    g.add_argument("--save-frames", type=Path, default=None, metavar="DIR", help="write every rendered frame as DIR/frame_000000.png")
+    g.add_argument("--headless", action="store_true", help="no window (the default where no display exists)")
+
+
+class Sink:
+    """Takes rendered BGR frames; `close()` finishes whatever it writes and may be called twice."""
+
+    def write(self, canvas: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def wants_stop(self) -> bool:
+        """True when the user asked to stop through this sink (a closed window, 'q')."""
+        return False
+
+    def describe(self) -> str:
+        return ""
+
+
+class VideoFileSink(Sink):
+    """A video file, opened on the first frame (its size) and published on close."""
+
+    def __init__(self, path: Path, fps: float | None = None) -> None:
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in VIDEO_CODECS:
+            raise ConfigError(f"--save {self.path}: unsupported video type '{suffix or '(none)'}'; use one of {', '.join(sorted(VIDEO_CODECS))}")
+        if self.path.is_dir():
+            raise ConfigError(f"--save {self.path}: is a folder; give a file name such as out.mp4")
+        ensure_writable_dir(self.path.parent if str(self.path.parent) else Path("."))
+        self.fourcc = VIDEO_CODECS[suffix]
+        self.fps = float(fps) if fps and fps > 0 else None  # None: DEFAULT_VIDEO_FPS when the file opens
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None  # (width, height)
+        self.resized: np.ndarray | None = None
+        self.frames = 0
+        self.tmp_path: Path | None = None
+        self.published = False
+        umask = os.umask(0)  # read once here, before any other thread runs: os.umask can only be read by setting it
+        os.umask(umask)
+        self.file_mode = 0o666 & ~umask
+
+    def _open(self, width: int, height: int) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix, dir=self.path.parent or ".")
+        os.close(fd)
+        os.chmod(tmp, self.file_mode)  # mkstemp makes it private; a video is an ordinary file
+        self.tmp_path = Path(tmp)
+        self.fps = self.fps if self.fps and self.fps > 0 else DEFAULT_VIDEO_FPS
+        writer = cv2.VideoWriter(str(self.tmp_path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
+        if not writer.isOpened():
+            self._discard()
+            raise ConfigError(f"--save {self.path}: OpenCV cannot write {self.fourcc} video here (an OpenCV built without FFmpeg?)")
+        self.writer = writer
+        self.size = (width, height)
+
+    def write(self, canvas: np.ndarray) -> None:
+        height, width = canvas.shape[:2]
+        if self.writer is None:
+            self._open(width, height)
+        if (width, height) != self.size:
+            # A video has one size: later frames of another size (a folder of mixed images) are fitted to it.
+            if self.resized is None:
+                self.resized = np.empty((self.size[1], self.size[0], 3), np.uint8)
+            cv2.resize(canvas, self.size, dst=self.resized, interpolation=cv2.INTER_AREA)
+            canvas = self.resized
+        self.writer.write(canvas)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is None or self.published:
+            return
+        self.writer.release()  # writes the container index: from here the file plays
+        self.writer = None
+        if self.frames:
+            os.replace(self.tmp_path, self.path)
+            self.published = True
+        else:
+            self._discard()
+
+    def _discard(self) -> None:
+        if self.tmp_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp_path)
+
+    def describe(self) -> str:
+        if not self.published:
+            return f"{self.path}: not written (no frames)"
+        return f"{self.path} ({self.frames} frames, {self.size[0]}x{self.size[1]}, {self.fps:g} fps, {self.fourcc})"
+
+
+class ImageSequenceSink(Sink):
+    """Every rendered frame as a lossless PNG: DIR/frame_000000.png, frame_000001.png, …"""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ConfigError(f"--save-frames {self.folder}: exists and is not a folder")
+        self.frames = 0
+
+    def write(self, canvas: np.ndarray) -> None:
+        if self.frames == 0:
+            ensure_writable_dir(self.folder)  # created with the first frame, not for a run that fails to start
+        path = self.folder / f"frame_{self.frames:06d}.png"
+        # Written under a temporary name and renamed, so a frame file is never half-written.
+        tmp = self.folder / f".{path.name}.tmp.png"
+        if not cv2.imwrite(str(tmp), canvas):
+            raise ConfigError(f"--save-frames {self.folder}: cannot write {path.name}")
+        os.replace(tmp, path)
+        self.frames += 1
+
+    def describe(self) -> str:
+        return f"{self.folder}/ ({self.frames} PNG frames)"
+
+
+def display_available() -> bool:
+    """Whether a window can be shown: a display server on Linux; assumed elsewhere."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+class WindowSink(Sink):
+    """An OpenCV window; 'q' or Esc in it, or closing it, ends the demo."""
+
+    def __init__(self, title: str = "edgeseg demo") -> None:
+        self.title = title
+        self.sized = False
+        self._stop = False
+        self.opened = True
+        cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)  # cv2.error without GUI support
+
+    def write(self, canvas: np.ndarray) -> None:
+        if not self.sized:
+            cv2.resizeWindow(self.title, canvas.shape[1], canvas.shape[0])
+            self.sized = True
+        cv2.imshow(self.title, canvas)
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27) or cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+            self._stop = True
+
+    @property
+    def wants_stop(self) -> bool:
+        return self._stop
+
+    def close(self) -> None:
+        if self.opened:
+            with contextlib.suppress(cv2.error):
+                cv2.destroyWindow(self.title)
+                cv2.waitKey(1)
+            self.opened = False
+
+
+def window_sink_or_none(headless: bool, on_message=None) -> WindowSink | None:
+    """A window unless headless or no display exists (then a note, and no window)."""
+    if headless:
+        return None
+    if not display_available():
+        if on_message:
+            on_message("no display (DISPLAY/WAYLAND_DISPLAY unset): running headless")
+        return None
+    try:
+        return WindowSink()
+    except cv2.error:
+        if on_message:
+            on_message("this OpenCV has no GUI support (opencv-python-headless?): running headless")
+        return None
+
+
+class SinkSet(Sink):
+    """All the sinks of one run (None entries ignored): write to each, close each even when another fails."""
+
+    def __init__(self, sinks: list[Sink | None]) -> None:
+        self.sinks = [s for s in sinks if s is not None]
+
+    def write(self, canvas: np.ndarray) -> None:
+        for sink in self.sinks:
+            sink.write(canvas)
+
+    @property
+    def wants_stop(self) -> bool:
+        return any(s.wants_stop for s in self.sinks)
+
+    def close(self) -> None:
+        first_error: BaseException | None = None
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except BaseException as exc:  # close the others first, then report
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+
+    def describe(self) -> str:
+        return "\n".join(d for d in (s.describe() for s in self.sinks) if d)
