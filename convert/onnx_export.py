@@ -50,9 +50,15 @@ def export_onnx_file(job: ExportJob, path: Path, model: torch.nn.Module | None =
 
 
 def export(job: ExportJob, staging: Path) -> ExportResult:
-    path = export_onnx_file(job, staging / f"{job.basename}.onnx")
+    path = staging / f"{job.basename}.onnx"
+    details = {"opset": OPSET, "exporter": "torch.onnx.export (TorchScript)"}
+    if job.precision == "int8":  # explicit Q/DQ, the same quantizer as the Jetson bundles
+        from edgeseg.convert.qdq import export_qdq
+
+        details["quantization"] = {**export_qdq(job, path).to_dict(), "calibration": job.calibration}
+    else:
+        export_onnx_file(job, path)
     return ExportResult(
-        artifact=path, input=input_spec(job).to_dict(), output=output_spec(job),
-        details={"opset": OPSET, "exporter": "torch.onnx.export (TorchScript)"},
+        artifact=path, input=input_spec(job).to_dict(), output=output_spec(job), details=details,
         tools={"onnx": onnx.__version__},
     )

@@ -1,0 +1,52 @@
+"""`edgeseg build-engine`: build a bundle's TensorRT engine on the device (Jetson or NVIDIA GPU)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _dla_core(value: str) -> int | None | str:
+    if value == "default":  # argparse passes a string default through `type` too
+        return value
+    if value.lower() in ("none", "gpu", "-1"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}': a DLA core number, or 'gpu' for the GPU only") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build-engine", help="build (or reuse) the TensorRT engine of a Jetson bundle on this machine's GPU",
+        description="Parse the bundle's ONNX with TensorRT, configure the builder from the bundle's manifest "
+                    "(precision flags, workspace, DLA core with GPU fallback), build with a timing cache on disk, "
+                    "and write the engine named by GPU, TensorRT version and precision, with its manifest. "
+                    "An engine already built here from the same ONNX is reused. Needs TensorRT, pycuda and an NVIDIA GPU.")
+    p.add_argument("bundle", help="the bundle's ONNX, its manifest, or the folder holding it")
+    p.add_argument("--dla-core", type=_dla_core, default="default", metavar="N",
+                   help="DLA core to build for (FP16 bundles), or 'gpu' for the GPU only "
+                        "(default: the bundle's choice: DLA core 0 for FP16 on boards with a DLA)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="where engines and the timing cache live (default: $EDGESEG_ENGINE_CACHE, else beside the "
+                        "bundle when writable, else ~/.cache/edgeseg/engines)")
+    p.add_argument("--force", action="store_true", help="rebuild even when a matching engine exists")
+    p.add_argument("--json", action="store_true", help="print the engine manifest as JSON")
+    p.set_defaults(run=_build_engine)
+
+
+def _build_engine(args: argparse.Namespace) -> int:
+    from edgeseg.runtime.engine import build_engine
+
+    engine = build_engine(args.bundle, dla_core=args.dla_core, cache_dir=args.cache_dir, force=args.force)
+    if args.json:
+        print(json.dumps(engine.data, indent=2))
+    else:
+        info = engine.data["engine"]
+        print(f"engine {engine.artifact_path}")
+        print(f"  {info['precision']} on {info['gpu']} (compute {info['compute_capability']}), TensorRT {info['tensorrt']}"
+              + (f", DLA core {info['dla_core']}" if info["dla_core"] is not None else "")
+              + f", built in {info['build_seconds']} s")
+    return 0
