@@ -34,6 +34,9 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
                    help="activation range estimator for INT8 Q/DQ (TensorRT bundles; default: %(default)s)")
     p.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
                    help="input/output type of a full-INT8 TFLite model (default: %(default)s)")
+    p.add_argument("--no-aspp-rewrite", action="store_true",
+                   help="export the dilated convolutions as they are, even where their off-centre taps only read padding "
+                        "at this resolution (see docs/aspp-rewrite.md)")
     p.add_argument("--verify-data", default=None, help="images to verify on (default: ../shared/data/voc-sample when present, else synthetic scenes)")
     p.add_argument("--verify-images", type=int, default=8, help="how many verification images per set (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
@@ -49,7 +52,8 @@ def _convert(args: argparse.Namespace) -> int:
         out=args.out, arch=args.model, labels_file=args.labels, output_kind=args.output,
         fuse_preprocessing=args.fuse_preprocessing, calibration=args.calib, verify_data=args.verify_data,
         verify_images=args.verify_images, progress=not args.json,
-        options={"calib_images": args.calib_images, "calib_method": args.calib_method, "int8_io": args.int8_io},
+        options={"calib_images": args.calib_images, "calib_method": args.calib_method, "int8_io": args.int8_io,
+                 "aspp_rewrite": not args.no_aspp_rewrite},
     ))
     if args.json:
         print(json.dumps(manifest, indent=2))
@@ -124,13 +128,14 @@ def _targets(args: argparse.Namespace) -> int:
 
 
 def _register_train(sub: argparse._SubParsersAction) -> None:
-    from edgeseg.convert.train import TrainConfig
+    from edgeseg.convert.train_config import TrainConfig
 
     d = TrainConfig(data="")
     p = sub.add_parser("train", help="fine-tune a zoo model on a labelled folder and write an edgeseg checkpoint")
     p.add_argument("--data", required=True, help="VOC-layout folder or images/ + masks/ folder with labels.txt")
     p.add_argument("--model", default=d.arch, help="zoo architecture (default: %(default)s)")
     p.add_argument("--resolution", type=int, default=d.resolution, help="training crop and validation size (default: %(default)s)")
+    p.add_argument("--crop", type=int, default=None, help="training crop size (default: --resolution; smaller trains faster)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate, poly decay (default: %(default)s)")
@@ -151,11 +156,12 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from edgeseg.convert.train import TrainConfig, train
+    from edgeseg.convert.train import train
+    from edgeseg.convert.train_config import TrainConfig
 
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     config = TrainConfig(
-        data=str(args.data), arch=args.model, resolution=args.resolution, epochs=args.epochs,
+        data=str(args.data), arch=args.model, resolution=args.resolution, crop=args.crop, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, train_split=args.train_split, val_split=args.val_split,
         seed=args.seed, workers=args.workers, save_dtype=args.save_dtype, bf16=not args.no_bf16, init=args.init,
     )

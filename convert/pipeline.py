@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 import edgeseg
-from edgeseg.atomic import publish, staging_dir, write_json_atomic
+from edgeseg.atomic import ensure_writable_dir, publish, staging_dir, write_json_atomic
+from edgeseg.convert.aspp_rewrite import apply_for_export
 from edgeseg.convert.export import EXPORTERS, ExportJob
 from edgeseg.convert.resolution import parse_resolution, resolution_tag
 from edgeseg.convert.verify import compare, enforce, image_sets_for
@@ -73,12 +74,18 @@ def convert(request: ConvertRequest) -> dict:
     height, width = parse_resolution(request.resolution)
     if request.output_kind not in OUTPUT_KINDS:
         raise ConfigError(f"--output {request.output_kind}: choose one of {', '.join(OUTPUT_KINDS)}")
+    ensure_writable_dir(request.out)  # before minutes of work, not after
     weights = load_weights(request.weights, arch=request.arch, labels_file=request.labels_file)
     model = weights.build()
+    sets = image_sets_for(weights.labels, request.verify_data, request.verify_images)
+    # Exact for this resolution only: the artifact gets the rewritten model, verification keeps `model`.
+    export_model, aspp_record = apply_for_export(
+        model, height, width, enabled=request.options.get("aspp_rewrite") is not False,
+        images=[image for s in sets for image in s.images], progress=request.progress)
     basename = artifact_basename(weights.arch, target.name, request.precision, (height, width),
                                  request.output_kind, request.fuse_preprocessing)
     exporter = importlib.import_module(EXPORTERS[target.format])
-    job = ExportJob(weights=weights, model=model, target=target, precision=request.precision, height=height,
+    job = ExportJob(weights=weights, model=export_model, target=target, precision=request.precision, height=height,
                     width=width, output_kind=request.output_kind, fuse_preprocessing=request.fuse_preprocessing,
                     basename=basename, calibration=request.calibration, options=dict(request.options),
                     progress=request.progress)
@@ -101,7 +108,7 @@ def convert(request: ConvertRequest) -> dict:
             "output": result.output,
             "runtime": {"threads": target.threads, **({"delegate": target.delegate} if target.delegate else {})},
             "target_profile": target.to_dict(),
-            "conversion": result.details,
+            "conversion": {**result.details, "aspp_rewrite": aspp_record},
             "tools": {**tool_versions(), **result.tools},
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -109,7 +116,6 @@ def convert(request: ConvertRequest) -> dict:
         write_json_atomic(staged_manifest, manifest)
         verification = result.verification
         if verification is None:
-            sets = image_sets_for(weights.labels, request.verify_data, request.verify_images)
             with open_backend(load_manifest(staged_manifest)) as backend:
                 verification = compare(model, backend, sets, precision=request.precision,
                                        num_classes=weights.num_classes, progress=request.progress)
