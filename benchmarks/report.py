@@ -1,0 +1,337 @@
+"""The bench report folder, rendered from the results dict alone (results.json is the source of truth):
+
+- `results.json`  everything measured (schema in docs/benchmarks.md)
+- `results.csv`   one flat line per row
+- `report.md`     the machine, the table (target, backend, resolution, precision, status, p50/p90 ms,
+                  FPS, mIoU, ΔmIoU, size), the stage breakdown and cost, and notes
+- `pareto.png`    latency against mIoU: a labelled marker per target/precision, a line per resolution
+- `per_class_iou.png`  per-class IoU of every measured row beside the PyTorch FP32 reference
+
+All files are staged and moved into the folder together, so a reader never sees half a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from edgeseg.atomic import publish, staging_dir
+
+REPORT_FILES = ("results.json", "results.csv", "report.md", "pareto.png", "per_class_iou.png")
+CSV_COLUMNS = (
+    "id", "model", "variant", "target", "backend", "host_proxy", "resolution", "precision", "status", "stage", "reason",
+    "dataset", "threads", "total_ms_mean", "total_ms_p50", "total_ms_p90", "total_ms_p99", "total_ms_min", "total_ms_max",
+    "fps", "preprocess_ms_p50", "inference_ms_p50", "inference_ms_p90", "postprocess_ms_p50", "miou", "pixel_accuracy",
+    "reference_miou", "miou_delta", "argmax_agreement", "size_mb", "gflops", "achieved_gflops_per_s",
+    "roofline_fraction", "verification_agrees",
+)
+
+
+def load_results(path: Path | str) -> dict[str, Any]:
+    """Read a results.json back (e.g. to re-render a report)."""
+    return json.loads(Path(path).read_text())
+
+
+def write_report(results: dict[str, Any], out: Path) -> list[Path]:
+    """Write every report file into `out` atomically; return their paths."""
+    with staging_dir(Path(out)) as stage:
+        (stage / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (stage / "results.csv").write_text(to_csv(results))
+        (stage / "report.md").write_text(to_markdown(results))
+        plot_pareto(results, stage / "pareto.png")
+        plot_per_class_iou(results, stage / "per_class_iou.png")
+        return publish([stage / name for name in REPORT_FILES], Path(out))
+
+
+# --------------------------------------------------------------------------- flat views
+
+def _get(d: dict | None, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)
+    return d
+
+
+def flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One row as CSV columns (missing measurements stay empty, never zero)."""
+    lat, acc, cost = row.get("latency"), row.get("accuracy"), row.get("cost")
+    return {
+        "id": row["id"], "model": _get(row, "model", "name"), "variant": row.get("variant"), "target": row.get("target"),
+        "backend": row.get("backend"), "host_proxy": row.get("host_proxy"), "resolution": row.get("resolution"),
+        "precision": row.get("precision"), "status": row["status"], "stage": row.get("stage"), "reason": row.get("reason"),
+        "dataset": row.get("dataset"), "threads": row.get("threads"),
+        **{f"total_ms_{k}": _get(lat, "total_ms", k) for k in ("mean", "p50", "p90", "p99", "min", "max")},
+        "fps": _get(lat, "fps"), "preprocess_ms_p50": _get(lat, "preprocess_ms", "p50"),
+        "inference_ms_p50": _get(lat, "inference_ms", "p50"), "inference_ms_p90": _get(lat, "inference_ms", "p90"),
+        "postprocess_ms_p50": _get(lat, "postprocess_ms", "p50"),
+        "miou": _get(acc, "miou"), "pixel_accuracy": _get(acc, "pixel_accuracy"), "reference_miou": _get(acc, "reference_miou"),
+        "miou_delta": _get(acc, "miou_delta"), "argmax_agreement": _get(acc, "argmax_agreement"),
+        "size_mb": _get(cost, "size_mb") if cost else _get(row, "artifact", "size_mb"), "gflops": _get(cost, "gflops"),
+        "achieved_gflops_per_s": _get(cost, "achieved_gflops_per_s"), "roofline_fraction": _get(cost, "roofline_fraction"),
+        "verification_agrees": _get(row, "verification_check", "agrees"),
+    }
+
+
+def to_csv(results: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in results["rows"]:
+        writer.writerow({k: ("" if v is None else v) for k, v in flat_row(row).items()})
+    return buf.getvalue()
+
+
+def status_text(row: dict[str, Any]) -> str:
+    """`ok`, `not run: why`, or `failed (stage): why`."""
+    if row["status"] == "ok":
+        return "ok"
+    if row["status"] == "failed":
+        return f"failed ({row.get('stage')}): {row.get('reason')}"
+    return f"{row['status']}: {row.get('reason')}"
+
+
+def target_text(row: dict[str, Any]) -> str:
+    return f"{row.get('target')} (host proxy)" if row.get("host_proxy") else str(row.get("target"))
+
+
+def model_text(row: dict[str, Any]) -> str:
+    name = _get(row, "model", "name") or "?"
+    if _get(row, "model", "peer"):
+        name = f"peer: {name}"
+    return f"{name} ({row['variant']})" if row.get("variant") else name
+
+
+def _num(value: Any, fmt: str, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return format(value, ("+" if signed else "") + fmt)
+
+
+# --------------------------------------------------------------------------- report.md
+
+def main_table(results: dict[str, Any]) -> str:
+    """The one table a reader wants: every row, with its status."""
+    head = ("model", "target", "backend", "resolution", "precision", "status", "p50 ms", "p90 ms", "FPS", "mIoU",
+            "ΔmIoU", "size MB")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 6 + ["---:"] * 6) + "|"]
+    for row in results["rows"]:
+        lat, acc = row.get("latency"), row.get("accuracy")
+        size = _get(row, "cost", "size_mb") or _get(row, "artifact", "size_mb")
+        cells = (model_text(row), target_text(row), row.get("backend") or "–", row.get("resolution") or "–",
+                 row.get("precision") or "–", status_text(row).replace("|", "/"),
+                 _num(_get(lat, "total_ms", "p50"), ".1f"), _num(_get(lat, "total_ms", "p90"), ".1f"),
+                 _num(_get(lat, "fps"), ".1f"), _num(_get(acc, "miou"), ".2f"), _num(_get(acc, "miou_delta"), ".2f", True),
+                 _num(size, ".2f"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def detail_table(results: dict[str, Any]) -> str:
+    """Stage breakdown, agreement and cost of the rows that ran."""
+    head = ("model", "target", "resolution", "precision", "threads", "pre p50 ms", "infer p50 ms", "post p50 ms",
+            "pixel acc %", "agreement", "GFLOPs", "GFLOP/s", "of peak")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 9) + "|"]
+    for row in results["rows"]:
+        if row["status"] != "ok":
+            continue
+        lat, acc, cost = row["latency"], row["accuracy"], row["cost"]
+        agreement = acc.get("argmax_agreement")
+        roof = cost.get("roofline_fraction")
+        cells = (model_text(row), target_text(row), row["resolution"], row["precision"], str(row.get("threads")),
+                 _num(lat["preprocess_ms"]["p50"], ".1f"), _num(lat["inference_ms"]["p50"], ".1f"),
+                 _num(lat["postprocess_ms"]["p50"], ".1f"), _num(acc.get("pixel_accuracy"), ".2f"),
+                 _num(agreement * 100 if agreement is not None else None, ".2f") + ("%" if agreement is not None else ""),
+                 _num(cost.get("gflops"), ".2f"), _num(cost.get("achieved_gflops_per_s"), ".1f"),
+                 _num(roof * 100 if roof is not None else None, ".1f") + ("%" if roof is not None else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine_lines(results: dict[str, Any]) -> list[str]:
+    m, tools = results["machine"], results["tools"]
+    gpu = ", ".join(f"{g['name']} (driver {g['driver']})" for g in m.get("gpu") or []) or "none"
+    peak = m.get("matmul_peak", {})
+    lines = [
+        f"- CPU: {m.get('cpu_model')}, {m.get('cpu_cores')} cores ({m.get('cpu_cores_usable')} usable), "
+        f"{m.get('memory_gb', '?')} GB RAM; GPU: {gpu}; {m.get('os')}",
+        f"- measured float32 matmul peak: {peak.get('gflops_per_s')} GFLOP/s ({peak.get('method')}, {peak.get('threads')} threads)",
+        f"- load average (1/5/15 min) at start {m.get('load_average_at_start')}, at end {m.get('load_average_at_end')}"
+        " (above the core count means something else shared the CPU)",
+        "- tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()),
+    ]
+    return lines
+
+
+def check_lines(results: dict[str, Any]) -> list[str]:
+    """Did the bench reproduce the conversion-time verification numbers?"""
+    tol = results.get("check_tolerance", {})
+    comparable = [r for r in results["rows"] if _get(r, "verification_check", "comparable")]
+    if not comparable:
+        return ["- no row had conversion-time verification numbers on these images to compare with"]
+    bad = [r for r in comparable if not r["verification_check"]["agrees"]]
+    worst = max(abs(r["verification_check"]["miou_difference"]) for r in comparable)
+    line = (f"- bench vs conversion-time verification (same images, same metric): {len(comparable) - len(bad)} of "
+            f"{len(comparable)} rows agree within {tol.get('miou_points')} mIoU points and "
+            f"{tol.get('argmax_agreement')} argmax agreement; largest mIoU difference {worst:.4f}")
+    lines = [line]
+    for r in bad:
+        c = r["verification_check"]
+        lines.append(f"  - DISAGREES: {r['id']}: bench {c['bench_miou']} vs recorded {c['recorded_miou']} mIoU "
+                     f"(agreement {c.get('bench_argmax_agreement')} vs {c.get('recorded_argmax_agreement')})")
+    return lines
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    config = results["config"]
+    datasets = results.get("datasets", {})
+    data_lines = [f"- `{key}`: {d['name']}: {d['images']} images of {d['path']}"
+                  + (f" (split {d['split']})" if d.get("split") else "") for key, d in datasets.items()]
+    rows = results["rows"]
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "not run", "failed")}
+    calib = config.get("calibration") or {}
+    parts = [
+        "# edgeseg benchmark",
+        "",
+        f"{results['created']}, {results['duration_s']} s" + (f", `{results['command']}`" if results.get("command") else ""),
+        "",
+        "## Machine",
+        *machine_lines(results),
+        "",
+        "## Data",
+        *data_lines,
+        f"- latency: {config['warmup']} warm-up + {config['runs']} timed frames per row; accuracy: "
+        f"{config['images']} images at most per set"
+        + ("; `--quick`" if config.get("quick") else ""),
+        *[f"- INT8 calibration of {m}: {c['images']} ({c['source']})" for m, c in calib.items()],
+        "",
+        f"## Results ({counts['ok']} ok, {counts['not run']} not run, {counts['failed']} failed)",
+        "",
+        main_table(results),
+        "",
+        "p50/p90 ms and FPS are end to end per frame (preprocessing + inference + postprocessing to frame size, "
+        "as the demo runs them); FPS = 1000 / mean. mIoU in points over the classes present in ground truth or "
+        "prediction; ΔmIoU against the PyTorch FP32 model on the same images at the same resolution. "
+        "\"host proxy\": LiteRT on this machine's CPU standing in for the phone; phone numbers differ.",
+        "",
+        "### Stages and cost",
+        "",
+        detail_table(results),
+        "",
+        "GFLOPs: 2 x multiply-accumulates of convolutions and matrix products at that resolution (depthwise "
+        "convolutions counted at their true cost). GFLOP/s at the median inference time; \"of peak\": that as a "
+        "fraction of the measured matmul peak above (the roofline fraction). Agreement: share of pixels whose class "
+        "matches the PyTorch FP32 model's, at model resolution.",
+        "",
+        "## Checks",
+        *check_lines(results),
+        "",
+        "![latency against mIoU](pareto.png)",
+        "",
+        "![per-class IoU](per_class_iou.png)",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- pictures
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a server or in CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "int8-dynamic": "v"}
+
+
+def plot_pareto(results: dict[str, Any], path: Path) -> None:
+    """Latency (p50, end to end) against mIoU, a panel per dataset: a labelled marker per
+    target/precision/resolution, a dotted line joining the rows of one resolution."""
+    plt = _pyplot()
+    ok = [r for r in results["rows"] if r["status"] == "ok" and _get(r, "accuracy", "miou") is not None]
+    datasets = sorted({r["dataset"] for r in ok}) or ["(no rows ran)"]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(7.5 * len(datasets), 5.5), squeeze=False)
+    targets = sorted({r["target"] for r in ok})
+    colours = {t: plt.cm.tab10(i % 10) for i, t in enumerate(targets)}
+    for ax, dataset in zip(axes[0], datasets):
+        rows = [r for r in ok if r["dataset"] == dataset]
+        for res in sorted({r["resolution"] for r in rows}, key=lambda s: [int(v) for v in s.split("x")]):
+            group = sorted((r for r in rows if r["resolution"] == res and not _get(r, "model", "peer")),
+                           key=lambda r: r["latency"]["total_ms"]["p50"])
+            if len(group) > 1:
+                ax.plot([r["latency"]["total_ms"]["p50"] for r in group], [r["accuracy"]["miou"] for r in group],
+                        ":", color="grey", linewidth=1, label=f"{res} px")
+        for r in rows:
+            x, y = r["latency"]["total_ms"]["p50"], r["accuracy"]["miou"]
+            peer = _get(r, "model", "peer")
+            ax.scatter([x], [y], s=90 if peer else 60, marker="*" if peer else PRECISION_MARKERS.get(r["precision"], "o"),
+                       color=colours[r["target"]], edgecolor="black", linewidth=0.5, zorder=3)
+            name = f"{'peer ' if peer else ''}{r['target']} {r['precision']} {r['resolution']}"
+            ax.annotate(name + (f" {r['variant']}" if r.get("variant") else ""), (x, y), textcoords="offset points",
+                        xytext=(5, 4), fontsize=7)
+        ax.set_xlabel("latency p50, ms per frame (end to end)")
+        ax.set_ylabel("mIoU (points)")
+        ax.set_title(dataset, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        handles = [plt.Line2D([], [], linestyle="", marker="o", color=colours[t], label=t) for t in targets]
+        handles += [plt.Line2D([], [], linestyle="", marker=m, color="grey", label=p) for p, m in PRECISION_MARKERS.items()
+                    if any(r["precision"] == p for r in rows)]
+        line_handles, _ = ax.get_legend_handles_labels()
+        if handles or line_handles:
+            ax.legend(handles=handles + line_handles, fontsize=7, loc="best")
+        if not rows:
+            ax.text(0.5, 0.5, "no row ran", transform=ax.transAxes, ha="center")
+    fig.suptitle("edgeseg bench: latency against accuracy", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_per_class_iou(results: dict[str, Any], path: Path) -> None:
+    """Grouped bars: per-class IoU of each measured row, and the PyTorch FP32 reference per resolution."""
+    plt = _pyplot()
+    import numpy as np
+
+    ok = [r for r in results["rows"] if r["status"] == "ok" and _get(r, "accuracy", "per_class_iou")]
+    datasets = sorted({r["dataset"] for r in ok}) or ["(no rows ran)"]
+    fig, axes = plt.subplots(len(datasets), 1, figsize=(11, 4.5 * len(datasets)), squeeze=False)
+    for ax, dataset in zip(axes[:, 0], datasets):
+        rows = [r for r in ok if r["dataset"] == dataset]
+        if not rows:
+            ax.text(0.5, 0.5, "no row ran", transform=ax.transAxes, ha="center")
+            continue
+        classes = list(rows[0]["accuracy"]["per_class_iou"])
+        series = []
+        seen_ref = set()
+        for r in rows:
+            ref = r["accuracy"].get("reference_per_class_iou")
+            key = (_get(r, "model", "name"), r["resolution"])
+            if ref and key not in seen_ref:
+                seen_ref.add(key)
+                series.append((f"PyTorch FP32 {r['resolution']}", ref, True))
+            series.append((f"{r['target']} {r['precision']} {r['resolution']}" + (f" {r['variant']}" if r.get("variant") else ""),
+                           r["accuracy"]["per_class_iou"], False))
+        width = 0.8 / len(series)
+        x = np.arange(len(classes))
+        for i, (label, values, is_ref) in enumerate(series):
+            heights = [np.nan if values.get(c) is None else values[c] for c in classes]
+            ax.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, label=label,
+                   color="none" if is_ref else plt.cm.tab20(i % 20), edgecolor="black" if is_ref else None,
+                   hatch="//" if is_ref else None, linewidth=0.6)
+        ax.set_xticks(x, classes, rotation=30 if len(classes) > 10 else 0, ha="right" if len(classes) > 10 else "center",
+                      fontsize=8)
+        ax.set_ylabel("IoU (points)")
+        ax.set_ylim(0, 100)
+        ax.set_title(f"per-class IoU: {dataset}", fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=6, ncol=max(1, len(series) // 8 + 1), loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
