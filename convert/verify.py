@@ -24,12 +24,14 @@ from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 # Minimum argmax agreement with the FP32 reference, and the largest mIoU loss in points
-# (where a labelled set with the model's classes exists), per precision.
+# (where a labelled set with the model's classes exists), per precision. INT8 is judged mainly by
+# its mIoU loss: on real images outside a model's classes (the sample model on VOC photos) many
+# pixels have near-tied logits, and their argmax flips under any rounding without any loss of accuracy.
 BUDGETS = {
     "fp32": {"min_agreement": 0.999, "max_miou_drop": 0.1},
     "fp16": {"min_agreement": 0.995, "max_miou_drop": 0.5},
-    "int8": {"min_agreement": 0.95, "max_miou_drop": 1.0},
-    "int8-dynamic": {"min_agreement": 0.95, "max_miou_drop": 1.0},
+    "int8": {"min_agreement": 0.90, "max_miou_drop": 1.0},
+    "int8-dynamic": {"min_agreement": 0.90, "max_miou_drop": 1.0},
 }
 
 

@@ -16,6 +16,8 @@ from edgeseg.errors import EdgesegError
 COMMAND_MODULES = (
     "edgeseg.convert.commands",
     "edgeseg.benchmarks.commands",
+    "edgeseg.runtime.commands",
+    "edgeseg.runtime.engine_commands",
 )
 
 
