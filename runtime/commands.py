@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _sigterm_as_interrupt() -> Iterator[None]:
     """`kill PID` takes the Ctrl-C path (video finished, summary printed) instead of dying mid-write."""
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt("SIGTERM")
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)

@@ -225,9 +225,10 @@ class _Pipeline:
                 if self.sinks.wants_stop:
                     summary.end_reason = "stopped from the window"
                     break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             summary.interrupted = True
-            summary.end_reason = "interrupted (Ctrl-C)"
+            # The command turns SIGTERM into KeyboardInterrupt("SIGTERM"): same clean path, named.
+            summary.end_reason = f"interrupted ({exc.args[0] if exc.args else 'Ctrl-C'})"
         finally:
             if progress is not None:
                 progress.close()

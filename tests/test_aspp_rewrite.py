@@ -146,31 +146,52 @@ def test_nothing_qualifies_returns_the_same_model():
 
 # ---- the zoo ----------------------------------------------------------------------------------
 
+ASPP = ("classifier.0.convs.1.0", "classifier.0.convs.2.0", "classifier.0.convs.3.0")  # rates 12, 24, 36
+
+
 @pytest.mark.parametrize("arch, size, expected", [
-    # ResNet DeepLabV3: output stride 8; backbone dilations 2 and 4 see >= 8 pixels and never qualify
-    ("deeplabv3_resnet50", 96, {"classifier.0.convs.1.0", "classifier.0.convs.2.0", "classifier.0.convs.3.0"}),
-    ("deeplabv3_resnet50", 104, {"classifier.0.convs.2.0", "classifier.0.convs.3.0"}),  # 13x13: rate 12 kept
-    ("deeplabv3_resnet50", 320, set()),  # 40x40 map
-    # MobileNetV3 DeepLabV3: output stride 16; the backbone's dilation-2 depthwise convs see >= 4 pixels
-    ("deeplabv3_mobilenet_v3_large", 64, {"classifier.0.convs.1.0", "classifier.0.convs.2.0", "classifier.0.convs.3.0"}),
-    ("lraspp_mobilenet_v3_large", 64, set()),
-    ("fcn_resnet50", 64, set()),
+    # MobileNetV3 DeepLabV3: output stride 16, so a 20x20 map at 320, 33x33 at 520, 40x40 at 640;
+    # its backbone's dilation-2 depthwise convolutions see at least 4x4 and never qualify.
+    ("deeplabv3_mobilenet_v3_large", 64, ASPP),
+    ("deeplabv3_mobilenet_v3_large", 320, ASPP[1:]),
+    ("deeplabv3_mobilenet_v3_large", 520, ASPP[2:]),
+    ("deeplabv3_mobilenet_v3_large", 576, ASPP[2:]),  # 36x36: rate 36 still exact
+    ("deeplabv3_mobilenet_v3_large", 584, ()),        # 37x37
+    ("deeplabv3_mobilenet_v3_large", 640, ()),
+    # ResNet DeepLabV3: output stride 8 (40x40 at 320); backbone dilations 2 and 4 see at least 8x8.
+    ("deeplabv3_resnet50", 96, ASPP),
+    ("deeplabv3_resnet50", 104, ASPP[1:]),            # 13x13: rate 12 kept
+    ("deeplabv3_resnet101", 288, ASPP[2:]),
+    ("deeplabv3_resnet101", 296, ()),
+    ("deeplabv3_resnet50", 320, ()),
+    ("lraspp_mobilenet_v3_large", 64, ()),
+    ("fcn_resnet50", 64, ()),
 ])
 def test_zoo_architectures_rewrite_their_exact_layers_only(arch, size, expected):
+    with torch.device("meta"):  # shapes only: the rule needs no weights
+        model = build_model(arch, num_classes=5).eval()
+    _, report = rewrite_dilated_convs(model, size, size)
+    assert tuple(layer.name for layer in report.layers) == expected
+    calls = trace_convolutions(model, size, size)
+    modules = dict(model.named_modules())
+    for name, per_call in calls.items():  # independent restatement: rewritten iff map <= rate
+        conv = modules[name]
+        qualifies = conv.kernel_size[0] > 1 and per_call[0].in_hw[0] <= conv.dilation[0]
+        assert qualifies is (name in expected), name
+
+
+@pytest.mark.parametrize("arch, size", [("deeplabv3_resnet50", 104), ("deeplabv3_mobilenet_v3_large", 64)])
+def test_zoo_rewrite_keeps_the_logits_and_counts_flops_like_torch(arch, size):
     torch.manual_seed(0)
     model = build_model(arch, num_classes=5).eval()
     rewritten, report = rewrite_dilated_convs(model, size, size)
-    assert {layer.name for layer in report.layers} == expected
-    calls = trace_convolutions(model, size, size)
-    for name in expected:
-        conv = dict(model.named_modules())[name]
-        assert calls[name][0].in_hw[0] <= conv.dilation[0]
-    if expected:
-        x = torch.randn(1, 3, size, size)
-        with torch.no_grad():
-            ref, out = model(x)["out"], rewritten(x)["out"]
-        assert (out - ref).abs().max().item() <= 1e-5 * max(1.0, ref.abs().max().item())
-        assert report.flops_after == total_flops(rewritten, size, size)
+    assert report.layers
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        ref, out = model(x)["out"], rewritten(x)["out"]
+    assert (out - ref).abs().max().item() <= 1e-5 * max(1.0, ref.abs().max().item())
+    assert report.flops_before == total_flops(model, size, size)
+    assert report.flops_after == total_flops(rewritten, size, size)
 
 
 # ---- the sample model on real images ---------------------------------------------------------

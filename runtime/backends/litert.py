@@ -88,7 +88,7 @@ class LiteRTBackend(Backend):
         expected = [1, spec.height, spec.width, 3] if spec.layout == "NHWC" else [1, 3, spec.height, spec.width]
         if list(self.input["shape"]) != expected:
             raise ManifestError(
-                f"{manifest.path}: says input {expected} ({spec.layout}) but {path.name} takes {list(self.input['shape'])}"
+                f"{manifest.path}: says input {expected} ({spec.layout}) but {path.name} takes {self.input['shape'].tolist()}"
             )
         model_dtype = np.dtype(self.input["dtype"]).name
         if model_dtype != spec.dtype:
