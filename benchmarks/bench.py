@@ -28,7 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import cv2
 import numpy as np
@@ -557,14 +557,17 @@ class Bench:
             return self.cores, f"target profile asks for {wanted} threads; capped at this machine's {self.cores} cores"
         return wanted, None
 
-    def run(self) -> dict[str, Any]:
+    def run(self, on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Measure every row. `on_row(results)` gets the results so far after each row (marked
+        `"complete": false`), so an interrupted sweep still leaves the rows it finished."""
         started = time.perf_counter()
         self.validate()
         machine = machine_info()
         tools = tool_versions()
         plans = self.plan()
         peak_start = matmul_peak_gflops(self.cores)
-        rows = []
+        machine["matmul_peak"] = {**peak_start, "measured_gflops_per_s": [peak_start["gflops_per_s"]]}
+        rows: list[dict[str, Any]] = []
         bar = tqdm(plans, desc="bench", unit="row", disable=not self.config.progress)
         for plan in bar:
             bar.set_postfix_str(plan.label())
@@ -572,6 +575,8 @@ class Bench:
             row = self.run_row(plan, peak_start["gflops_per_s"], bar)
             row["wall_s"] = round(time.perf_counter() - row_started, 1)  # conversion (if any) + measurement
             rows.append(row)
+            if on_row is not None and len(rows) < len(plans):
+                on_row(self.results(machine, tools, rows, started, planned=len(plans)))
         bar.close()
         if hasattr(os, "getloadavg"):
             machine["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
@@ -583,11 +588,17 @@ class Bench:
         for row in rows:
             if row.get("cost"):
                 row["cost"] = restate_roofline(row["cost"], peak["gflops_per_s"])
+        return self.results(machine, tools, rows, started, planned=len(plans))
+
+    def results(self, machine: dict, tools: dict, rows: list[dict], started: float, *, planned: int) -> dict[str, Any]:
+        """The results document (results.json) for the rows measured so far."""
         c = self.config
         return {
             "schema": RESULTS_SCHEMA,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": c.command,
+            "complete": len(rows) == planned,
+            "rows_planned": planned,
             "duration_s": round(time.perf_counter() - started, 1),
             "config": {"quick": c.quick, "images": c.images, "runs": c.runs, "warmup": c.warmup, "threads": c.threads,
                        "targets": list(c.targets), "resolutions": list(c.resolutions), "precisions": list(c.precisions),
@@ -595,10 +606,10 @@ class Bench:
                        "cache": str(self.cache), "aspp_compare": c.aspp_compare,
                        "artifacts": [str(a) for a in c.artifacts], "peer": c.peer},
             "check_tolerance": CHECK_TOLERANCE,
-            "machine": machine,
+            "machine": dict(machine),
             "tools": tools,
             "datasets": {key: s.describe() for key, s in self.evalsets.items()},
-            "rows": rows,
+            "rows": list(rows),
         }
 
     def run_row(self, plan: RowPlan, peak_gflops: float, bar: tqdm | None = None) -> dict[str, Any]:
@@ -1011,8 +1022,9 @@ def peer_check(manifest: Manifest, evalset: EvalSet, accuracy: dict[str, Any]) -
     return result
 
 
-def run_bench(config: BenchConfig) -> dict[str, Any]:
-    """Measure every row; return the results (the dict `benchmarks.report` writes as results.json)."""
-    return Bench(config).run()
+def run_bench(config: BenchConfig, on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Measure every row; return the results (the dict `benchmarks.report` writes as results.json).
+    `on_row` receives the partial results after each row but the last."""
+    return Bench(config).run(on_row)
 
 

@@ -91,7 +91,9 @@ def _bench(args: argparse.Namespace) -> int:
         aspp_compare=args.aspp_compare, quick=args.quick, cache=args.cache, progress=not args.no_progress,
         command="edgeseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
-    results = run_bench(config)
+    # The report is rewritten after every row: an interrupted sweep keeps what it measured
+    # (results.json then says "complete": false).
+    results = run_bench(config, on_row=lambda partial: write_report(partial, args.out))
     write_report(results, args.out)
     print(main_table(results))
     print(f"wrote {args.out}/ (results.json, results.csv, report.md, pareto.png, per_class_iou.png) "

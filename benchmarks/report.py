@@ -208,7 +208,9 @@ def to_markdown(results: dict[str, Any]) -> str:
         + ("; `--quick`" if config.get("quick") else ""),
         *[f"- INT8 calibration of {m}: {c['images']} ({c['source']})" for m, c in calib.items()],
         "",
-        f"## Results ({counts['ok']} ok, {counts['not run']} not run, {counts['failed']} failed)",
+        f"## Results ({counts['ok']} ok, {counts['not run']} not run, {counts['failed']} failed"
+        + ("" if results.get("complete", True) else f"; PARTIAL: {len(rows)} of {results.get('rows_planned')} rows so far")
+        + ")",
         "",
         main_table(results),
         "",
