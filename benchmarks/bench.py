@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 import edgeseg
-from edgeseg.benchmarks.datasets import open_dataset
+from edgeseg.benchmarks.datasets import evaluation_split, open_dataset
 from edgeseg.benchmarks.metrics import ConfusionMatrix
 from edgeseg.benchmarks.synthetic import SYNTHETIC_LABELS
 from edgeseg.convert.resolution import parse_resolution, resolution_tag
@@ -976,11 +976,11 @@ def matching_verification(manifest: Manifest, evalset: EvalSet) -> dict[str, Any
 
 def _same_leading_images(folder: Path, count: int, evalset: EvalSet) -> bool:
     """Does `convert.verify.image_sets_for`'s pick of `count` images from `folder` (its rule: the root
-    `val.txt` when there is one, else every image) hold the set's first `count` samples?"""
+    val split when one is listed, else every image) hold the set's first `count` samples?"""
     if not folder.is_dir() or not 0 < count <= len(evalset.files):
         return False
     try:
-        dataset = open_dataset(folder, "val" if (folder / "val.txt").is_file() else None).subset(count)
+        dataset = open_dataset(folder, evaluation_split(folder)).subset(count)
     except DatasetError:
         return False
     if len(dataset) != count or not dataset.has_masks:

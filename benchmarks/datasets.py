@@ -144,6 +144,14 @@ def _voc_ids(root: Path, split: str | None) -> list[str]:
     raise DatasetError(f"{root}: no list for split '{split}' (looked for ImageSets/Segmentation/{split}.txt and {split}.txt)")
 
 
+def evaluation_split(root: Path | str) -> str | None:
+    """`"val"` when the folder lists a val split (VOC's ImageSets/Segmentation/val.txt or a root
+    val.txt), else None (every image): the images verification and evaluation score by default."""
+    root = Path(root)
+    listed = (root / "ImageSets" / "Segmentation" / "val.txt").is_file() or (root / "val.txt").is_file()
+    return "val" if listed else None
+
+
 def open_dataset(path: Path | str, split: str | None = None) -> SegmentationDataset:
     """Open a VOC-layout folder (JPEGImages/ + SegmentationClass/), an images/ + masks/ folder,
     or a folder of bare images (no masks: calibration and agreement only)."""

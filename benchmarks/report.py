@@ -178,6 +178,10 @@ def check_lines(results: dict[str, Any]) -> list[str]:
             f"{len(comparable)} rows agree within {tol.get('miou_points')} mIoU points and "
             f"{tol.get('argmax_agreement')} argmax agreement; largest mIoU difference {worst:.4f}")
     lines = [line]
+    over = [r["id"] for r in results["rows"] if (_get(r, "cost", "roofline_fraction") or 0) > 1]
+    if over:
+        lines.append(f"- roofline fraction above 1 for {', '.join(over)}: the matmul peak was measured while other "
+                     "processes held the CPU, so it is too low; read the fractions as unreliable")
     for r in bad:
         c = r["verification_check"]
         lines.append(f"  - DISAGREES: {r['id']}: bench {c['bench_miou']} vs recorded {c['recorded_miou']} mIoU "

@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+# convert.qdq.CALIBRATION_METHODS, spelled out so that `--help` does not import onnx (a test keeps them equal).
+CALIBRATION_METHODS = ("minmax-mean", "minmax", "entropy", "percentile")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     _register_convert(sub)
@@ -30,8 +33,12 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fuse-preprocessing", action="store_true", help="uint8 NHWC RGB input with the normalization inside the model")
     p.add_argument("--calib", default=None, help="INT8 calibration images: a folder (images, VOC layout or images/+masks/) or synthetic:N")
     p.add_argument("--calib-images", type=int, default=64, help="how many calibration images to use (default: %(default)s)")
-    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",
-                   help="activation range estimator for INT8 Q/DQ (TensorRT bundles; default: %(default)s)")
+    p.add_argument("--calib-method", choices=CALIBRATION_METHODS, default=None,
+                   help="activation range estimator for INT8 Q/DQ ONNX (host-cpu, Jetson): minmax-mean (the default: "
+                        "the mean over the images of each image's min and max), minmax, entropy or percentile; "
+                        "TFLite supports minmax only")
+    p.add_argument("--calib-percentile", type=float, default=99.99,
+                   help="the percentile of |x| for --calib-method percentile (default: %(default)s)")
     p.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
                    help="input/output type of a full-INT8 TFLite model (default: %(default)s)")
     p.add_argument("--no-aspp-rewrite", action="store_true",
@@ -52,7 +59,8 @@ def _convert(args: argparse.Namespace) -> int:
         out=args.out, arch=args.model, labels_file=args.labels, output_kind=args.output,
         fuse_preprocessing=args.fuse_preprocessing, calibration=args.calib, verify_data=args.verify_data,
         verify_images=args.verify_images, progress=not args.json,
-        options={"calib_images": args.calib_images, "calib_method": args.calib_method, "int8_io": args.int8_io,
+        options={"calib_images": args.calib_images, "calib_method": args.calib_method, "calib_percentile": args.calib_percentile,
+                 "int8_io": args.int8_io,
                  "aspp_rewrite": not args.no_aspp_rewrite},
     ))
     if args.json:

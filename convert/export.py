@@ -37,6 +37,21 @@ class ExportJob:
     calibration: str | None = None  # folder of calibration images or "synthetic:N"
     options: dict[str, Any] = field(default_factory=dict)  # format-specific options
     progress: bool = True
+    # What exporters that verify while they convert (INT8 budget searches) score against; the pipeline
+    # sets both. `reference` is the model as trained (`model` may carry export-only rewrites).
+    reference: torch.nn.Module | None = None
+    verify_sets: list | None = None  # convert.verify.ImageSet
+
+    def reference_model(self) -> torch.nn.Module:
+        return self.reference if self.reference is not None else self.weights.build()
+
+    def verification_sets(self) -> list:
+        if self.verify_sets is None:
+            from edgeseg.convert.verify import image_sets_for
+
+            self.verify_sets = image_sets_for(self.weights.labels, self.options.get("verify_data"),
+                                              int(self.options.get("verify_images") or 8))
+        return self.verify_sets
 
 
 @dataclass

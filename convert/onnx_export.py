@@ -49,16 +49,65 @@ def export_onnx_file(job: ExportJob, path: Path, model: torch.nn.Module | None =
     return path
 
 
+def verify_onnx(job: ExportJob, reference: torch.nn.Module, artifact: Path, input_dict: dict, output_dict: dict,
+                sets: list, *, progress: bool) -> dict:
+    """Agreement and mIoU change of an ONNX artifact under ONNX Runtime against the PyTorch `reference`
+    (before its manifest exists: the INT8 budget search scores every candidate this way)."""
+    from edgeseg.convert.verify import compare
+    from edgeseg.manifest import Manifest
+    from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    manifest = Manifest(artifact.with_name(artifact.name + ".json"), {
+        "artifact": artifact.name, "backend": "onnxruntime", "target": job.target.name, "precision": job.precision,
+        "model": {"num_classes": job.weights.num_classes, "labels": list(job.weights.labels)},
+        "input": input_dict, "output": output_dict,
+    })
+    with OnnxRuntimeBackend(manifest) as backend:
+        summary = compare(reference, backend, sets, precision=job.precision, num_classes=job.weights.num_classes,
+                          progress=progress)
+    summary["runtime"] = "ONNX Runtime (CPU)"
+    return summary
+
+
+def quantize_job(job: ExportJob, float_onnx: Path, artifact: Path, output_dict: dict) -> tuple[dict, dict]:
+    """The Q/DQ INT8 model of `float_onnx` (folded) at `artifact`, within the INT8 budget: its
+    verification against the model as trained, and the manifest's quantization record."""
+    from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
+    from edgeseg.convert.qdq import DEFAULT_CALIBRATION_METHOD, DEFAULT_PERCENTILE, quantize_within_budget
+
+    images = calibration_images(job.calibration, int(job.options.get("calib_images") or DEFAULT_CALIBRATION_IMAGES),
+                                precision="int8")
+    spec = input_spec(job)
+    sets, reference = job.verification_sets(), job.reference_model()
+
+    def verify(path: Path) -> dict:
+        return verify_onnx(job, reference, path, spec.to_dict(), output_dict, sets, progress=job.progress)
+
+    _, verification, record = quantize_within_budget(
+        float_onnx, artifact, images, spec, verify, method=job.options.get("calib_method") or DEFAULT_CALIBRATION_METHOD,
+        percentile=float(job.options.get("calib_percentile") or DEFAULT_PERCENTILE),
+        max_float_layers=job.options.get("int8_max_float_layers"),
+        sensitivity_images=int(job.options.get("int8_sensitivity_images") or 4), progress=job.progress)
+    return verification, {**record, "calibration": job.calibration}
+
+
 def export(job: ExportJob, staging: Path) -> ExportResult:
     path = staging / f"{job.basename}.onnx"
     details = {"opset": OPSET, "exporter": "torch.onnx.export (TorchScript)"}
-    if job.precision == "int8":  # explicit Q/DQ, the same quantizer as the Jetson bundles
-        from edgeseg.convert.qdq import export_qdq
+    verification = None
+    if job.precision == "int8":  # explicit Q/DQ, the same quantizer and budget search as the Jetson bundles
+        from edgeseg.convert.qdq import fold_constants
 
-        details["quantization"] = {**export_qdq(job, path).to_dict(), "calibration": job.calibration}
+        traced, folded = staging / f"{job.basename}.traced.onnx", staging / f"{job.basename}.float.onnx"
+        try:
+            fold_constants(export_onnx_file(job, traced), folded)
+            verification, details["quantization"] = quantize_job(job, folded, path, output_spec(job))
+        finally:
+            traced.unlink(missing_ok=True)
+            folded.unlink(missing_ok=True)
     else:
         export_onnx_file(job, path)
     return ExportResult(
         artifact=path, input=input_spec(job).to_dict(), output=output_spec(job), details=details,
-        tools={"onnx": onnx.__version__},
+        tools={"onnx": onnx.__version__}, verification=verification,
     )

@@ -88,7 +88,7 @@ def convert(request: ConvertRequest) -> dict:
     job = ExportJob(weights=weights, model=export_model, target=target, precision=request.precision, height=height,
                     width=width, output_kind=request.output_kind, fuse_preprocessing=request.fuse_preprocessing,
                     basename=basename, calibration=request.calibration, options=dict(request.options),
-                    progress=request.progress)
+                    progress=request.progress, reference=model, verify_sets=sets)
     with staging_dir(request.out) as stage:
         result = exporter.export(job, stage)
         manifest = {

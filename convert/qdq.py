@@ -20,7 +20,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import onnx
@@ -30,7 +30,17 @@ from edgeseg.errors import ConfigError
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 QUANTIZED_OP_TYPES = ("Conv", "Add")
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+# How a tensor's INT8 range is estimated from the calibration images:
+#   minmax-mean  the mean over the images of each image's min and max (default: one unusual image
+#                cannot stretch a range and cost every other image its resolution)
+#   minmax       the extremes over all images
+#   entropy      the range minimizing the KL divergence between the float and the INT8 histogram
+#                (TensorRT's entropy calibrator: 2048 histogram bins onto 128 levels)
+#   percentile   the given percentile of |x| (`percentile`, default 99.99)
+CALIBRATION_METHODS = ("minmax-mean", "minmax", "entropy", "percentile")
+DEFAULT_CALIBRATION_METHOD = "minmax-mean"
+DEFAULT_PERCENTILE = 99.99
+HISTOGRAM_BATCH = 8  # images whose activations a histogram calibrator holds at once (memory at 1024 px)
 # TensorRT-compatible QDQ layout (see the module docstring for why each is set).
 TENSORRT_QDQ_OPTIONS = {
     "ActivationSymmetric": True,
@@ -63,14 +73,42 @@ def _ort_quantization():
     return quantization
 
 
-def calibration_method(name: str):
-    """`CalibrationMethod` for minmax / entropy / percentile."""
+def calibration_method(name: str, percentile: float = DEFAULT_PERCENTILE):
+    """onnxruntime's `CalibrationMethod` and calibrator options for one of `CALIBRATION_METHODS`."""
     q = _ort_quantization()
-    methods = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
-               "percentile": q.CalibrationMethod.Percentile}
-    if name not in methods:
+    if name not in CALIBRATION_METHODS:
         raise ConfigError(f"--calib-method {name}: choose one of {', '.join(CALIBRATION_METHODS)}")
-    return methods[name]
+    if name == "percentile" and not 50.0 < percentile <= 100.0:
+        raise ConfigError(f"--calib-percentile {percentile}: expected a percentile in (50, 100]")
+    options: dict = {"symmetric": True}
+    if name == "minmax-mean":
+        return q.CalibrationMethod.MinMax, {**options, "moving_average": True}
+    if name == "minmax":
+        return q.CalibrationMethod.MinMax, options
+    options["max_intermediate_outputs"] = HISTOGRAM_BATCH
+    if name == "entropy":  # quantize_static cannot set the bins; its 128/128 default degenerates to minmax
+        return q.CalibrationMethod.Entropy, {**options, "num_bins": 2048, "num_quantized_bins": 128}
+    return q.CalibrationMethod.Percentile, {**options, "percentile": percentile, "num_bins": 2048}
+
+
+def calibrate(float_onnx: Path, images: list[np.ndarray], spec: InputSpec, cache: Path, *, method: str,
+              percentile: float = DEFAULT_PERCENTILE, op_types: tuple[str, ...] = QUANTIZED_OP_TYPES,
+              progress: bool = True) -> Path:
+    """Estimate the range of every tensor INT8 will quantize and save them to `cache` (onnxruntime's
+    calibration-cache JSON, which `quantize_static` reads instead of calibrating itself)."""
+    _ort_quantization()  # one clear line when onnxruntime is missing
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    enum, options = calibration_method(method, percentile)
+    reader = _ImageReader(images, spec, _input_name(float_onnx), progress, f"calibrate {method}")
+    with tempfile.TemporaryDirectory(prefix="edgeseg-calib-") as tmp, _quiet():
+        calibrator = create_calibrator(Path(float_onnx), list(op_types),
+                                       augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=enum, providers=["CPUExecutionProvider"], extra_options=options)
+        calibrator.collect_data(reader)
+        save_tensors_data(calibrator.compute_data(), cache)
+    reader.bar.close()
+    return cache
 
 
 def fold_constants(src: Path, dst: Path) -> Path:
@@ -124,11 +162,14 @@ class QdqModel:
     op_types: tuple[str, ...]
     quantized_nodes: list[str]
     excluded_nodes: list[str] = field(default_factory=list)
+    percentile: float | None = None
 
     def to_dict(self) -> dict:
         return {"format": "QDQ (explicit quantization)", "tool": "onnxruntime.quantization.quantize_static",
                 "activations": "int8 symmetric per-tensor", "weights": "int8 symmetric per-channel (axis 0)",
-                "calibration_method": self.method, "calibration_images": self.calibration_images,
+                "calibration_method": self.method,
+                **({"calibration_percentile": self.percentile} if self.percentile is not None else {}),
+                "calibration_images": self.calibration_images,
                 "quantized_op_types": list(self.op_types), "quantized_nodes": len(self.quantized_nodes),
                 "kept_in_float": list(self.excluded_nodes)}
 
@@ -145,36 +186,85 @@ def quantized_nodes(path: Path, op_types: Iterable[str] = QUANTIZED_OP_TYPES) ->
     return [n.name for n in model.graph.node if n.op_type in wanted and any(i in dq_outputs for i in n.input)]
 
 
-def quantize_qdq(float_onnx: Path, out: Path, images: list[np.ndarray], spec: InputSpec, *, method: str = "minmax",
-                 nodes_to_exclude: Iterable[str] = (), op_types: tuple[str, ...] = QUANTIZED_OP_TYPES,
-                 calibration_cache: Path | None = None, progress: bool = True) -> QdqModel:
+def quantize_qdq(float_onnx: Path, out: Path, images: list[np.ndarray], spec: InputSpec, *,
+                 method: str = DEFAULT_CALIBRATION_METHOD, percentile: float = DEFAULT_PERCENTILE,
+                 op_types: tuple[str, ...] = QUANTIZED_OP_TYPES, calibration_cache: Path | None = None,
+                 progress: bool = True) -> QdqModel:
     """Write the Q/DQ INT8 model of `float_onnx` (already constant-folded) to `out`.
 
     `images` are RGB uint8 calibration images; they go through `preprocess_rgb(image, spec)`,
-    the manifest's preprocessing. With `calibration_cache` the tensor ranges are computed once
-    and reused, so re-quantizing with other `nodes_to_exclude` costs no calibration run.
+    the manifest's preprocessing. The ranges are kept in `calibration_cache` when given (an existing
+    cache is reused as it is).
     """
     if not images:
         raise ConfigError("INT8 needs at least one calibration image")
     q = _ort_quantization()
-    reader = _ImageReader(images, spec, _input_name(float_onnx), progress, f"calibrate {method}")
-    excluded = list(nodes_to_exclude)
-    with _quiet():
-        q.quantize_static(
-            str(float_onnx), str(out), reader, quant_format=q.QuantFormat.QDQ, per_channel=True,
-            reduce_range=False, activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
-            op_types_to_quantize=list(op_types), nodes_to_exclude=excluded,
-            calibrate_method=calibration_method(method), extra_options=dict(TENSORRT_QDQ_OPTIONS),
-            calibration_cache_path=str(calibration_cache) if calibration_cache else None,
-        )
-    reader.bar.close()
+    enum, _ = calibration_method(method, percentile)
+    with tempfile.TemporaryDirectory(prefix="edgeseg-qdq-") as tmp:
+        cache = calibration_cache or Path(tmp) / "ranges.json"
+        if not cache.is_file():
+            calibrate(float_onnx, images, spec, cache, method=method, percentile=percentile, op_types=op_types,
+                      progress=progress)
+        with _quiet():
+            q.quantize_static(
+                str(float_onnx), str(out), None, quant_format=q.QuantFormat.QDQ, per_channel=True,
+                reduce_range=False, activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
+                op_types_to_quantize=list(op_types), calibrate_method=enum,
+                extra_options=dict(TENSORRT_QDQ_OPTIONS), calibration_cache_path=str(cache),
+            )
     return QdqModel(path=out, method=method, calibration_images=len(images), op_types=tuple(op_types),
-                    quantized_nodes=quantized_nodes(out, op_types), excluded_nodes=excluded)
+                    quantized_nodes=quantized_nodes(out, op_types),
+                    percentile=percentile if method == "percentile" else None)
+
+
+def keep_in_float(qdq_path: Path, out: Path, nodes: Iterable[str]) -> Path:
+    """Write the Q/DQ model with `nodes` running in float: the dedicated QuantizeLinear ->
+    DequantizeLinear pairs on their inputs (activations and weights) are bypassed and dropped,
+    so each reads the float tensor its pair wrapped. No other node changes (each consumer has its
+    own pair), and the calibrated ranges of everything else are kept as they are.
+
+    This is exactly what `layer_sensitivity` switches per node, so its ranking predicts the effect.
+    TensorRT runs such a layer in FP16 (the INT8 build also enables FP16).
+    """
+    model = onnx.load(str(qdq_path))
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    wanted = set(nodes)
+    missing = wanted - {n.name for n in graph.node}
+    if missing:
+        raise ConfigError(f"{qdq_path.name}: no node named {sorted(missing)[0]!r} to keep in float")
+    for node in graph.node:
+        if node.name not in wanted:
+            continue
+        for i, tensor in enumerate(node.input):
+            dq = producer.get(tensor)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[i] = q.input[0]
+    _drop_unused(model)
+    onnx.save(model, str(out))
+    return out
+
+
+def _drop_unused(model: onnx.ModelProto) -> None:
+    """Remove nodes whose outputs nothing reads (bypassed Q/DQ pairs) and initializers left unread."""
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = {i for n in graph.node for i in n.input} | outputs
+        dead = [n for n in graph.node if not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    read = {i for n in graph.node for i in n.input}
+    for init in [t for t in graph.initializer if t.name not in read]:
+        graph.initializer.remove(init)
 
 
 def _gated_qdq_model(qdq_path: Path, nodes: list[str]) -> onnx.ModelProto:
     """The Q/DQ model with one switch per node: input `qdq_gates[k]` = 1 runs node k on its Q/DQ
-    inputs, 0 on the float tensors those Q/DQ pairs wrap (x + gate * (dq(q(x)) - x)).
+    inputs, 0 on the float tensors those Q/DQ pairs wrap (`Where`: an exact selection, no arithmetic).
 
     One session then measures every node's effect; with a dedicated Q/DQ pair per consumer,
     switching one node never changes what another node reads.
@@ -191,7 +281,8 @@ def _gated_qdq_model(qdq_path: Path, nodes: list[str]) -> onnx.ModelProto:
         index = helper.make_tensor(f"qdq_gate_index_{k}", TensorProto.INT64, [], [k])
         graph.initializer.append(index)
         gate = f"qdq_gate_{k}"
-        added.append(helper.make_node("Gather", ["qdq_gates", index.name], [gate], name=f"{gate}_gather"))
+        added += [helper.make_node("Gather", ["qdq_gates", index.name], [f"{gate}_value"], name=f"{gate}_gather"),
+                  helper.make_node("Cast", [f"{gate}_value"], [gate], name=f"{gate}_cast", to=TensorProto.BOOL)]
         node = by_name[name]
         for i, tensor in enumerate(node.input):
             dq = producer.get(tensor)
@@ -202,9 +293,7 @@ def _gated_qdq_model(qdq_path: Path, nodes: list[str]) -> onnx.ModelProto:
             if source is None:
                 continue
             stem = f"{gate}_in{i}"
-            added += [helper.make_node("Sub", [tensor, source], [f"{stem}_noise"], name=f"{stem}_sub"),
-                      helper.make_node("Mul", [f"{stem}_noise", gate], [f"{stem}_gated"], name=f"{stem}_mul"),
-                      helper.make_node("Add", [source, f"{stem}_gated"], [f"{stem}_out"], name=f"{stem}_add")]
+            added.append(helper.make_node("Where", [gate, tensor, source], [f"{stem}_out"], name=f"{stem}_where"))
             node.input[i] = f"{stem}_out"
     graph.node.extend(added)
     # Topological order: the gates read tensors produced anywhere in the graph.
@@ -273,19 +362,46 @@ def layer_sensitivity(float_onnx: Path, qdq: QdqModel, images: list[np.ndarray],
     return [(name, round(gain, 6)) for name, gain, _ in scores]
 
 
-def export_qdq(job, path: Path) -> QdqModel:
-    """Trace `job`'s model, fold it, and write its Q/DQ INT8 ONNX to `path` (the host-cpu INT8 artifact:
-    the same quantizer as the Jetson bundles, run under ONNX Runtime by the benchmark)."""
-    from edgeseg.convert.calibration import calibration_images
-    from edgeseg.convert.onnx_export import export_onnx_file, input_spec
+def _attempt(excluded: list[str], summary: dict) -> dict:
+    return {"kept_in_float": len(excluded), "argmax_agreement": summary["argmax_agreement"],
+            "miou_delta": summary["miou_delta"], "passed": summary["passed"]}
 
-    images = calibration_images(job.calibration, int(job.options.get("calib_images") or 64), precision="int8")
-    traced = path.with_name(f"{path.stem}.traced.onnx")
-    folded = path.with_name(f"{path.stem}.float.onnx")
-    try:
-        fold_constants(export_onnx_file(job, traced), folded)
-        return quantize_qdq(folded, path, images, input_spec(job), method=job.options.get("calib_method") or "minmax",
-                            progress=job.progress)
-    finally:
-        traced.unlink(missing_ok=True)
-        folded.unlink(missing_ok=True)
+
+def quantize_within_budget(float_onnx: Path, out: Path, images: list[np.ndarray], spec: InputSpec,
+                           verify: Callable[[Path], dict], *, method: str = DEFAULT_CALIBRATION_METHOD,
+                           percentile: float = DEFAULT_PERCENTILE, max_float_layers: int | None = None,
+                           sensitivity_images: int = 4, progress: bool = True) -> tuple[QdqModel, dict, dict]:
+    """Quantize, verify, and if the budget is missed keep the layers INT8 hurts most in float.
+
+    `verify(path)` scores a Q/DQ model and returns `convert.verify.compare`'s summary. On a miss the
+    quantized layers are ranked by `layer_sensitivity` (on the first `sensitivity_images` calibration
+    images) and the worst 1, 2, 4, ... of them (at most `max_float_layers`, by default half) are kept in
+    float with `keep_in_float`, the very switch the ranking measured, until the model fits.
+    Returns the model, its verification and the manifest's quantization record.
+    """
+    qdq = quantize_qdq(float_onnx, out, images, spec, method=method, percentile=percentile, progress=progress)
+    verification = verify(out)
+    attempts = [_attempt([], verification)]
+    ranking: list[tuple[str, float]] = []
+    if not verification["passed"]:
+        ranking = layer_sensitivity(float_onnx, qdq, images[:sensitivity_images], spec, progress=progress)
+        most = min(max_float_layers or len(ranking) // 2, len(ranking))
+        all_int8 = out.with_name(f"{out.stem}.all-int8.onnx")
+        out.replace(all_int8)
+        try:
+            keep, excluded = 1, []
+            while not verification["passed"] and keep <= most:
+                excluded = [name for name, _ in ranking[:keep]]
+                keep_in_float(all_int8, out, excluded)
+                verification = verify(out)
+                attempts.append(_attempt(excluded, verification))
+                keep = most if keep < most < 2 * keep else 2 * keep
+        finally:
+            all_int8.unlink(missing_ok=True)
+        qdq.excluded_nodes = excluded
+        qdq.quantized_nodes = quantized_nodes(out, qdq.op_types)
+    gains = dict(ranking)
+    record = {**qdq.to_dict(), "budget_search": attempts,
+              # Argmax agreement with the float model gained by running each of them alone in float.
+              "kept_in_float_agreement_gain": {name: gains[name] for name in qdq.excluded_nodes}}
+    return qdq, verification, record

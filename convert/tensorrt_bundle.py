@@ -23,21 +23,15 @@ import shlex
 from pathlib import Path
 
 import onnx
-import torch
 from onnx import TensorProto
 
 from edgeseg.convert.calibration import calibration_images
 from edgeseg.convert.export import ExportJob, ExportResult
-from edgeseg.convert.onnx_export import OPSET, export_onnx_file, input_spec, output_spec
-from edgeseg.convert.qdq import fold_constants, layer_sensitivity, quantize_qdq
+from edgeseg.convert.onnx_export import OPSET, export_onnx_file, input_spec, output_spec, quantize_job, verify_onnx
+from edgeseg.convert.qdq import fold_constants
 from edgeseg.convert.trt_support import require_supported
-from edgeseg.convert.verify import compare, image_sets_for
-from edgeseg.manifest import Manifest
-from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgeseg.targets import TargetProfile
 
-DEFAULT_CALIB_METHOD = "minmax"
-SENSITIVITY_IMAGES = 4  # calibration images the layer ranking is measured on
 
 
 def precision_flags(precision: str) -> list[str]:
@@ -122,37 +116,10 @@ def _int32_mask_output(path: Path) -> None:
         onnx.save(model, str(path))
 
 
-def _verify(job: ExportJob, reference: torch.nn.Module, artifact: Path, spec_dict: dict, out_dict: dict, sets: list, *,
-            progress: bool) -> dict:
-    """Agreement and mIoU change of the bundle's ONNX under ONNX Runtime against PyTorch FP32."""
-    manifest = Manifest(artifact.with_name(artifact.name + ".json"), {
-        "artifact": artifact.name, "backend": "onnxruntime", "target": job.target.name, "precision": job.precision,
-        "model": {"num_classes": job.weights.num_classes, "labels": list(job.weights.labels)},
-        "input": spec_dict, "output": out_dict,
-    })
-    with OnnxRuntimeBackend(manifest) as backend:
-        summary = compare(reference, backend, sets, precision=job.precision, num_classes=job.weights.num_classes,
-                          progress=progress)
-    summary["runtime"] = "ONNX Runtime (CPU) on the bundle's ONNX"
-    if job.precision == "int8":
-        summary["note"] = "Q/DQ graph: TensorRT's explicit quantization reproduces it up to kernel rounding"
-    elif job.precision == "fp16":
-        summary["note"] = ("FP32 graph: TensorRT's FP16 kernels are not simulated on the CPU; "
-                           "tests/test_tensorrt_gpu.py compares the built engine with ONNX Runtime")
-    return summary
-
-
-def _attempt_entry(excluded: list[str], summary: dict) -> dict:
-    return {"kept_in_float": len(excluded), "argmax_agreement": summary["argmax_agreement"],
-            "miou_delta": summary["miou_delta"], "passed": summary["passed"]}
-
-
 def export(job: ExportJob, staging: Path) -> ExportResult:
     target = job.target
-    method = job.options.get("calib_method") or DEFAULT_CALIB_METHOD
-    # Refuse INT8 without calibration images before spending any time on export.
-    calib = (calibration_images(job.calibration, int(job.options.get("calib_images") or 64), precision="int8")
-             if job.precision == "int8" else None)
+    if job.precision == "int8":  # refuse INT8 without calibration images before spending any time on export
+        calibration_images(job.calibration, 1, precision="int8")
     spec = input_spec(job)
     spec_dict = spec.to_dict()
     out_dict = output_spec(job)
@@ -167,40 +134,17 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     fold_constants(traced, float_onnx)
     # Fail early, on the float graph, before calibrating anything.
     support = require_supported(float_onnx, target.tensorrt_versions, artifact=artifact.name)
-    sets = image_sets_for(job.weights.labels, job.options.get("verify_data"), int(job.options.get("verify_images") or 8))
-    # The reference is the model as trained: `job.model` may carry export-only rewrites.
-    reference = job.weights.build()
     details: dict = {"opset": OPSET, "exporter": "torch.onnx.export (TorchScript)",
                      "graph": "static shapes, constants folded by ONNX Runtime's basic optimizations"}
     if job.precision != "int8":
-        verification = _verify(job, reference, artifact, spec_dict, out_dict, sets, progress=job.progress)
+        verification = verify_onnx(job, job.reference_model(), artifact, spec_dict, out_dict, job.verification_sets(),
+                                   progress=job.progress)
+        if job.precision == "fp16":
+            verification["note"] = ("FP32 graph: TensorRT's FP16 kernels are not simulated on the CPU; "
+                                    "tests/test_tensorrt_gpu.py compares the built engine with ONNX Runtime")
     else:
-        cache = staging / "calibration-ranges.json"
-        qdq = quantize_qdq(float_onnx, artifact, calib, spec, method=method, calibration_cache=cache,
-                           progress=job.progress)
-        verification = _verify(job, reference, artifact, spec_dict, out_dict, sets, progress=job.progress)
-        attempts = [_attempt_entry([], verification)]
-        ranking: list[tuple[str, float]] = []
-        if not verification["passed"]:
-            ranking = layer_sensitivity(float_onnx, qdq, calib[:SENSITIVITY_IMAGES], spec, progress=job.progress)
-            # At most half the quantized layers go back to float: beyond that INT8 has little left to give.
-            most = min(int(job.options.get("int8_max_float_layers") or len(ranking) // 2), len(ranking))
-            keep = 1
-            while not verification["passed"] and keep <= most:
-                excluded = [name for name, _ in ranking[:keep]]
-                qdq = quantize_qdq(float_onnx, artifact, calib, spec, method=method, nodes_to_exclude=excluded,
-                                   calibration_cache=cache, progress=job.progress)
-                verification = _verify(job, reference, artifact, spec_dict, out_dict, sets, progress=job.progress)
-                attempts.append(_attempt_entry(excluded, verification))
-                keep = most if keep < most < 2 * keep else 2 * keep
-        gains = dict(ranking)
-        details["quantization"] = {
-            **qdq.to_dict(),
-            "calibration": job.calibration,
-            "budget_search": attempts,
-            # Argmax agreement with the float model gained by running each of them alone in float.
-            "kept_in_float_agreement_gain": {name: gains[name] for name in qdq.excluded_nodes},
-        }
+        verification, details["quantization"] = quantize_job(job, float_onnx, artifact, out_dict)
+        verification["note"] = "Q/DQ graph: TensorRT's explicit quantization reproduces it up to kernel rounding"
         support = require_supported(artifact, target.tensorrt_versions, artifact=artifact.name)
     settings = build_settings(target, job.precision)
     script = staging / f"{job.basename}.trtexec.sh"

@@ -182,10 +182,6 @@ def quantize(job: ExportJob, model: bytes, spec: InputSpec, images: list[np.ndar
         # Float in and out (QUANTIZE / DEQUANTIZE inside); `set_io_type` narrows them on request.
         for boundary in (ops.INPUT, ops.OUTPUT):
             q.update_quantization_recipe(".*", boundary, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
-        float_regex = job.options.get("float_ops_regex")
-        if float_regex:  # keep the named (most sensitive) layers in float
-            q.update_quantization_recipe(float_regex, ops.ALL_SUPPORTED,
-                                         algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
         key, input_name = _signature_input_name(model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -288,7 +284,7 @@ def _check_options(job: ExportJob) -> str:
         raise ConfigError(f"--int8-io {int8_io}: choose one of {', '.join(INT8_IO)}")
     if int8_io != "float" and job.precision != "int8":
         raise ConfigError(f"--int8-io {int8_io}: only a full-INT8 model (--precision int8) has integer input/output")
-    method = job.options.get("calib_method", "minmax")
+    method = job.options.get("calib_method") or "minmax"
     if job.precision == "int8" and method != "minmax":
         raise ConfigError(f"--calib-method {method}: TFLite INT8 calibration here supports minmax only")
     return int8_io
@@ -336,8 +332,6 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         details["calibration"] = {"source": job.calibration, "images": len(images), "method": "minmax",
                                   "preprocessing": "runtime.preprocess with the float input spec "
                                                    f"({spec.dtype} NHWC, normalization {'in model' if spec.mean is None else 'ImageNet mean/std'})"}
-        if job.options.get("float_ops_regex"):
-            details["float_ops_regex"] = job.options["float_ops_regex"]
     if job.target.delegate == "gpu":
         unsupported = tflite_ops.gpu_unsupported(ops)
         details["gpu_delegate_unsupported_ops"] = unsupported

@@ -8,7 +8,6 @@ statistics are recomputed over training images (a "precise BN" pass).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path

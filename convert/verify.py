@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgeseg.benchmarks.datasets import open_dataset
+from edgeseg.benchmarks.datasets import evaluation_split, open_dataset
 from edgeseg.benchmarks.metrics import ConfusionMatrix
 from edgeseg.benchmarks.synthetic import SYNTHETIC_LABELS, generate_scene, scene_rng
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD
@@ -67,7 +67,7 @@ def image_sets_for(labels: tuple[str, ...], data: str | Path | None, count: int)
     sets = []
     folder = Path(data) if data else default_real_images_dir()
     if folder is not None:
-        dataset = open_dataset(folder, "val" if (folder / "val.txt").is_file() else None).subset(count)
+        dataset = open_dataset(folder, evaluation_split(folder)).subset(count)
         comparable = dataset.has_masks and dataset.labels == labels
         images = [dataset.image(i) for i in range(len(dataset))]
         masks = [dataset.mask(i) for i in range(len(dataset))] if comparable else None

@@ -7,7 +7,6 @@ The engine build and run need TensorRT and an NVIDIA GPU: tests/test_tensorrt_gp
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +45,7 @@ def bundles(sample_checkpoint: Path, tmp_path_factory) -> dict[str, dict]:
         out[target] = convert(ConvertRequest(
             target=target, precision=precision, weights=str(sample_checkpoint), out=tmp_path_factory.mktemp(target),
             verify_images=n, progress=False,
-            options={"calib_images": 8, "calib_method": "minmax", "verify_images": n}, **case))
+            options={"calib_images": 8, "verify_images": n}, **case))
     return out
 
 
@@ -114,7 +113,7 @@ def test_int8_qdq_within_one_miou_point_of_fp32(bundles):
     assert synthetic["images"] == VERIFY_IMAGES["int8"]
     assert synthetic["miou_delta"] >= -1.0, synthetic
     q = m["conversion"]["quantization"]
-    assert q["calibration_method"] == "minmax" and q["calibration_images"] == 8
+    assert q["calibration_method"] == "minmax-mean" and q["calibration_images"] == 8
     assert q["budget_search"][-1]["passed"] and q["quantized_nodes"] > 50
 
 
@@ -254,7 +253,8 @@ def test_int8_budget_search_keeps_the_most_sensitive_layers_in_float(sample_chec
     job = ExportJob(weights=weights, model=weights.build(), target=get_target("jetson-orin-nano"), precision="int8",
                     height=128, width=128, output_kind="logits", fuse_preprocessing=False, basename="search",
                     calibration="synthetic:4", progress=False,
-                    options={"calib_images": 4, "verify_images": 2, "int8_max_float_layers": 2})
+                    options={"calib_images": 4, "verify_images": 2, "int8_max_float_layers": 2,
+                             "int8_sensitivity_images": 1})
     result = export(job, tmp_path)
     q = result.details["quantization"]
     assert [a["kept_in_float"] for a in q["budget_search"]] == [0, 1, 2]
