@@ -151,6 +151,32 @@ def detail_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def aspp_table(results: dict[str, Any]) -> str | None:
+    """`--aspp-compare`: each cell with and without the exact ASPP rewrite, side by side."""
+    pairs: dict[tuple, dict[str, dict]] = {}
+    for row in results["rows"]:
+        if row.get("variant") in ("aspp-rewrite", "no-aspp-rewrite"):
+            key = (_get(row, "model", "name"), row.get("target"), row.get("resolution"), row.get("precision"))
+            pairs.setdefault(key, {})[row["variant"]] = row
+    if not pairs:
+        return None
+    head = ("model", "target", "resolution", "precision", "GFLOPs with / without", "infer p50 ms with / without",
+            "ratio", "mIoU with / without")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 4) + "|"]
+    for (model, target, res, precision), pair in pairs.items():
+        on, off = pair.get("aspp-rewrite"), pair.get("no-aspp-rewrite")
+        if not (on and off and on["status"] == off["status"] == "ok"):
+            why = "; ".join(f"{r['variant']}: {status_text(r)}" for r in (on, off) if r and r["status"] != "ok")
+            lines.append(f"| {model} | {target} | {res} | {precision} | {why or 'one side missing'} | – | – | – |")
+            continue
+        t_on, t_off = on["latency"]["inference_ms"]["p50"], off["latency"]["inference_ms"]["p50"]
+        lines.append(f"| {model} | {target_text(on)} | {res} | {precision} | "
+                     f"{_num(on['cost'].get('gflops'), '.2f')} / {_num(off['cost'].get('gflops'), '.2f')} | "
+                     f"{t_on:.1f} / {t_off:.1f} | {t_on / t_off:.2f} | "
+                     f"{_num(on['accuracy'].get('miou'), '.2f')} / {_num(off['accuracy'].get('miou'), '.2f')} |")
+    return "\n".join(lines)
+
+
 def machine_lines(results: dict[str, Any]) -> list[str]:
     m, tools = results["machine"], results["tools"]
     gpu = ", ".join(f"{g['name']} (driver {g['driver']})" for g in m.get("gpu") or []) or "none"
@@ -197,6 +223,7 @@ def to_markdown(results: dict[str, Any]) -> str:
     rows = results["rows"]
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "not run", "failed")}
     calib = config.get("calibration") or {}
+    aspp = aspp_table(results)
     parts = [
         "# edgeseg benchmark",
         "",
@@ -232,6 +259,15 @@ def to_markdown(results: dict[str, Any]) -> str:
         "fraction of the measured matmul peak above (the roofline fraction). Agreement: share of pixels whose class "
         "matches the PyTorch FP32 model's, at model resolution.",
         "",
+        *([] if aspp is None else [
+            "### The exact ASPP rewrite, with and without (`--aspp-compare`)",
+            "",
+            aspp,
+            "",
+            "ratio: median inference time with the rewrite over without it, both measured in this run. The rewrite "
+            "changes no output (see docs/aspp-rewrite.md), so the two mIoUs should be equal.",
+            "",
+        ]),
         "## Checks",
         *check_lines(results),
         "",

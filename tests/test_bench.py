@@ -260,3 +260,26 @@ def test_peer_row_reproduces_the_published_score(tmp_path, shared_data: Path, vo
     assert row["accuracy"]["miou"] == pytest.approx(51.0, abs=1.0)
     assert row["peer_check"]["agrees"]
     assert row["cost"]["gflops"] > 0
+
+
+def test_aspp_compare_runs_each_cell_with_and_without_the_rewrite(tmp_path, sample_checkpoint: Path,
+                                                                  synthetic_voc: Path, cache: Path):
+    """At 128 px all three dilated ASPP branches see an 8x8 map, so the rewrite applies: fewer FLOPs,
+    the same accuracy, and the report puts the pair side by side."""
+    out = tmp_path / "aspp"
+    assert bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc), "--targets", "host-cpu",
+                  "--resolutions", QUICK_RESOLUTION, "--quick", "--runs", "2", "--aspp-compare",
+                  "--cache", str(cache), "--out", str(out)]) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    by_variant = {r["variant"]: r for r in rows}
+    assert set(by_variant) == {"aspp-rewrite", "no-aspp-rewrite"} and len(rows) == 2
+    on, off = by_variant["aspp-rewrite"], by_variant["no-aspp-rewrite"]
+    assert on["status"] == off["status"] == "ok"
+    assert load_manifest(on["artifact"]["manifest"]).data["conversion"]["aspp_rewrite"]["applied"] is True
+    assert load_manifest(off["artifact"]["manifest"]).data["conversion"]["aspp_rewrite"]["applied"] is False
+    assert on["cost"]["gflops"] < off["cost"]["gflops"]
+    assert on["accuracy"]["miou"] == pytest.approx(off["accuracy"]["miou"], abs=1e-3)
+    report = (out / "report.md").read_text()
+    assert "with and without (`--aspp-compare`)" in report
+    line = next(x for x in report.splitlines() if x.startswith("| deeplabv3_mobilenet_v3_large | host-cpu | 128 | fp32 |"))
+    assert f"{on['cost']['gflops']:.2f} / {off['cost']['gflops']:.2f}" in line
