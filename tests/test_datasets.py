@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeseg.benchmarks.datasets import VOC_LABELS, open_dataset
+from edgeseg.benchmarks.datasets import VOC_LABELS, evaluation_split, open_dataset
 from edgeseg.benchmarks.synthetic import SYNTHETIC_LABELS, generate_scene, scene_rng, write_voc_dataset
 from edgeseg.errors import DatasetError
 
@@ -55,6 +55,19 @@ def test_written_set_is_byte_identical_for_the_same_seed(tmp_path):
     assert digest(a) == digest(b)
     ds = open_dataset(a, "val")
     assert len(ds) == 2 and ds.labels == SYNTHETIC_LABELS and ds.kind == "voc"
+
+
+def test_verification_reads_the_val_split_of_a_voc_layout_folder(tmp_path):
+    """`ImageSets/Segmentation/val.txt` (VOC's own place) decides, not only a root `val.txt`: verifying
+    on `--verify-data <VOC folder>` must never score training images."""
+    from edgeseg.convert.verify import image_sets_for
+
+    root = write_voc_dataset(tmp_path / "voc", train=3, val=2, seed=5, progress=False)
+    assert not (root / "val.txt").exists() and evaluation_split(root) == "val"
+    assert evaluation_split(_plain_folder(tmp_path / "plain")) is None
+    (real, _) = image_sets_for(SYNTHETIC_LABELS, root, 8)
+    val = open_dataset(root, "val")
+    assert len(real.images) == 2 and all(np.array_equal(a, val.image(i)) for i, a in enumerate(real.images))
 
 
 def _plain_folder(root, size=(8, 6), mask_size=(8, 6), value=1):
