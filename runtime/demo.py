@@ -198,6 +198,7 @@ class _Pipeline:
 
                 progress = tqdm(total=self.config.max_frames, unit="frame", desc="demo", mininterval=0.5,
                                 file=sys.stderr, leave=False)
+            mask_buffer = None  # frame-sized class ids, reused every frame
             while True:
                 message = self.results.get()
                 if message is _END:
@@ -207,7 +208,9 @@ class _Pipeline:
                     first_read_at = captured.captured_at
                 height, width = captured.image.shape[:2]
                 t0 = time.perf_counter()
-                mask = resize_mask(output_to_mask(output, self.output_kind, self.output_layout), height, width)
+                mask_buffer = resize_mask(output_to_mask(output, self.output_kind, self.output_layout), height, width,
+                                          out=mask_buffer)
+                mask = mask_buffer
                 t1 = time.perf_counter()
                 fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
                 hud = hud_line(fps, {"pre": captured.prepare_ms, "infer": inference_ms, "post": (t1 - t0) * 1000,

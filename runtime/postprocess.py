@@ -20,8 +20,14 @@ def output_to_mask(output: np.ndarray, kind: str, layout: str) -> np.ndarray:
     raise ValueError(f"unknown output layout {layout}")
 
 
-def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Class ids back to frame size; nearest keeps them class ids."""
+def resize_mask(mask: np.ndarray, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Class ids back to frame size; nearest keeps them class ids.
+
+    `out` (height x width, the mask's dtype) is filled and returned instead of a new array: a
+    real-time loop passes the same buffer every frame and allocates nothing.
+    """
     if mask.shape == (height, width):
         return mask
-    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    if out is not None and (out.shape != (height, width) or out.dtype != mask.dtype):
+        out = None  # the frame size changed: a new buffer, which the caller keeps for the next frame
+    return cv2.resize(mask, (width, height), dst=out, interpolation=cv2.INTER_NEAREST)

@@ -142,3 +142,17 @@ def test_mask_of_another_size_is_refused(frame, mask):
 def test_bad_render_options_are_config_errors(kwargs, words):
     with pytest.raises(ConfigError, match=words):
         RenderOptions(**kwargs)
+
+
+def test_resize_mask_fills_the_callers_buffer_and_matches_a_fresh_resize():
+    from edgeseg.runtime.postprocess import resize_mask
+
+    small = np.random.default_rng(0).integers(0, 7, (20, 30), dtype=np.uint8)
+    fresh = resize_mask(small, 120, 160)
+    assert fresh.shape == (120, 160) and set(np.unique(fresh)) <= set(np.unique(small))
+    buffer = np.empty((120, 160), np.uint8)
+    same = resize_mask(small, 120, 160, out=buffer)
+    assert same is buffer and np.array_equal(buffer, fresh)
+    # A buffer of another frame size is not written into: a new mask comes back.
+    other = resize_mask(small, 60, 80, out=buffer)
+    assert other is not buffer and other.shape == (60, 80) and np.array_equal(buffer, fresh)
