@@ -22,7 +22,6 @@ from edgeseg.cli import main  # noqa: E402
 from edgeseg.convert import tflite_export, tflite_ops  # noqa: E402
 from edgeseg.convert.pipeline import ConvertRequest, convert  # noqa: E402
 from edgeseg.errors import ConfigError, DatasetError, ManifestError, VerificationError  # noqa: E402
-from edgeseg.manifest import load_manifest  # noqa: E402
 from edgeseg.runtime.backends import open_backend  # noqa: E402
 from edgeseg.runtime.backends.litert import embedded_labels  # noqa: E402
 from edgeseg.runtime.postprocess import output_to_mask  # noqa: E402
