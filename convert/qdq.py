@@ -188,23 +188,19 @@ def quantized_nodes(path: Path, op_types: Iterable[str] = QUANTIZED_OP_TYPES) ->
 
 def quantize_qdq(float_onnx: Path, out: Path, images: list[np.ndarray], spec: InputSpec, *,
                  method: str = DEFAULT_CALIBRATION_METHOD, percentile: float = DEFAULT_PERCENTILE,
-                 op_types: tuple[str, ...] = QUANTIZED_OP_TYPES, calibration_cache: Path | None = None,
-                 progress: bool = True) -> QdqModel:
+                 op_types: tuple[str, ...] = QUANTIZED_OP_TYPES, progress: bool = True) -> QdqModel:
     """Write the Q/DQ INT8 model of `float_onnx` (already constant-folded) to `out`.
 
     `images` are RGB uint8 calibration images; they go through `preprocess_rgb(image, spec)`,
-    the manifest's preprocessing. The ranges are kept in `calibration_cache` when given (an existing
-    cache is reused as it is).
+    the manifest's preprocessing; `calibrate` estimates the ranges and `quantize_static` reads them.
     """
     if not images:
         raise ConfigError("INT8 needs at least one calibration image")
     q = _ort_quantization()
     enum, _ = calibration_method(method, percentile)
     with tempfile.TemporaryDirectory(prefix="edgeseg-qdq-") as tmp:
-        cache = calibration_cache or Path(tmp) / "ranges.json"
-        if not cache.is_file():
-            calibrate(float_onnx, images, spec, cache, method=method, percentile=percentile, op_types=op_types,
-                      progress=progress)
+        cache = calibrate(float_onnx, images, spec, Path(tmp) / "ranges.json", method=method, percentile=percentile,
+                          op_types=op_types, progress=progress)
         with _quiet():
             q.quantize_static(
                 str(float_onnx), str(out), None, quant_format=q.QuantFormat.QDQ, per_channel=True,
@@ -215,6 +211,16 @@ def quantize_qdq(float_onnx: Path, out: Path, images: list[np.ndarray], spec: In
     return QdqModel(path=out, method=method, calibration_images=len(images), op_types=tuple(op_types),
                     quantized_nodes=quantized_nodes(out, op_types),
                     percentile=percentile if method == "percentile" else None)
+
+
+def _qdq_inputs(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto]) -> Iterable[tuple[int, str]]:
+    """(input index, float source) of each input of `node` read through a QuantizeLinear ->
+    DequantizeLinear pair: the switch `keep_in_float` and `_gated_qdq_model` both turn."""
+    for i, tensor in enumerate(node.input):
+        dq = producer.get(tensor)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is not None and q.op_type == "QuantizeLinear":
+            yield i, q.input[0]
 
 
 def keep_in_float(qdq_path: Path, out: Path, nodes: Iterable[str]) -> Path:
@@ -234,13 +240,9 @@ def keep_in_float(qdq_path: Path, out: Path, nodes: Iterable[str]) -> Path:
     if missing:
         raise ConfigError(f"{qdq_path.name}: no node named {sorted(missing)[0]!r} to keep in float")
     for node in graph.node:
-        if node.name not in wanted:
-            continue
-        for i, tensor in enumerate(node.input):
-            dq = producer.get(tensor)
-            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-            if q is not None and q.op_type == "QuantizeLinear":
-                node.input[i] = q.input[0]
+        if node.name in wanted:
+            for i, source in list(_qdq_inputs(node, producer)):
+                node.input[i] = source
     _drop_unused(model)
     onnx.save(model, str(out))
     return out
@@ -284,16 +286,9 @@ def _gated_qdq_model(qdq_path: Path, nodes: list[str]) -> onnx.ModelProto:
         added += [helper.make_node("Gather", ["qdq_gates", index.name], [f"{gate}_value"], name=f"{gate}_gather"),
                   helper.make_node("Cast", [f"{gate}_value"], [gate], name=f"{gate}_cast", to=TensorProto.BOOL)]
         node = by_name[name]
-        for i, tensor in enumerate(node.input):
-            dq = producer.get(tensor)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                continue
-            q = producer.get(dq.input[0])
-            source = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
-            if source is None:
-                continue
+        for i, source in list(_qdq_inputs(node, producer)):
             stem = f"{gate}_in{i}"
-            added.append(helper.make_node("Where", [gate, tensor, source], [f"{stem}_out"], name=f"{stem}_where"))
+            added.append(helper.make_node("Where", [gate, node.input[i], source], [f"{stem}_out"], name=f"{stem}_where"))
             node.input[i] = f"{stem}_out"
     graph.node.extend(added)
     # Topological order: the gates read tensors produced anywhere in the graph.

@@ -33,7 +33,6 @@ from edgeseg.convert.trt_support import require_supported
 from edgeseg.targets import TargetProfile
 
 
-
 def precision_flags(precision: str) -> list[str]:
     """TensorRT builder flags: INT8 builds also enable FP16 for the layers left outside Q/DQ."""
     return {"fp32": [], "fp16": ["fp16"], "int8": ["fp16", "int8"]}[precision]

@@ -44,6 +44,8 @@ from edgeseg.runtime.backends.litert import LABELS_FILE
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 INT8_IO = ("float", "int8", "uint8")
+# What ai-edge-quantizer's static INT8 recipe does with the calibration images (qsv_utils.moving_average_update).
+TFLITE_CALIBRATION = "per-image min/max, exponential moving average with weight 0.95 on the running value"
 # TFLite schema TensorType values, as modify_model_interface takes them.
 _TFLITE_TENSOR_TYPE = {"int8": 9, "uint8": 3}
 BUFFER_ALIGNMENT = 16  # what the TFLite converter guarantees for constant buffers (SIMD loads, XNNPACK)
@@ -284,9 +286,10 @@ def _check_options(job: ExportJob) -> str:
         raise ConfigError(f"--int8-io {int8_io}: choose one of {', '.join(INT8_IO)}")
     if int8_io != "float" and job.precision != "int8":
         raise ConfigError(f"--int8-io {int8_io}: only a full-INT8 model (--precision int8) has integer input/output")
-    method = job.options.get("calib_method") or "minmax"
-    if job.precision == "int8" and method != "minmax":
-        raise ConfigError(f"--calib-method {method}: TFLite INT8 calibration here supports minmax only")
+    method = job.options.get("calib_method")
+    if job.precision == "int8" and method is not None:
+        raise ConfigError(f"--calib-method {method}: applies to Q/DQ ONNX (host-cpu, Jetson); TFLite INT8 uses "
+                          f"ai-edge-quantizer's own calibration: {TFLITE_CALIBRATION}")
     return int8_io
 
 
@@ -329,7 +332,7 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     }
     if job.precision == "int8":
         details["int8_io"] = int8_io
-        details["calibration"] = {"source": job.calibration, "images": len(images), "method": "minmax",
+        details["calibration"] = {"source": job.calibration, "images": len(images), "method": TFLITE_CALIBRATION,
                                   "preprocessing": "runtime.preprocess with the float input spec "
                                                    f"({spec.dtype} NHWC, normalization {'in model' if spec.mean is None else 'ImageNet mean/std'})"}
     if job.target.delegate == "gpu":

@@ -224,7 +224,7 @@ def test_calibration_folder_without_readable_images_is_refused(tmp_path: Path) -
 @pytest.mark.parametrize(("precision", "options", "message"), [
     ("fp16", {"int8_io": "int8"}, "only a full-INT8 model"),
     ("int8", {"int8_io": "int16"}, "choose one of float, int8, uint8"),
-    ("int8", {"calib_method": "entropy"}, "supports minmax only"),
+    ("int8", {"calib_method": "entropy"}, "applies to Q/DQ ONNX"),
 ])
 def test_options_that_do_not_apply_are_refused(precision: str, options: dict, message: str) -> None:
     from edgeseg.convert.export import ExportJob
