@@ -35,9 +35,9 @@ import numpy as np
 from tqdm import tqdm
 
 import edgeseg
-from edgeseg.benchmarks.datasets import evaluation_split, open_dataset
-from edgeseg.benchmarks.metrics import ConfusionMatrix
-from edgeseg.benchmarks.synthetic import SYNTHETIC_LABELS
+from edgeseg.datasets import evaluation_split, open_dataset
+from edgeseg.metrics import ConfusionMatrix
+from edgeseg.scenes import SYNTHETIC_LABELS
 from edgeseg.convert.resolution import parse_resolution, resolution_tag
 from edgeseg.errors import (BackendUnavailableError, ConfigError, DatasetError, EdgesegError, ManifestError,
                             VerificationError)

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _make_scenes(args: argparse.Namespace) -> int:
-    from edgeseg.benchmarks.synthetic import SceneConfig, write_voc_dataset
+    from edgeseg.scenes import SceneConfig, write_voc_dataset
 
     out = write_voc_dataset(args.out, train=args.train, val=args.val, seed=args.seed,
                             config=SceneConfig(height=args.size, width=args.size))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeseg.benchmarks.datasets import open_dataset
-from edgeseg.benchmarks.synthetic import generate_scene, scene_rng
+from edgeseg.datasets import open_dataset
+from edgeseg.scenes import generate_scene, scene_rng
 from edgeseg.errors import ConfigError, DatasetError
 
 DEFAULT_CALIBRATION_IMAGES = 64

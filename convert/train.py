@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from edgeseg.atomic import atomic_path
-from edgeseg.benchmarks.datasets import IGNORE_INDEX, SegmentationDataset, open_dataset
-from edgeseg.benchmarks.metrics import ConfusionMatrix
+from edgeseg.datasets import IGNORE_INDEX, SegmentationDataset, open_dataset
+from edgeseg.metrics import ConfusionMatrix
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD, build_model, zoo_entry
 from edgeseg.convert.train_config import TrainConfig
 from edgeseg.convert.weights import save_checkpoint

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgeseg.benchmarks.datasets import evaluation_split, open_dataset
-from edgeseg.benchmarks.metrics import ConfusionMatrix
-from edgeseg.benchmarks.synthetic import SYNTHETIC_LABELS, generate_scene, scene_rng
+from edgeseg.datasets import evaluation_split, open_dataset
+from edgeseg.metrics import ConfusionMatrix
+from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.errors import VerificationError
 from edgeseg.runtime.backends import Backend

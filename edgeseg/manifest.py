@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import ManifestError
+from edgeseg.input_spec import InputSpec
 
 MANIFEST_VERSION = 1
 MANIFEST_SUFFIX = ".json"
@@ -52,9 +53,7 @@ class Manifest:
     def num_classes(self) -> int:
         return int(self.data["model"]["num_classes"])
 
-    def input_spec(self):
-        from edgeseg.runtime.preprocess import InputSpec
-
+    def input_spec(self) -> InputSpec:
         return InputSpec.from_dict(self.data["input"])
 
     @property

@@ -36,6 +36,6 @@ def sample_checkpoint() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_voc(tmp_path_factory) -> Path:
     """A small VOC-layout set of synthetic scenes (16 train, 8 val), written once per session."""
-    from edgeseg.benchmarks.synthetic import write_voc_dataset
+    from edgeseg.scenes import write_voc_dataset
 
     return write_voc_dataset(tmp_path_factory.mktemp("scenes"), train=16, val=8, seed=0, progress=False)

@@ -203,7 +203,7 @@ def sample_model(sample_checkpoint: Path) -> nn.Module:
 
 @pytest.fixture(scope="module")
 def real_images(voc_sample: Path) -> list[np.ndarray]:
-    from edgeseg.benchmarks.datasets import open_dataset
+    from edgeseg.datasets import open_dataset
 
     dataset = open_dataset(voc_sample, None).subset(3)
     return [dataset.image(i) for i in range(len(dataset))]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeseg.benchmarks.datasets import VOC_LABELS, evaluation_split, open_dataset
-from edgeseg.benchmarks.synthetic import SYNTHETIC_LABELS, generate_scene, scene_rng, write_voc_dataset
+from edgeseg.datasets import VOC_LABELS, evaluation_split, open_dataset
+from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng, write_voc_dataset
 from edgeseg.errors import DatasetError
 
 

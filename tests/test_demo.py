@@ -58,7 +58,7 @@ BACKENDS = [
 @pytest.fixture(scope="module")
 def scene_video(tmp_path_factory) -> Path:
     """A short video of synthetic scenes (the sample model's domain), written with OpenCV."""
-    from edgeseg.benchmarks.synthetic import SceneConfig, generate_scene, scene_rng
+    from edgeseg.scenes import SceneConfig, generate_scene, scene_rng
 
     path = tmp_path_factory.mktemp("video") / "scenes.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (FRAME_W, FRAME_H))

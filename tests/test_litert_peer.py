@@ -17,8 +17,8 @@ import pytest
 
 pytest.importorskip("ai_edge_litert", reason="the LiteRT backend needs ai-edge-litert (pip install 'edgeseg[tflite]')")
 
-from edgeseg.benchmarks.datasets import VOC_LABELS, open_dataset  # noqa: E402
-from edgeseg.benchmarks.metrics import ConfusionMatrix  # noqa: E402
+from edgeseg.datasets import VOC_LABELS, open_dataset  # noqa: E402
+from edgeseg.metrics import ConfusionMatrix  # noqa: E402
 from edgeseg.errors import ManifestError  # noqa: E402
 from edgeseg.manifest import load_manifest, sha256_file  # noqa: E402
 from edgeseg.runtime.backends import open_backend  # noqa: E402

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edgeseg.benchmarks.metrics import ConfusionMatrix, argmax_agreement
+from edgeseg.metrics import ConfusionMatrix, argmax_agreement
 
 
 def test_perfect_prediction_scores_100():

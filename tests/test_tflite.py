@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("litert_torch", reason="TFLite conversion needs litert-torch (pip install 'edgeseg[tflite]')")
 pytest.importorskip("ai_edge_litert", reason="the LiteRT backend needs ai-edge-litert")
 
-from edgeseg.benchmarks.synthetic import SYNTHETIC_LABELS, generate_scene, scene_rng  # noqa: E402
+from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
 from edgeseg.convert import tflite_export, tflite_ops  # noqa: E402
 from edgeseg.convert.pipeline import ConvertRequest, convert  # noqa: E402

@@ -5,7 +5,7 @@ import torch
 
 from edgeseg.convert.models import ZOO, build_model
 from edgeseg.convert.weights import load_weights, save_checkpoint
-from edgeseg.benchmarks.synthetic import SYNTHETIC_LABELS
+from edgeseg.scenes import SYNTHETIC_LABELS
 from edgeseg.errors import WeightsError
 
 

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from edgeseg.benchmarks.datasets import read_image_rgb
-from edgeseg.benchmarks.synthetic import generate_scene, scene_rng
+from edgeseg.datasets import read_image_rgb
+from edgeseg.scenes import generate_scene, scene_rng
 from edgeseg.convert.verify import reference_spec
 from edgeseg.convert.weights import load_weights
 from edgeseg.runtime.preprocess import preprocess_rgb

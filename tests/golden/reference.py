@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from edgeseg.benchmarks.datasets import read_image_rgb
-from edgeseg.benchmarks.metrics import ConfusionMatrix
+from edgeseg.datasets import read_image_rgb
+from edgeseg.metrics import ConfusionMatrix
 
 GOLDEN = Path(__file__).resolve().parent / "sample_golden.npz"
 REPO = Path(__file__).resolve().parents[2]
