@@ -32,8 +32,8 @@ def _list(text: str) -> list[str]:
 
 
 def _register_bench(sub: argparse._SubParsersAction) -> None:
-    from edgeseg.benchmarks.bench import (DEFAULT_CALIB_IMAGES, DEFAULT_IMAGES, DEFAULT_RUNS, DEFAULT_VERIFY_IMAGES,
-                                          DEFAULT_WARMUP, QUICK)
+    from edgeseg.benchmarks.config import (DEFAULT_CALIB_IMAGES, DEFAULT_IMAGES, DEFAULT_RUNS, DEFAULT_VERIFY_IMAGES,
+                                           DEFAULT_WARMUP, QUICK)
 
     p = sub.add_parser(
         "bench", help="latency, mIoU and cost per model x target x resolution x precision, in one report",
