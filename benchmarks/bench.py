@@ -31,12 +31,12 @@ from edgeseg.benchmarks.cache import first_line, obtain_artifact
 from edgeseg.benchmarks.checks import CHECK_TOLERANCE, matching_verification, peer_check, verification_check
 from edgeseg.benchmarks.config import BenchConfig, default_cache_dir
 from edgeseg.benchmarks.evalsets import EvalSet, check_labels, load_eval_set
-from edgeseg.benchmarks.flops import artifact_gflops, cost, restate_roofline
+from edgeseg.benchmarks.flops import artifact_gflops, cost_entry, cost_on_final_peak
 from edgeseg.benchmarks.machine import machine_info, matmul_peak_gflops, tool_versions, usable_cores
 from edgeseg.benchmarks.measure import measure_accuracy, measure_latency
 from edgeseg.benchmarks.planning import default_calibration, peer_evalset, peer_manifests, sweep_plans, validate
 from edgeseg.benchmarks.references import ModelEntry
-from edgeseg.benchmarks.rows import (STATUS_FAILED, STATUS_NOT_RUN, STATUS_OK, RowPlan, artifact_info, is_host_proxy,
+from edgeseg.benchmarks.rows import (STATUS_FAILED, STATUS_NOT_RUN, STATUS_OK, RowKind, RowPlan, artifact_info, is_host_proxy,
                                      new_row, set_status, verification_summary)
 from edgeseg.convert.resolution import resolution_tag
 from edgeseg.errors import BackendUnavailableError, ConfigError, DatasetError, EdgesegError, ManifestError
@@ -76,11 +76,11 @@ class Bench:
             for path in c.artifacts:
                 # A wrong path or a set of other classes is the user's error: one line now, not a row.
                 check_labels(self.evalsets["data"], load_manifest(path).labels, str(path))
-                plans.append(RowPlan("artifact", artifact=Path(path), evalset=self.evalsets["data"]))
+                plans.append(RowPlan(RowKind.ARTIFACT, artifact=Path(path), evalset=self.evalsets["data"]))
         elif c.data is not None:
-            for spec in c.weights:
+            for weights_arg in c.weights:
                 for arch in c.models:
-                    entry = ModelEntry(spec, arch)
+                    entry = ModelEntry(weights_arg, arch)
                     check_labels(self.evalsets["data"], entry.weights.labels, entry.weights.source)
                     self.models.append(entry)
                     calib, why = default_calibration(c, entry.weights.labels)
@@ -90,7 +90,7 @@ class Bench:
             manifests = peer_manifests(c)
             if "peer" not in self.evalsets:
                 self.evalsets["peer"] = peer_evalset(c)
-            plans.extend(RowPlan("peer", artifact=Path(m), evalset=self.evalsets["peer"]) for m in manifests)
+            plans.extend(RowPlan(RowKind.PEER, artifact=Path(m), evalset=self.evalsets["peer"]) for m in manifests)
         return plans
 
     # ---- running
@@ -134,7 +134,7 @@ class Bench:
         machine["matmul_peak"] = {**peak, "measured_gflops_per_s": [peak_start["gflops_per_s"], peak_end["gflops_per_s"]]}
         for row in rows:
             if row.get("cost"):
-                row["cost"] = restate_roofline(row["cost"], peak["gflops_per_s"])
+                row["cost"] = cost_on_final_peak(row["cost"], peak["gflops_per_s"])
         return self.results(machine, tools, rows, started, planned=len(plans))
 
     def results(self, machine: dict, tools: dict, rows: list[dict], started: float, *, planned: int) -> dict[str, Any]:
@@ -196,7 +196,7 @@ class Bench:
         except Exception as exc:  # noqa: BLE001 - an engine's own error types; the row records it and the sweep goes on
             return set_status(row, STATUS_FAILED, first_line(exc), "run")
         gflops, source = artifact_gflops(manifest, reference)
-        row["cost"] = cost(row, gflops, source, peak_gflops)
+        row["cost"] = cost_entry(row, gflops, source, peak_gflops)
         row["verification_check"] = verification_check(recorded, measured)
         if "peer" in manifest.data:
             row["peer_check"] = peer_check(manifest, plan.evalset, row["accuracy"])
@@ -205,14 +205,14 @@ class Bench:
     def _row_manifest(self, plan: RowPlan, row: dict, bar: tqdm | None) -> Manifest | None:
         """The row's artifact: converted (or cached) for a sweep cell, else the given manifest,
         checked against the set's labels. None when the row ended here (its status says why)."""
-        if plan.kind == "sweep":
+        if plan.kind is RowKind.SWEEP:
             return obtain_artifact(plan, row, cache=self.cache, verify_images=self.config.verify_images, bar=bar)
         try:
             manifest = load_manifest(plan.artifact)
         except ManifestError as exc:
             set_status(row, STATUS_FAILED, str(exc), "run")
             return None
-        self.describe_given(plan, row, manifest)
+        self.identify_from_manifest(plan, row, manifest)
         try:
             check_labels(plan.evalset, manifest.labels, manifest.artifact_path.name)
         except DatasetError as exc:
@@ -220,8 +220,9 @@ class Bench:
             return None
         return manifest
 
-    def describe_given(self, plan: RowPlan, row: dict, manifest: Manifest) -> None:
-        """Identity of a row that comes from a manifest (given artifact or peer)."""
+    def identify_from_manifest(self, plan: RowPlan, row: dict, manifest: Manifest) -> None:
+        """Fill the identity columns of a given-artifact or peer row from its manifest (a sweep row
+        knows them from its plan), and find the PyTorch reference of a given artifact."""
         d = manifest.data
         spec = manifest.input_spec()
         target = d.get("target")
@@ -235,9 +236,9 @@ class Bench:
         row["model"] = {"name": d.get("name") or model.get("name") or model.get("architecture") or manifest.artifact_path.stem,
                         "architecture": model.get("architecture"), "weights": model.get("weights_source"),
                         "weights_sha256": model.get("weights_sha256"), "num_classes": manifest.num_classes,
-                        "peer": plan.kind == "peer"}
+                        "peer": plan.kind is RowKind.PEER}
         row["artifact"] = artifact_info(manifest, from_cache=None)
-        if plan.kind == "artifact":
+        if plan.kind is RowKind.ARTIFACT:
             plan.model = self._reference_model_for(manifest)
             if plan.model is None:
                 row["reference_note"] = "PyTorch FP32 reference weights not found here: no mIoU change or agreement"

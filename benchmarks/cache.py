@@ -43,7 +43,7 @@ def obtain_artifact(plan: RowPlan, row: dict, *, cache: Path, verify_images: int
     evalset = plan.evalset
     verify_images = min(verify_images, len(evalset.ids))
     verify_data = verification_view(evalset, verify_images, cache)
-    inputs = {"edgeseg": edgeseg.__version__, "weights_sha256": plan.model.identity, "arch": plan.model.name,
+    inputs = {"edgeseg": edgeseg.__version__, "weights": plan.model.weights_key, "arch": plan.model.name,
               "target": target.to_dict(), "precision": plan.precision, "resolution": [height, width],
               "output_kind": "logits", "fuse_preprocessing": False, "options": plan.options,
               "calibration": plan.calibration, "verify_data": str(verify_data), "verify_images": verify_images}
@@ -82,7 +82,7 @@ def _convert_into(folder: Path, plan: RowPlan, target_name: str, row: dict, inpu
 
     weights = plan.model.weights
     request = ConvertRequest(target=target_name, precision=plan.precision, resolution=plan.resolution,
-                             weights=weights.source if Path(weights.source).is_file() else plan.model.spec,
+                             weights=weights.source if Path(weights.source).is_file() else plan.model.weights_arg,
                              arch=plan.model.name, out=folder, calibration=plan.calibration,
                              verify_data=inputs["verify_data"], verify_images=inputs["verify_images"],
                              options=dict(plan.options), progress=False)

@@ -32,6 +32,7 @@ class EvalSet:
     labels: tuple[str, ...] | None
 
     def describe(self) -> dict[str, Any]:
+        """The set's entry under `datasets` in results.json."""
         return {"name": self.name, "path": str(self.root), "split": self.split, "images": len(self.ids),
                 "labels": list(self.labels) if self.labels else None, "first_id": self.ids[0], "last_id": self.ids[-1]}
 
@@ -90,6 +91,7 @@ def verification_view(evalset: EvalSet, count: int, cache: Path) -> Path:
 
 
 def ensure_dir(path: Path) -> Path:
+    """`path`, created and checked writable (a clear error, not an OSError deep in a copy)."""
     from edgeseg.atomic import ensure_writable_dir
 
     ensure_writable_dir(path)

@@ -84,7 +84,7 @@ def tflite_gflops(path: Path) -> float:
                 macs += int(np.prod(inp)) * int(np.prod(weights[:3]))
     return 2 * macs / 1e9
 
-def cost(row: dict, gflops: float | None, source: str | None, peak_gflops: float) -> dict[str, Any]:
+def cost_entry(row: dict, gflops: float | None, source: str | None, peak_gflops: float) -> dict[str, Any]:
     """Size, GFLOPs at this resolution, achieved GFLOP/s (at median inference time) and its fraction of
     the machine's measured matmul peak (the roofline fraction)."""
     out: dict[str, Any] = {"size_mb": row["artifact"]["size_mb"], "gflops": None, "gflops_source": source,
@@ -97,9 +97,10 @@ def cost(row: dict, gflops: float | None, source: str | None, peak_gflops: float
     return out
 
 
-def restate_roofline(cost_entry: dict[str, Any], peak_gflops: float) -> dict[str, Any]:
-    """The cost entry with its roofline fraction on the run's final peak."""
-    out = {**cost_entry, "matmul_peak_gflops_per_s": peak_gflops}
+def cost_on_final_peak(cost: dict[str, Any], peak_gflops: float) -> dict[str, Any]:
+    """A row's cost entry with its roofline fraction restated on the run's final matmul peak (the
+    better of the measurements before and after the rows)."""
+    out = {**cost, "matmul_peak_gflops_per_s": peak_gflops}
     if out.get("achieved_gflops_per_s") is not None:
         out["roofline_fraction"] = round(out["achieved_gflops_per_s"] / peak_gflops, 4)
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 from edgeseg.benchmarks.config import BenchConfig
 from edgeseg.benchmarks.evalsets import EvalSet, _split_ids, load_eval_set
 from edgeseg.benchmarks.references import ModelEntry
-from edgeseg.benchmarks.rows import RowPlan
+from edgeseg.benchmarks.rows import RowKind, RowPlan
 from edgeseg.convert.resolution import parse_resolution
 from edgeseg.errors import ConfigError
 from edgeseg.scenes import SYNTHETIC_LABELS
@@ -66,7 +66,7 @@ def sweep_plans(c: BenchConfig, model: ModelEntry, calibration: str | None, eval
                     options = {"calib_images": c.calib_images}
                     if rewrite is not None:
                         options["aspp_rewrite"] = rewrite
-                    plans.append(RowPlan("sweep", target=target, precision=precision, resolution=res, model=model,
+                    plans.append(RowPlan(RowKind.SWEEP, target=target, precision=precision, resolution=res, model=model,
                                          variant=variant, options=options,
                                          calibration=calibration if precision.startswith("int8") else None,
                                          evalset=evalset))

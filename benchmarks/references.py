@@ -26,28 +26,33 @@ class Reference:
 class ModelEntry:
     """One model of the sweep: its weights, FP32 reference model and cached references."""
 
-    def __init__(self, weights_spec: str, arch: str | None) -> None:
+    def __init__(self, weights_arg: str, arch: str | None) -> None:
         from edgeseg.convert.weights import load_weights
 
-        self.spec = weights_spec
-        self.weights = load_weights(weights_spec, arch=arch)
+        self.weights_arg = weights_arg  # as given to --weights: 'sample', 'torchvision' or a path
+        self.weights = load_weights(weights_arg, arch=arch)
         self.model = self.weights.build()
         self._references: dict[tuple[str, int, int], Reference] = {}
 
     @property
     def name(self) -> str:
+        """The zoo architecture, which names the model in rows and cache folders."""
         return self.weights.arch
 
     @property
-    def identity(self) -> str:
+    def weights_key(self) -> str:
+        """What identifies these weights in the cache key: the sha256 of their file, or for weights
+        that have none here (torchvision's pretrained enum) their source name."""
         return self.weights.sha256 or self.weights.source
 
     def describe(self) -> dict[str, Any]:
+        """The row's `model` entry."""
         w = self.weights
         return {"name": w.arch, "architecture": w.arch, "weights": w.source, "weights_sha256": w.sha256,
                 "num_classes": w.num_classes, "peer": False}
 
     def reference(self, evalset: EvalSet, height: int, width: int, threads: int) -> Reference:
+        """The FP32 reference on `evalset` at HxW, computed on first use with `threads` torch threads."""
         key = (evalset.name, height, width)
         if key not in self._references:
             import torch

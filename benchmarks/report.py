@@ -216,32 +216,41 @@ def check_lines(results: dict[str, Any]) -> list[str]:
 
 
 def to_markdown(results: dict[str, Any]) -> str:
+    """report.md: the run, the machine and data, the tables with their legends, the checks, the pictures."""
+    created = f"{results['created']}, {results['duration_s']} s"
+    command = f", `{results['command']}`" if results.get("command") else ""
+    parts = [
+        "# edgeseg benchmark", "", created + command, "",
+        "## Machine", *machine_lines(results), "",
+        "## Data", *data_lines(results), "",
+        *result_sections(results),
+        "## Checks", *check_lines(results), "",
+        "![latency against mIoU](pareto.png)", "",
+        "![per-class IoU](per_class_iou.png)", "",
+    ]
+    return "\n".join(parts)
+
+
+def data_lines(results: dict[str, Any]) -> list[str]:
+    """The sets scored, how many frames and images per row, and each model's INT8 calibration."""
     config = results["config"]
-    datasets = results.get("datasets", {})
-    data_lines = [f"- `{key}`: {d['name']}: {d['images']} images of {d['path']}"
-                  + (f" (split {d['split']})" if d.get("split") else "") for key, d in datasets.items()]
+    lines = [f"- `{key}`: {d['name']}: {d['images']} images of {d['path']}"
+             + (f" (split {d['split']})" if d.get("split") else "") for key, d in results.get("datasets", {}).items()]
+    lines.append(f"- latency: {config['warmup']} warm-up + {config['runs']} timed frames per row; accuracy: "
+                 f"{config['images']} images at most per set" + ("; `--quick`" if config.get("quick") else ""))
+    lines.extend(f"- INT8 calibration of {m}: {c['images']} ({c['source']})"
+                 for m, c in (config.get("calibration") or {}).items())
+    return lines
+
+
+def result_sections(results: dict[str, Any]) -> list[str]:
+    """The main table, the stages-and-cost table and (with --aspp-compare) the ASPP table, each with its legend."""
     rows = results["rows"]
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "not run", "failed")}
-    calib = config.get("calibration") or {}
+    partial = "" if results.get("complete", True) else f"; PARTIAL: {len(rows)} of {results.get('rows_planned')} rows so far"
     aspp = aspp_table(results)
-    parts = [
-        "# edgeseg benchmark",
-        "",
-        f"{results['created']}, {results['duration_s']} s" + (f", `{results['command']}`" if results.get("command") else ""),
-        "",
-        "## Machine",
-        *machine_lines(results),
-        "",
-        "## Data",
-        *data_lines,
-        f"- latency: {config['warmup']} warm-up + {config['runs']} timed frames per row; accuracy: "
-        f"{config['images']} images at most per set"
-        + ("; `--quick`" if config.get("quick") else ""),
-        *[f"- INT8 calibration of {m}: {c['images']} ({c['source']})" for m, c in calib.items()],
-        "",
-        f"## Results ({counts['ok']} ok, {counts['not run']} not run, {counts['failed']} failed"
-        + ("" if results.get("complete", True) else f"; PARTIAL: {len(rows)} of {results.get('rows_planned')} rows so far")
-        + ")",
+    return [
+        f"## Results ({counts['ok']} ok, {counts['not run']} not run, {counts['failed']} failed{partial})",
         "",
         main_table(results),
         "",
@@ -268,15 +277,7 @@ def to_markdown(results: dict[str, Any]) -> str:
             "changes no output (see docs/aspp-rewrite.md), so the two mIoUs should be equal.",
             "",
         ]),
-        "## Checks",
-        *check_lines(results),
-        "",
-        "![latency against mIoU](pareto.png)",
-        "",
-        "![per-class IoU](per_class_iou.png)",
-        "",
     ]
-    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------- pictures

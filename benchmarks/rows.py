@@ -4,6 +4,7 @@ artifact and verification entries every row carries."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,19 @@ STATUS_OK, STATUS_NOT_RUN, STATUS_FAILED = "ok", "not run", "failed"
 STAGES = ("export", "verification", "run")
 
 
+class RowKind(str, Enum):
+    """Where a row's artifact comes from (its value is the row's `kind` in results.json)."""
+
+    SWEEP = "sweep"  # a model x target x resolution x precision cell, converted on demand
+    ARTIFACT = "artifact"  # an artifact the user gave (--artifacts)
+    PEER = "peer"  # a public peer's manifest (--peer)
+
+
 @dataclass
 class RowPlan:
     """One row to measure: a sweep cell (model + target + resolution + precision) or a given artifact."""
 
-    kind: str  # "sweep", "artifact" or "peer"
+    kind: RowKind
     target: str | None = None
     precision: str | None = None
     resolution: str | None = None
@@ -33,7 +42,8 @@ class RowPlan:
     evalset: EvalSet | None = None
 
     def label(self) -> str:
-        if self.kind == "sweep":
+        """model/target/precision/resolution[/variant] of a sweep cell, else the artifact's file name."""
+        if self.kind is RowKind.SWEEP:
             parts = [self.model.name, self.target, self.precision, self.resolution]
             return "/".join(parts + ([self.variant] if self.variant else []))
         return Path(self.artifact).name
@@ -41,7 +51,7 @@ class RowPlan:
 
 def new_row(plan: RowPlan) -> dict[str, Any]:
     """A row's skeleton: identity first, results filled in as stages complete."""
-    row: dict[str, Any] = {"id": plan.label(), "kind": plan.kind, "model": plan.model.describe() if plan.model else None,
+    row: dict[str, Any] = {"id": plan.label(), "kind": plan.kind.value, "model": plan.model.describe() if plan.model else None,
                            "variant": plan.variant, "target": plan.target, "backend": None, "host_proxy": False,
                            "resolution": plan.resolution, "input_hw": None, "precision": plan.precision,
                            "status": None, "stage": None, "reason": None,
