@@ -30,11 +30,6 @@ CSV_COLUMNS = (
 )
 
 
-def load_results(path: Path | str) -> dict[str, Any]:
-    """Read a results.json back (e.g. to re-render a report)."""
-    return json.loads(Path(path).read_text())
-
-
 def write_report(results: dict[str, Any], out: Path) -> list[Path]:
     """Write every report file into `out` atomically; return their paths."""
     with staging_dir(Path(out)) as stage:
