@@ -7,8 +7,8 @@ import filecmp
 from pathlib import Path
 from typing import Any
 
-from edgeseg.benchmarks.evalsets import EvalSet, _split_ids
-from edgeseg.datasets import evaluation_split, open_dataset
+from edgeseg.benchmarks.evalsets import EvalSet
+from edgeseg.datasets import evaluation_split, open_dataset, split_ids
 from edgeseg.errors import DatasetError
 from edgeseg.manifest import Manifest
 
@@ -66,7 +66,7 @@ def peer_check(manifest: Manifest, evalset: EvalSet, accuracy: dict[str, Any]) -
         return {"comparable": False, "why": "the peer manifest records no reference score"}
     result = {"set": ref.get("set"), "recorded_miou": ref.get("miou"), "tolerance": ref.get("tolerance"),
               "bench_miou": accuracy["miou"], "bench_images": accuracy["images"]}
-    whole = len(_split_ids(evalset.root, evalset.split)) if evalset.split else None
+    whole = len(split_ids(evalset.root, evalset.split)) if evalset.split else None
     if whole != accuracy["images"]:
         return {**result, "comparable": False,
                 "why": f"scored {accuracy['images']} images, not the whole '{evalset.split}' split the record is on"}

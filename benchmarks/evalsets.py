@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgeseg.datasets import open_dataset
+from edgeseg.datasets import SegmentationDataset, open_dataset
 from edgeseg.errors import DatasetError
 
 
@@ -23,13 +23,27 @@ class EvalSet:
     """The labelled images one row is measured on, loaded once."""
 
     name: str
-    root: Path
+    dataset: SegmentationDataset  # the samples scored, every one with its mask
     split: str | None
-    ids: list[str]
-    files: list[tuple[Path, Path]]  # (image, mask) of each sample
     images: list[np.ndarray]  # RGB uint8
     masks: list[np.ndarray]
-    labels: tuple[str, ...] | None
+
+    @property
+    def root(self) -> Path:
+        return self.dataset.root
+
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        return self.dataset.labels
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.id for s in self.dataset.samples]
+
+    @property
+    def files(self) -> list[tuple[Path, Path]]:
+        """(image, mask) of each sample."""
+        return [(s.image_path, s.mask_path) for s in self.dataset.samples]  # type: ignore[misc] - has_masks held
 
     def describe(self) -> dict[str, Any]:
         """The set's entry under `datasets` in results.json."""
@@ -49,9 +63,7 @@ def load_eval_set(root: Path, split: str | None, count: int, name: str, progress
         raise DatasetError(f"{missing}: no ground-truth mask; bench needs labelled images")
     pairs = [dataset.pair(i) for i in tqdm(range(len(dataset)), desc=f"load {name}", disable=not progress,
                                            unit="img", leave=False)]
-    return EvalSet(name, root, split, [s.id for s in dataset.samples],
-                   [(s.image_path, s.mask_path) for s in dataset.samples],
-                   [p[0] for p in pairs], [p[1] for p in pairs], dataset.labels)
+    return EvalSet(name, dataset, split, [p[0] for p in pairs], [p[1] for p in pairs])
 
 
 def verification_view(evalset: EvalSet, count: int, cache: Path) -> Path:
@@ -62,11 +74,7 @@ def verification_view(evalset: EvalSet, count: int, cache: Path) -> Path:
     construction for any layout or split. The folder is named by the sha256 of those files, so it
     changes (and so does the conversion cache key) when the data does.
     """
-    digest = hashlib.sha256()
-    for sample_id, (image, mask) in zip(evalset.ids[:count], evalset.files[:count]):
-        digest.update(sample_id.encode())
-        digest.update(image.read_bytes())
-        digest.update(mask.read_bytes())
+    digest = hashlib.sha256(evalset.dataset.subset(count).fingerprint().encode())
     digest.update("\n".join(evalset.labels or ()).encode())
     view = cache / "verify-sets" / digest.hexdigest()[:16]
     if view.is_dir():
@@ -108,11 +116,3 @@ def check_labels(evalset: EvalSet, labels: tuple[str, ...], who: str) -> None:
         bad = ids[(ids != 255) & (ids >= len(labels))]
         if bad.size:
             raise DatasetError(f"{evalset.root}: mask {sample_id} holds class {int(bad[0])} but {who} has {len(labels)} classes")
-
-
-def _split_ids(root: Path, split: str) -> list[str]:
-    for path in (root / "ImageSets" / "Segmentation" / f"{split}.txt", root / f"{split}.txt"):
-        if path.is_file():
-            return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-    return []
-

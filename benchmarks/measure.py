@@ -13,7 +13,7 @@ import numpy as np
 from edgeseg.benchmarks.evalsets import EvalSet
 from edgeseg.benchmarks.references import Reference
 from edgeseg.manifest import Manifest
-from edgeseg.metrics import ConfusionMatrix
+from edgeseg.metrics import Agreement, ConfusionMatrix
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr, preprocess_rgb
 
@@ -41,33 +41,29 @@ def measure_accuracy(backend, evalset: EvalSet, manifest: Manifest, reference: R
     spec = manifest.input_spec()
     kind, layout = manifest.output["kind"], manifest.output.get("layout", "NCHW")
     labels = manifest.labels
-    cm = ConfusionMatrix(manifest.num_classes)
-    check_cm = ConfusionMatrix(manifest.num_classes)
-    agree = pixels = check_agree = check_pixels = 0
+    cm, check_cm = ConfusionMatrix(manifest.num_classes), ConfusionMatrix(manifest.num_classes)
+    agreement, check_agreement = Agreement(), Agreement()
     for i, (image, gt) in enumerate(zip(evalset.images, evalset.masks)):
         mask = output_to_mask(backend.infer(preprocess_rgb(image, spec)), kind, layout)
         full = resize_mask(mask, *gt.shape)
         cm.update(gt, full)
         if reference is not None:
-            same = int((reference.masks[i] == mask).sum())
-            agree += same
-            pixels += mask.size
+            agreement.update(reference.masks[i], mask)
         if i < check_count:
             check_cm.update(gt, full)
             if reference is not None:
-                check_agree += same
-                check_pixels += mask.size
+                check_agreement.update(reference.masks[i], mask)
     scores = cm.compute()
     accuracy = {"images": len(evalset.images), **scores.to_dict(labels)}
     if reference is not None:
         accuracy.update(reference_miou=reference.scores["miou"],
                         miou_delta=round(scores.miou - reference.scores["miou"], 4),
-                        argmax_agreement=round(agree / pixels, 6),
+                        argmax_agreement=round(agreement.compute(), 6),
                         reference_per_class_iou=reference.scores["per_class_iou"])
     check = None
     if check_count:
         check = {"images": check_count, "miou": check_cm.compute().miou,
-                 "argmax_agreement": check_agree / check_pixels if check_pixels else None}
+                 "argmax_agreement": check_agreement.compute()}
     return accuracy, check
 
 

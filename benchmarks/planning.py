@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeseg.benchmarks.config import BenchConfig
-from edgeseg.benchmarks.evalsets import EvalSet, _split_ids, load_eval_set
+from edgeseg.benchmarks.evalsets import EvalSet, load_eval_set
 from edgeseg.benchmarks.references import ModelEntry
 from edgeseg.benchmarks.rows import RowKind, RowPlan
 from edgeseg.convert.resolution import parse_resolution
+from edgeseg.datasets import split_ids
 from edgeseg.errors import ConfigError
 from edgeseg.scenes import SYNTHETIC_LABELS
 from edgeseg.targets import ALL_PRECISIONS, get_target
@@ -48,7 +49,7 @@ def default_calibration(config: BenchConfig, labels: tuple[str, ...]) -> tuple[s
     disjoint from train and val scenes). Otherwise none: int8 rows then say what to pass."""
     if config.calibration:
         return config.calibration, "--calib"
-    if config.data is not None and (config.data / "JPEGImages").is_dir() and _split_ids(config.data, "train"):
+    if config.data is not None and (config.data / "JPEGImages").is_dir() and split_ids(config.data, "train"):
         return str(config.data.resolve()), f"train split of {config.data}"
     if tuple(labels) == SYNTHETIC_LABELS:
         return f"synthetic:{config.calib_images}", "synthetic calibration scenes (the model's classes are the synthetic ones)"

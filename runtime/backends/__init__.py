@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import BackendUnavailableError, ManifestError
+from edgeseg.input_spec import InputSpec
 from edgeseg.manifest import Manifest, load_manifest
 
 
@@ -68,6 +69,11 @@ def open_backend(model: Path | str | Manifest, *, threads: int | None = None) ->
     """The backend the manifest names, loaded with its artifact."""
     manifest = model if isinstance(model, Manifest) else load_manifest(model)
     return backend_class(manifest.backend)(manifest, threads=threads)
+
+
+def batch_shape(spec: InputSpec) -> tuple[int, int, int, int]:
+    """The one-image batch a model with this input spec takes: (1, H, W, 3) for NHWC, else (1, 3, H, W)."""
+    return (1, spec.height, spec.width, 3) if spec.layout == "NHWC" else (1, 3, spec.height, spec.width)
 
 
 def require(module: str, what: str):

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.manifest import Manifest
-from edgeseg.runtime.backends import Backend
+from edgeseg.runtime.backends import Backend, batch_shape
 
 TFLITE_FILE_IDENTIFIER = b"TFL3"
 LABELS_FILE = "labels.txt"  # associated file inside the model (a zip appended to the flatbuffer)
@@ -85,7 +85,7 @@ class LiteRTBackend(Backend):
             raise ManifestError(f"{path}: has {len(inputs)} inputs and {len(outputs)} outputs; edgeseg runs one of each")
         self.input, self.output = inputs[0], outputs[0]
         spec = manifest.input_spec()
-        expected = [1, spec.height, spec.width, 3] if spec.layout == "NHWC" else [1, 3, spec.height, spec.width]
+        expected = list(batch_shape(spec))
         if list(self.input["shape"]) != expected:
             raise ManifestError(
                 f"{manifest.path}: says input {expected} ({spec.layout}) but {path.name} takes {self.input['shape'].tolist()}"
