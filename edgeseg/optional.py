@@ -12,7 +12,7 @@ from types import ModuleType
 from edgeseg.errors import MissingPackageError
 
 
-def require(module: str, *, extra: str, purpose: str, package: str | None = None) -> ModuleType:
+def require(module: str, *, extra: str | None, purpose: str, package: str | None = None) -> ModuleType:
     """`importlib.import_module(module)`, or MissingPackageError naming the pip package and edgeseg extra.
 
     A package that is installed but fails to import (a broken wheel, a missing shared library) is
@@ -23,7 +23,7 @@ def require(module: str, *, extra: str, purpose: str, package: str | None = None
     except ImportError as exc:
         pip_name = package or module.split(".")[0]
         if getattr(exc, "name", None) in (module, module.split(".")[0]):
-            raise MissingPackageError(f"{purpose} needs '{pip_name}', which is not installed here: "
-                                      f"pip install 'edgeseg[{extra}]'") from None
+            hint = f": pip install 'edgeseg[{extra}]'" if extra else ""
+            raise MissingPackageError(f"{purpose} needs '{pip_name}', which is not installed here{hint}") from None
         raise MissingPackageError(f"{purpose} needs '{pip_name}', which is installed but does not import "
                                   f"({type(exc).__name__}: {exc})") from None

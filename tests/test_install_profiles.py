@@ -105,3 +105,20 @@ def test_a_planted_module_level_import_is_reported_and_a_lazy_one_is_not(tmp_pat
     path.write_text(planted + "def lazy():\n    import matplotlib\n", encoding="utf-8")
     line = 2 if planted.startswith("try") else 1
     assert _undeclared([path], tmp_path) == [f"runtime/planted.py:{line}: imports {module} at module level"]
+
+
+def test_a_missing_optional_package_names_its_extra_and_a_broken_one_its_error(tmp_path, monkeypatch):
+    from edgeseg.errors import BackendUnavailableError, MissingPackageError
+    from edgeseg.optional import require
+    from edgeseg.runtime.backends import require as require_backend
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
+    with pytest.raises(BackendUnavailableError, match=r"^the ONNX Runtime backend needs 'onnxruntime', which is not "
+                                                      r"installed here: pip install 'edgeseg\[onnxruntime\]'$"):
+        require_backend("onnxruntime", "the ONNX Runtime backend")
+    (tmp_path / "brokenpkg").mkdir()
+    (tmp_path / "brokenpkg" / "__init__.py").write_text("import libthatisnotthere\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(MissingPackageError, match=r"^plotting needs 'brokenpkg', which is installed but does not "
+                                                  r"import \(ModuleNotFoundError: No module named 'libthatisnotthere'\)$"):
+        require("brokenpkg", extra="bench", purpose="plotting")
