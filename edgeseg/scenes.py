@@ -230,7 +230,7 @@ def write_voc_dataset(
     if train < 0 or val < 0 or train + val == 0:
         raise ConfigError(f"{out_dir}: asked for {train} train and {val} val scenes; need at least one")
     # Palette PNGs (class ids as values, VOC colours) are Pillow's job; the device install has no Pillow.
-    Image = require("PIL.Image", extra="convert", purpose="writing palette PNG masks", package="Pillow")  # noqa: N806
+    Image = require("PIL.Image", purpose="writing palette PNG masks")  # noqa: N806
     out_dir = Path(out_dir)
     (out_dir / "JPEGImages").mkdir(parents=True, exist_ok=True)
     (out_dir / "SegmentationClass").mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,15 @@ def test_demo_info_and_bench_run_there(device_venv, artifacts, image_folder, syn
     assert row["status"] == "ok", row
 
 
+def test_convert_there_says_in_one_line_which_extra_it_needs(device_venv, tmp_path):
+    convert = _run([device_venv["edgeseg"], "convert", "--resolution", RESOLUTION, "--out", str(tmp_path)],
+                   device_venv["env"])
+    assert convert.returncode == 2
+    assert convert.stderr == ("edgeseg convert: error: this command needs 'torch', which is not installed here: "
+                              "pip install 'edgeseg[convert]'\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_doctor_there_says_it_runs_but_cannot_convert(device_venv):
     doctor = _run([device_venv["edgeseg"], "doctor", "--json"], device_venv["env"])
     assert doctor.returncode == 0, doctor.stderr

@@ -122,3 +122,17 @@ def test_a_missing_optional_package_names_its_extra_and_a_broken_one_its_error(t
     with pytest.raises(MissingPackageError, match=r"^plotting needs 'brokenpkg', which is installed but does not "
                                                   r"import \(ModuleNotFoundError: No module named 'libthatisnotthere'\)$"):
         require("brokenpkg", extra="bench", purpose="plotting")
+
+
+def test_a_command_that_needs_another_install_profile_says_which_extra(monkeypatch, capsys):
+    from edgeseg import cli
+
+    def needs_matplotlib(args):
+        raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(parser, "parse_args", lambda argv: __import__("argparse").Namespace(command="bench", run=needs_matplotlib))
+    assert cli.main(["bench"]) == 2
+    assert capsys.readouterr().err == ("edgeseg bench: error: this command needs 'matplotlib', which is not installed "
+                                       "here: pip install 'edgeseg[bench]'\n")

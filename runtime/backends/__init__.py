@@ -70,17 +70,12 @@ def open_backend(model: Path | str | Manifest, *, threads: int | None = None) ->
     return backend_class(manifest.backend)(manifest, threads=threads)
 
 
-# The edgeseg extra that brings each optional framework a backend imports.
-EXTRA_OF_MODULE = {"onnxruntime": "onnxruntime", "torch": "convert", "torchvision": "convert",
-                   "ai_edge_litert": "litert", "pycuda": "jetson"}
-
-
 def require(module: str, what: str):
     """Import an optional framework or raise one line saying what to install (or that it is broken)."""
     from edgeseg.errors import MissingPackageError
     from edgeseg.optional import require as require_package
 
     try:
-        return require_package(module, extra=EXTRA_OF_MODULE.get(module.split(".")[0]), purpose=what)
+        return require_package(module, purpose=what)
     except MissingPackageError as exc:
         raise BackendUnavailableError(str(exc)) from None
