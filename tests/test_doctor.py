@@ -6,10 +6,10 @@ import json
 import sys
 
 import pytest
-
-from edgeseg.cli import main
 from edgeseg.runtime import doctor
 from edgeseg.targets import all_targets
+
+from edgeseg.cli import main
 
 
 @pytest.fixture
@@ -90,8 +90,8 @@ def test_missing_engines_and_conversion_stack_name_the_extra(monkeypatch):
 
 def test_a_jetson_release_without_the_runtimes_python_is_said_plainly():
     notes = doctor.target_verdict(all_targets()["jetson-xavier-nx"], doctor.diagnose())["notes"]
-    assert notes == ["JetPack 5.1 ships Python 3.8 and TensorRT 8.5: the edgeseg runtime needs Python >= 3.10, so "
-                     "there the bundle's trtexec script builds the engine and trtexec runs it"]
+    assert notes == [("JetPack 5.1 ships Python 3.8 and TensorRT 8.5: the edgeseg runtime needs Python >= 3.10, so "
+                      "there the bundle's trtexec script builds the engine and trtexec runs it")]
 
 
 def test_install_profile_lists_only_complete_extras(monkeypatch):
