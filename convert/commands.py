@@ -21,7 +21,8 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert weights for a target; verify against PyTorch; write artifact + manifest",
                        description="Convert weights to a target's format at a fixed resolution, verify the result "
                                    "against the PyTorch FP32 reference, and write the artifact and its manifest "
-                                   "atomically into --out.")
+                                   "atomically into --out as <weights>-<target>-<precision>-<resolution>.<ext>. "
+                                   "The whole request is checked before any model is built.")
     p.add_argument("--target", default="host-cpu", help="target profile (see `edgeseg targets`; default: %(default)s)")
     p.add_argument("--precision", default="fp32", help="fp32, fp16, int8 or int8-dynamic, as the target supports (default: %(default)s)")
     p.add_argument("--resolution", default="320", help="320, 640, 1024, any multiple of 8 from 64, or HxW (default: %(default)s)")
@@ -46,6 +47,11 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
                         "at this resolution (see docs/aspp-rewrite.md)")
     p.add_argument("--verify-data", default=None, help="images to verify on (default: ../shared/data/voc-sample when present, else synthetic scenes)")
     p.add_argument("--verify-images", type=int, default=8, help="how many verification images per set (default: %(default)s)")
+    p.add_argument("--name", default=None,
+                   help="the weights' name in the artifact's file name (default: 'sample' for the sample model, "
+                        "the file stem of a checkpoint, the architecture for torchvision's download)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an artifact of other weights that has the same name (the same weights always may)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(run=_convert)
@@ -58,7 +64,7 @@ def _convert(args: argparse.Namespace) -> int:
         target=args.target, precision=args.precision, resolution=args.resolution, weights=args.weights,
         out=args.out, arch=args.model, labels_file=args.labels, output_kind=args.output,
         fuse_preprocessing=args.fuse_preprocessing, calibration=args.calib, verify_data=args.verify_data,
-        verify_images=args.verify_images, progress=not args.json,
+        verify_images=args.verify_images, progress=not args.json, name=args.name, force=args.force,
         options={"calib_images": args.calib_images, "calib_method": args.calib_method, "calib_percentile": args.calib_percentile,
                  "int8_io": args.int8_io,
                  "aspp_rewrite": not args.no_aspp_rewrite},
