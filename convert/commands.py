@@ -155,8 +155,10 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate, poly decay (default: %(default)s)")
     p.add_argument("--train-split", default=d.train_split, help="split list for training (default: %(default)s)")
     p.add_argument("--val-split", default=d.val_split, help="split list for validation (default: %(default)s)")
-    p.add_argument("--init", choices=("torchvision", "scratch"), default=d.init,
-                   help="start from torchvision's weights (falls back to scratch offline) or from scratch (default: %(default)s)")
+    p.add_argument("--init", default=d.init, metavar="sample|CKPT|torchvision|scratch",
+                   help="start from the sample model or an edgeseg checkpoint (fine-tuning keeps its labels unless the "
+                        "data's differ, then the classifier head is re-initialised), from torchvision's weights (falls "
+                        "back to scratch offline) or from scratch (default: %(default)s)")
     p.add_argument("--save-dtype", choices=("fp32", "fp16"), default=d.save_dtype, help="dtype of the saved weights (default: %(default)s)")
     p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
@@ -164,21 +166,29 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--resume", action="store_true", help="continue from the training state saved beside --out")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (usable as --weights)")
+    p.add_argument("--json", action="store_true", help="print the checkpoint path and validation mIoU as JSON on stdout")
     p.set_defaults(run=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
-    import torch
-
-    from edgeseg.convert.train import train
     from edgeseg.convert.train_config import TrainConfig
 
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     config = TrainConfig(
         data=str(args.data), arch=args.model, resolution=args.resolution, crop=args.crop, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, train_split=args.train_split, val_split=args.val_split,
         seed=args.seed, workers=args.workers, save_dtype=args.save_dtype, bf16=not args.no_bf16, init=args.init,
     )
+    from edgeseg.atomic import ensure_writable_dir
+    from edgeseg.convert.train_config import check_init
+
+    check_init(config.init)  # before torch is imported: a wrong --init answers at once
+    ensure_writable_dir(args.out.parent)
+    from edgeseg.convert.train import train
+
     result = train(config, args.out, resume=args.resume, max_steps_per_epoch=args.max_steps_per_epoch)
-    print(json.dumps({"checkpoint": result["checkpoint"], "val_miou": result["val_miou"]}))
+    if args.json:
+        print(json.dumps({"checkpoint": result["checkpoint"], "val_miou": result["val_miou"]}))
+    else:
+        print(f"wrote {result['checkpoint']}  (validation mIoU {result['val_miou']:.2f}, "
+              f"{len(result['history'])} epochs; convert it with --weights {result['checkpoint']})")
     return 0
