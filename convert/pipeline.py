@@ -45,9 +45,12 @@ def convert(request: ConvertRequest) -> dict:
     from edgeseg.runtime.backends import open_backend
 
     target, height, width = checked.target, checked.height, checked.width
+    stage = request.on_stage or (lambda name: None)
+    stage("loading weights")
     weights = load_weights(request.weights, arch=request.arch, labels_file=request.labels_file)
     model = weights.build()
     sets = image_sets_for(weights.labels, request.verify_data, request.verify_images)
+    stage("ASPP check")
     # Exact for this resolution only: the artifact gets the rewritten model, verification keeps `model`.
     export_model, aspp_record = apply_for_export(
         model, height, width, enabled=request.options.get("aspp_rewrite") is not False,
@@ -58,8 +61,10 @@ def convert(request: ConvertRequest) -> dict:
                     width=width, output_kind=request.output_kind, fuse_preprocessing=request.fuse_preprocessing,
                     basename=basename, calibration=request.calibration, options=dict(request.options),
                     progress=request.progress, reference=model, verify_sets=sets)
-    with staging_dir(request.out) as stage:
-        result = exporter.export(job, stage)
+    stage(f"export to {target.format} {request.precision}"
+          + (" (calibration, accuracy search)" if request.precision == "int8" else ""))
+    with staging_dir(request.out) as staging:
+        result = exporter.export(job, staging)
         manifest = {
             "format_version": MANIFEST_VERSION,
             "artifact": result.artifact.name,
@@ -85,6 +90,7 @@ def convert(request: ConvertRequest) -> dict:
         write_json_atomic(staged_manifest, manifest)
         verification = result.verification
         if verification is None:
+            stage("verification")
             with open_backend(load_manifest(staged_manifest)) as backend:
                 verification = compare(model, backend, sets, precision=request.precision,
                                        num_classes=weights.num_classes, progress=request.progress)

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgeseg.atomic import ensure_writable_dir
 from edgeseg.convert.resolution import parse_resolution, resolution_tag
@@ -46,6 +46,9 @@ class ConvertRequest:
     progress: bool = True
     name: str | None = None  # the weights' identity in the artifact name (default: see weights_identity)
     force: bool = False  # replace an artifact of other weights under the same name
+    # Told each stage as it starts ("loading weights", "ASPP check", "export", "verification"): a caller's
+    # progress bar (the benchmark's) shows where a conversion is instead of sitting at "converting".
+    on_stage: Callable[[str], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,11 @@ def _finetuned_checkpoint(path: Path) -> Path:
 def test_two_weights_in_one_folder_and_no_silent_replacement(tmp_path, capsys):
     out = tmp_path / "out"
     tuned = _finetuned_checkpoint(tmp_path / "tuned.pt")
-    assert main(["convert", *SMALL, "--out", str(out)]) == 0
+    from edgeseg.convert.pipeline import convert
+
+    stages: list[str] = []
+    convert(_request(tmp_path, verify_images=2, progress=False, on_stage=stages.append))
+    assert stages == ["loading weights", "ASPP check", "export to onnx fp32", "verification"]
     assert main(["convert", *SMALL, "--weights", str(tuned), "--out", str(out)]) == 0
     artifacts = sorted(p.name for p in out.glob("*.onnx"))
     assert artifacts == ["sample-host-cpu-fp32-64.onnx", "tuned-host-cpu-fp32-64.onnx"]
