@@ -36,7 +36,7 @@ from edgeseg.benchmarks.machine import machine_info, matmul_peak_gflops, tool_ve
 from edgeseg.benchmarks.measure import measure_accuracy, measure_latency
 from edgeseg.benchmarks.planning import default_calibration, peer_evalset, peer_manifests, sweep_plans, validate
 from edgeseg.benchmarks.references import ModelEntry
-from edgeseg.benchmarks.rows import (STATUS_FAILED, STATUS_NOT_RUN, STATUS_OK, RowKind, RowPlan, artifact_info, is_host_proxy,
+from edgeseg.benchmarks.rows import (STATUS_FAILED, STATUS_NOT_RUN, STATUS_OK, RowKind, RowPlan, artifact_info,
                                      new_row, set_status, verification_summary)
 from edgeseg.convert.resolution import resolution_tag
 from edgeseg.errors import BackendUnavailableError, ConfigError, DatasetError, EdgesegError, ManifestError
@@ -229,7 +229,7 @@ class Bench:
         row.update(target=target, backend=d.get("backend"), precision=d.get("precision"),
                    resolution=resolution_tag((spec.height, spec.width)), input_hw=[spec.height, spec.width])
         try:
-            row["host_proxy"] = is_host_proxy(get_target(target))
+            row["host_proxy"] = get_target(target).host_proxy
         except (ConfigError, TypeError):
             row["host_proxy"] = False
         model = d.get("model", {})

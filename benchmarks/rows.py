@@ -12,7 +12,7 @@ from edgeseg.benchmarks.evalsets import EvalSet
 from edgeseg.benchmarks.references import ModelEntry
 from edgeseg.errors import ConfigError
 from edgeseg.manifest import Manifest
-from edgeseg.targets import TargetProfile, get_target
+from edgeseg.targets import get_target
 
 STATUS_OK, STATUS_NOT_RUN, STATUS_FAILED = "ok", "not run", "failed"
 STAGES = ("export", "verification", "run")
@@ -63,13 +63,8 @@ def new_row(plan: RowPlan) -> dict[str, Any]:
             target = None
         if target is not None:
             row["backend"] = target.backend
-            row["host_proxy"] = is_host_proxy(target)
+            row["host_proxy"] = target.host_proxy
     return row
-
-
-def is_host_proxy(target: TargetProfile) -> bool:
-    """An on-device target measured on this workstation (LiteRT on the host CPU is not a phone)."""
-    return target.name.startswith("android-")
 
 
 def set_status(row: dict, status: str, reason: str | None = None, stage: str | None = None) -> dict:

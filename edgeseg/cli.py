@@ -11,6 +11,7 @@ import sys
 
 from edgeseg import __version__
 from edgeseg.errors import EdgesegError
+from edgeseg.optional import missing_package_message
 
 # Modules that each define `register(subparsers)`; the order is the order in --help.
 COMMAND_MODULES = (
@@ -42,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except EdgesegError as exc:
         print(f"edgeseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        # A package of another install profile (torch on a device install): name the extra, not a traceback.
+        message = missing_package_message(exc.name or "", "this command")
+        if message is None:
+            raise
+        print(f"edgeseg {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"edgeseg {args.command}: interrupted", file=sys.stderr)

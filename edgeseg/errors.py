@@ -31,3 +31,7 @@ class BackendUnavailableError(EdgesegError):
 
 class SourceError(EdgesegError):
     """A camera, stream or file source that cannot be opened or stopped delivering frames."""
+
+
+class MissingPackageError(EdgesegError):
+    """An optional package this command needs is not installed; the message names the extra to install."""

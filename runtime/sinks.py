@@ -32,7 +32,7 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("output", "where rendered frames go")
     g.add_argument("--save", type=Path, default=None, metavar="VIDEO",
                    help=f"write the rendered video ({', '.join(sorted(VIDEO_CODECS))}); finished and playable on every exit")
-    g.add_argument("--save-frames", type=Path, default=None, metavar="DIR", help="write every rendered frame as DIR/frame_000000.png")
+    g.add_argument("--save-frames", type=Path, default=None, metavar="DIR", help="write every rendered frame as DIR/frame_000000.png (images: DIR/<image name>.png, each at its own size)")
     g.add_argument("--headless", action="store_true", help="no window (the default where no display exists)")
 
 

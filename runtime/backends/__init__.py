@@ -77,8 +77,11 @@ def batch_shape(spec: InputSpec) -> tuple[int, int, int, int]:
 
 
 def require(module: str, what: str):
-    """Import an optional framework or raise one line saying what to install."""
+    """Import an optional framework or raise one line saying what to install (or that it is broken)."""
+    from edgeseg.errors import MissingPackageError
+    from edgeseg.optional import require as require_package
+
     try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise BackendUnavailableError(f"{what} needs the '{module}' package, which is not installed here") from None
+        return require_package(module, purpose=what)
+    except MissingPackageError as exc:
+        raise BackendUnavailableError(str(exc)) from None
