@@ -20,7 +20,7 @@ from edgeseg.convert.resolution import parse_resolution, resolution_tag
 from edgeseg.errors import BackendUnavailableError, EdgesegError, ManifestError, VerificationError
 from edgeseg.manifest import Manifest, load_manifest
 from edgeseg.runtime.backends import available_backends
-from edgeseg.targets import TargetProfile, get_target
+from edgeseg.targets import FORMATS, TargetProfile, get_target
 
 CACHE_KEY_FILE = "bench-cache-key.json"
 
@@ -59,14 +59,13 @@ def obtain_artifact(plan: RowPlan, row: dict, *, cache: Path, verify_images: int
 
 def why_not_convertible(plan: RowPlan, target: TargetProfile) -> str | None:
     """Why this edgeseg cannot convert the cell (a `not run` reason), or None when it can."""
-    from edgeseg.convert.export import EXPORTERS
-
+    exporter = FORMATS[target.format].exporter
     if plan.precision not in target.precisions:
         return f"{target.name} has no {plan.precision} (it supports {', '.join(target.precisions)})"
     if target.backend not in available_backends():
         return f"this edgeseg has no '{target.backend}' backend (runtime/backends/{target.backend}.py)"
-    if importlib.util.find_spec(EXPORTERS[target.format]) is None:
-        return f"this edgeseg has no {target.format} exporter ({EXPORTERS[target.format]})"
+    if importlib.util.find_spec(exporter) is None:
+        return f"this edgeseg has no {target.format} exporter ({exporter})"
     if plan.variant == "aspp-rewrite" and importlib.util.find_spec("edgeseg.convert.aspp_rewrite") is None:
         return "the ASPP rewrite (convert/aspp_rewrite.py) is not in this edgeseg"
     if plan.precision.startswith("int8") and plan.precision != "int8-dynamic" and plan.calibration is None:

@@ -1,8 +1,8 @@
 """The contract between the conversion pipeline and each format's exporter.
 
 An exporter is a module with `export(job: ExportJob, staging: Path) -> ExportResult`; the
-pipeline picks it by the target's format from `EXPORTERS`, so adding a format is one new file
-and one line here.
+pipeline picks it by the target's format from `edgeseg.targets.FORMATS`, so adding a format is one
+new file and one registration line there (docs/developing.md).
 """
 
 from __future__ import annotations
@@ -15,13 +15,6 @@ import torch
 
 from edgeseg.convert.weights import LoadedWeights
 from edgeseg.targets import TargetProfile
-
-EXPORTERS = {
-    "onnx": "edgeseg.convert.onnx_export",
-    "tflite": "edgeseg.convert.tflite_export",
-    "tensorrt-bundle": "edgeseg.convert.tensorrt_bundle",
-}
-
 
 @dataclass
 class ExportJob:

@@ -15,7 +15,25 @@ from edgeseg.errors import ConfigError
 
 PROFILE_DIR = Path(__file__).resolve().parent
 ALL_PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
-FORMATS = ("onnx", "tflite", "tensorrt-bundle")
+
+
+@dataclass(frozen=True)
+class ArtifactFormat:
+    """An artifact format: the module under convert/ that writes it (its `export(job, staging)`) and the
+    runtime backend (runtime/backends/<backend>.py) that runs it. Names, not imports: the core never
+    imports convert/ or a framework."""
+
+    name: str
+    exporter: str
+    backend: str
+
+
+# The one registration of each format; targets name a format, the converter and the benchmark read its exporter.
+FORMATS: dict[str, ArtifactFormat] = {f.name: f for f in (
+    ArtifactFormat("onnx", exporter="edgeseg.convert.onnx_export", backend="onnxruntime"),
+    ArtifactFormat("tflite", exporter="edgeseg.convert.tflite_export", backend="litert"),
+    ArtifactFormat("tensorrt-bundle", exporter="edgeseg.convert.tensorrt_bundle", backend="tensorrt"),
+)}
 
 
 # The edgeseg runtime's own floor (setup.cfg python_requires); a JetPack with an older Python can

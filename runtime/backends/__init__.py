@@ -2,7 +2,7 @@
 
 The backend a manifest names is the module of that name here, imported only when used, so a
 Jetson never imports onnxruntime and a phone-side tool never imports TensorRT. Adding a backend
-is adding one file.
+is one file here plus its format's registration (docs/developing.md).
 """
 
 from __future__ import annotations
