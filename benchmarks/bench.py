@@ -22,8 +22,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tqdm import tqdm
 
@@ -36,8 +37,17 @@ from edgeseg.benchmarks.machine import machine_info, matmul_peak_gflops, tool_ve
 from edgeseg.benchmarks.measure import measure_accuracy, measure_latency
 from edgeseg.benchmarks.planning import default_calibration, peer_evalset, peer_manifests, sweep_plans, validate
 from edgeseg.benchmarks.references import ModelEntry
-from edgeseg.benchmarks.rows import (STATUS_FAILED, STATUS_NOT_RUN, STATUS_OK, RowKind, RowPlan, artifact_info,
-                                     new_row, set_status, verification_summary)
+from edgeseg.benchmarks.rows import (
+    STATUS_FAILED,
+    STATUS_NOT_RUN,
+    STATUS_OK,
+    RowKind,
+    RowPlan,
+    artifact_info,
+    new_row,
+    set_status,
+    verification_summary,
+)
 from edgeseg.convert.resolution import resolution_tag
 from edgeseg.errors import BackendUnavailableError, ConfigError, DatasetError, EdgesegError, ManifestError
 from edgeseg.manifest import Manifest, load_manifest
@@ -131,7 +141,8 @@ class Bench:
         # sharing the CPU can only lower a measurement), and each row's fraction is restated on it.
         peak_end = matmul_peak_gflops(self.cores)
         peak = max(peak_start, peak_end, key=lambda p: p["gflops_per_s"])
-        machine["matmul_peak"] = {**peak, "measured_gflops_per_s": [peak_start["gflops_per_s"], peak_end["gflops_per_s"]]}
+        measured = [peak_start["gflops_per_s"], peak_end["gflops_per_s"]]
+        machine["matmul_peak"] = {**peak, "measured_gflops_per_s": measured}
         for row in rows:
             if row.get("cost"):
                 row["cost"] = cost_on_final_peak(row["cost"], peak["gflops_per_s"])
@@ -233,7 +244,8 @@ class Bench:
         except (ConfigError, TypeError):
             row["host_proxy"] = False
         model = d.get("model", {})
-        row["model"] = {"name": d.get("name") or model.get("name") or model.get("architecture") or manifest.artifact_path.stem,
+        name = d.get("name") or model.get("name") or model.get("architecture") or manifest.artifact_path.stem
+        row["model"] = {"name": name,
                         "architecture": model.get("architecture"), "weights": model.get("weights_source"),
                         "weights_sha256": model.get("weights_sha256"), "num_classes": manifest.num_classes,
                         "peer": plan.kind is RowKind.PEER}

@@ -54,7 +54,8 @@ def verification_check(recorded: dict[str, Any] | None, measured: dict[str, Any]
     if measured.get("argmax_agreement") is not None and "argmax_agreement" in recorded:
         result.update(recorded_argmax_agreement=recorded["argmax_agreement"],
                       bench_argmax_agreement=round(measured["argmax_agreement"], 6))
-        ok = ok and abs(measured["argmax_agreement"] - recorded["argmax_agreement"]) <= CHECK_TOLERANCE["argmax_agreement"]
+        difference = abs(measured["argmax_agreement"] - recorded["argmax_agreement"])
+        ok = ok and difference <= CHECK_TOLERANCE["argmax_agreement"]
     result["agrees"] = ok
     return result
 

@@ -115,4 +115,5 @@ def check_labels(evalset: EvalSet, labels: tuple[str, ...], who: str) -> None:
         ids = np.unique(mask)
         bad = ids[(ids != 255) & (ids >= len(labels))]
         if bad.size:
-            raise DatasetError(f"{evalset.root}: mask {sample_id} holds class {int(bad[0])} but {who} has {len(labels)} classes")
+            raise DatasetError(f"{evalset.root}: mask {sample_id} holds class {int(bad[0])} "
+                               f"but {who} has {len(labels)} classes")

@@ -3,6 +3,7 @@ TFLite graph, and the cost columns of a row (size, achieved GFLOP/s, fraction of
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: `edgeseg --help` must n
     from edgeseg.benchmarks.references import Reference
 
 
-def model_gflops(model: "torch.nn.Module", height: int, width: int, *, channels: int = 3) -> float:
+def model_gflops(model: torch.nn.Module, height: int, width: int, *, channels: int = 3) -> float:
     """GFLOPs of one forward pass at HxW: 2 x multiply-accumulates of every convolution and matrix
     product, counted by torch's FlopCounterMode from the real weight shapes (a depthwise 3x3 costs
     9 MACs per output pixel, not 9 x channels). Elementwise ops, pooling and resizes are not counted.
@@ -29,7 +30,7 @@ def model_gflops(model: "torch.nn.Module", height: int, width: int, *, channels:
         model(torch.zeros(1, channels, height, width))
     return counter.get_total_flops() / 1e9
 
-def artifact_gflops(manifest: Manifest, reference: "Reference | None") -> tuple[float | None, str | None]:
+def artifact_gflops(manifest: Manifest, reference: Reference | None) -> tuple[float | None, str | None]:
     """GFLOPs of the model the artifact runs, and where the number comes from.
 
     The ASPP rewrite's own count when the conversion applied it (the artifact then does less work
@@ -67,10 +68,7 @@ def tflite_gflops(path: Path) -> float:
     macs = 0
     for s in range(model.SubgraphsLength()):
         graph = model.Subgraphs(s)
-
-        def shape(index: int) -> list[int]:
-            return [int(v) for v in graph.Tensors(index).ShapeAsNumpy()]
-
+        shape = partial(_tensor_shape, graph)
         for o in range(graph.OperatorsLength()):
             op = graph.Operators(o)
             name = codes[op.OpcodeIndex()]
@@ -83,6 +81,10 @@ def tflite_gflops(path: Path) -> float:
                 weights, inp = shape(op.Inputs(1)), shape(op.Inputs(2))
                 macs += int(np.prod(inp)) * int(np.prod(weights[:3]))
     return 2 * macs / 1e9
+
+def _tensor_shape(graph: Any, index: int) -> list[int]:
+    return [int(v) for v in graph.Tensors(index).ShapeAsNumpy()]
+
 
 def cost_entry(row: dict, gflops: float | None, source: str | None, peak_gflops: float) -> dict[str, Any]:
     """Size, GFLOPs at this resolution, achieved GFLOP/s (at median inference time) and its fraction of

@@ -102,5 +102,6 @@ def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 10) -> dic
             best = min(best, time.perf_counter() - start)
     finally:
         torch.set_num_threads(previous)
-    return {"gflops_per_s": round(2 * size**3 / best / 1e9, 2), "method": f"torch.mm float32 {size}x{size}, best of {repeats}",
+    return {"gflops_per_s": round(2 * size**3 / best / 1e9, 2),
+            "method": f"torch.mm float32 {size}x{size}, best of {repeats}",
             "threads": threads}

@@ -97,7 +97,8 @@ def measure_latency(backend, evalset: EvalSet, manifest: Manifest, runs: int, wa
             gc.enable()
     total_stats = latency_stats(total)
     return {"runs": runs, "warmup": warmup, "frames": len(frames), "total_ms": total_stats,
-            "preprocess_ms": latency_stats(pre), "inference_ms": latency_stats(inf), "postprocess_ms": latency_stats(post),
+            "preprocess_ms": latency_stats(pre), "inference_ms": latency_stats(inf),
+            "postprocess_ms": latency_stats(post),
             "fps": round(1000 / total_stats["mean"], 2)}
 
 

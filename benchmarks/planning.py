@@ -52,7 +52,8 @@ def default_calibration(config: BenchConfig, labels: tuple[str, ...]) -> tuple[s
     if config.data is not None and (config.data / "JPEGImages").is_dir() and split_ids(config.data, "train"):
         return str(config.data.resolve()), f"train split of {config.data}"
     if tuple(labels) == SYNTHETIC_LABELS:
-        return f"synthetic:{config.calib_images}", "synthetic calibration scenes (the model's classes are the synthetic ones)"
+        why = "synthetic calibration scenes (the model's classes are the synthetic ones)"
+        return f"synthetic:{config.calib_images}", why
     return None, "none: pass --calib DIR or --calib synthetic:N"
 
 

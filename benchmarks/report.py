@@ -23,7 +23,8 @@ from edgeseg.atomic import publish, staging_dir
 REPORT_FILES = ("results.json", "results.csv", "report.md", "pareto.png", "per_class_iou.png")
 CSV_COLUMNS = (
     "id", "model", "variant", "target", "backend", "host_proxy", "resolution", "precision", "status", "stage", "reason",
-    "dataset", "threads", "total_ms_mean", "total_ms_p50", "total_ms_p90", "total_ms_p99", "total_ms_min", "total_ms_max",
+    "dataset", "threads",
+    "total_ms_mean", "total_ms_p50", "total_ms_p90", "total_ms_p99", "total_ms_min", "total_ms_max",
     "fps", "preprocess_ms_p50", "inference_ms_p50", "inference_ms_p90", "postprocess_ms_p50", "miou", "pixel_accuracy",
     "reference_miou", "miou_delta", "argmax_agreement", "size_mb", "gflops", "achieved_gflops_per_s",
     "roofline_fraction", "verification_agrees",
@@ -55,18 +56,21 @@ def flat_row(row: dict[str, Any]) -> dict[str, Any]:
     """One row as CSV columns (missing measurements stay empty, never zero)."""
     lat, acc, cost = row.get("latency"), row.get("accuracy"), row.get("cost")
     return {
-        "id": row["id"], "model": _get(row, "model", "name"), "variant": row.get("variant"), "target": row.get("target"),
-        "backend": row.get("backend"), "host_proxy": row.get("host_proxy"), "resolution": row.get("resolution"),
-        "precision": row.get("precision"), "status": row["status"], "stage": row.get("stage"), "reason": row.get("reason"),
+        "id": row["id"], "model": _get(row, "model", "name"), "variant": row.get("variant"),
+        "target": row.get("target"), "backend": row.get("backend"), "host_proxy": row.get("host_proxy"),
+        "resolution": row.get("resolution"), "precision": row.get("precision"),
+        "status": row["status"], "stage": row.get("stage"), "reason": row.get("reason"),
         "dataset": row.get("dataset"), "threads": row.get("threads"),
         **{f"total_ms_{k}": _get(lat, "total_ms", k) for k in ("mean", "p50", "p90", "p99", "min", "max")},
         "fps": _get(lat, "fps"), "preprocess_ms_p50": _get(lat, "preprocess_ms", "p50"),
         "inference_ms_p50": _get(lat, "inference_ms", "p50"), "inference_ms_p90": _get(lat, "inference_ms", "p90"),
         "postprocess_ms_p50": _get(lat, "postprocess_ms", "p50"),
-        "miou": _get(acc, "miou"), "pixel_accuracy": _get(acc, "pixel_accuracy"), "reference_miou": _get(acc, "reference_miou"),
+        "miou": _get(acc, "miou"), "pixel_accuracy": _get(acc, "pixel_accuracy"),
+        "reference_miou": _get(acc, "reference_miou"),
         "miou_delta": _get(acc, "miou_delta"), "argmax_agreement": _get(acc, "argmax_agreement"),
         "size_mb": _get(cost, "size_mb") if cost else _get(row, "artifact", "size_mb"), "gflops": _get(cost, "gflops"),
-        "achieved_gflops_per_s": _get(cost, "achieved_gflops_per_s"), "roofline_fraction": _get(cost, "roofline_fraction"),
+        "achieved_gflops_per_s": _get(cost, "achieved_gflops_per_s"),
+        "roofline_fraction": _get(cost, "roofline_fraction"),
         "verification_agrees": _get(row, "verification_check", "agrees"),
     }
 
@@ -100,6 +104,10 @@ def model_text(row: dict[str, Any]) -> str:
     return f"{name} ({row['variant']})" if row.get("variant") else name
 
 
+def _percent(fraction: float | None, fmt: str) -> str:
+    return "–" if fraction is None else format(fraction * 100, fmt) + "%"
+
+
 def _num(value: Any, fmt: str, signed: bool = False) -> str:
     if value is None:
         return "–"
@@ -119,7 +127,8 @@ def main_table(results: dict[str, Any]) -> str:
         cells = (model_text(row), target_text(row), row.get("backend") or "–", row.get("resolution") or "–",
                  row.get("precision") or "–", status_text(row).replace("|", "/"),
                  _num(_get(lat, "total_ms", "p50"), ".1f"), _num(_get(lat, "total_ms", "p90"), ".1f"),
-                 _num(_get(lat, "fps"), ".1f"), _num(_get(acc, "miou"), ".2f"), _num(_get(acc, "miou_delta"), ".2f", True),
+                 _num(_get(lat, "fps"), ".1f"), _num(_get(acc, "miou"), ".2f"),
+                 _num(_get(acc, "miou_delta"), ".2f", True),
                  _num(size, ".2f"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -139,9 +148,8 @@ def detail_table(results: dict[str, Any]) -> str:
         cells = (model_text(row), target_text(row), row["resolution"], row["precision"], str(row.get("threads")),
                  _num(lat["preprocess_ms"]["p50"], ".1f"), _num(lat["inference_ms"]["p50"], ".1f"),
                  _num(lat["postprocess_ms"]["p50"], ".1f"), _num(acc.get("pixel_accuracy"), ".2f"),
-                 _num(agreement * 100 if agreement is not None else None, ".2f") + ("%" if agreement is not None else ""),
-                 _num(cost.get("gflops"), ".2f"), _num(cost.get("achieved_gflops_per_s"), ".1f"),
-                 _num(roof * 100 if roof is not None else None, ".1f") + ("%" if roof is not None else ""))
+                 _percent(agreement, ".2f"), _num(cost.get("gflops"), ".2f"),
+                 _num(cost.get("achieved_gflops_per_s"), ".1f"), _percent(roof, ".1f"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -179,7 +187,8 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         f"- CPU: {m.get('cpu_model')}, {m.get('cpu_cores')} cores ({m.get('cpu_cores_usable')} usable), "
         f"{m.get('memory_gb', '?')} GB RAM; GPU: {gpu}; {m.get('os')}",
-        f"- measured float32 matmul peak: {peak.get('gflops_per_s')} GFLOP/s ({peak.get('method')}, {peak.get('threads')} threads)",
+        f"- measured float32 matmul peak: {peak.get('gflops_per_s')} GFLOP/s "
+        f"({peak.get('method')}, {peak.get('threads')} threads)",
         f"- load average (1/5/15 min) at start {m.get('load_average_at_start')}, at end {m.get('load_average_at_end')}"
         " (above the core count means something else shared the CPU)",
         "- tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()),
@@ -242,7 +251,8 @@ def result_sections(results: dict[str, Any]) -> list[str]:
     """The main table, the stages-and-cost table and (with --aspp-compare) the ASPP table, each with its legend."""
     rows = results["rows"]
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "not run", "failed")}
-    partial = "" if results.get("complete", True) else f"; PARTIAL: {len(rows)} of {results.get('rows_planned')} rows so far"
+    partial = ("" if results.get("complete", True)
+               else f"; PARTIAL: {len(rows)} of {results.get('rows_planned')} rows so far")
     aspp = aspp_table(results)
     return [
         f"## Results ({counts['ok']} ok, {counts['not run']} not run, {counts['failed']} failed{partial})",
@@ -309,8 +319,9 @@ def plot_pareto(results: dict[str, Any], path: Path) -> None:
         for r in rows:
             x, y = r["latency"]["total_ms"]["p50"], r["accuracy"]["miou"]
             peer = _get(r, "model", "peer")
-            ax.scatter([x], [y], s=90 if peer else 60, marker="*" if peer else PRECISION_MARKERS.get(r["precision"], "o"),
-                       color=colours[r["target"]], edgecolor="black", linewidth=0.5, zorder=3)
+            marker = "*" if peer else PRECISION_MARKERS.get(r["precision"], "o")
+            ax.scatter([x], [y], s=90 if peer else 60, marker=marker, color=colours[r["target"]], edgecolor="black",
+                       linewidth=0.5, zorder=3)
             name = f"{'peer ' if peer else ''}{r['target']} {r['precision']} {r['resolution']}"
             ax.annotate(name + (f" {r['variant']}" if r.get("variant") else ""), (x, y), textcoords="offset points",
                         xytext=(5, 4), fontsize=7)
@@ -319,8 +330,8 @@ def plot_pareto(results: dict[str, Any], path: Path) -> None:
         ax.set_title(dataset, fontsize=10)
         ax.grid(True, alpha=0.3)
         handles = [plt.Line2D([], [], linestyle="", marker="o", color=colours[t], label=t) for t in targets]
-        handles += [plt.Line2D([], [], linestyle="", marker=m, color="grey", label=p) for p, m in PRECISION_MARKERS.items()
-                    if any(r["precision"] == p for r in rows)]
+        handles += [plt.Line2D([], [], linestyle="", marker=m, color="grey", label=p)
+                    for p, m in PRECISION_MARKERS.items() if any(r["precision"] == p for r in rows)]
         line_handles, _ = ax.get_legend_handles_labels()
         if handles or line_handles:
             ax.legend(handles=handles + line_handles, fontsize=7, loc="best")
@@ -354,8 +365,9 @@ def plot_per_class_iou(results: dict[str, Any], path: Path) -> None:
             if ref and key not in seen_ref:
                 seen_ref.add(key)
                 series.append((f"PyTorch FP32 {r['resolution']}", ref, True))
-            series.append((f"{r['target']} {r['precision']} {r['resolution']}" + (f" {r['variant']}" if r.get("variant") else ""),
-                           r["accuracy"]["per_class_iou"], False))
+            variant = f" {r['variant']}" if r.get("variant") else ""
+            label = f"{r['target']} {r['precision']} {r['resolution']}{variant}"
+            series.append((label, r["accuracy"]["per_class_iou"], False))
         width = 0.8 / len(series)
         x = np.arange(len(classes))
         for i, (label, values, is_ref) in enumerate(series):
@@ -363,8 +375,8 @@ def plot_per_class_iou(results: dict[str, Any], path: Path) -> None:
             ax.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, label=label,
                    color="none" if is_ref else plt.cm.tab20(i % 20), edgecolor="black" if is_ref else None,
                    hatch="//" if is_ref else None, linewidth=0.6)
-        ax.set_xticks(x, classes, rotation=30 if len(classes) > 10 else 0, ha="right" if len(classes) > 10 else "center",
-                      fontsize=8)
+        crowded = len(classes) > 10
+        ax.set_xticks(x, classes, rotation=30 if crowded else 0, ha="right" if crowded else "center", fontsize=8)
         ax.set_ylabel("IoU (points)")
         ax.set_ylim(0, 100)
         ax.set_title(f"per-class IoU: {dataset}", fontsize=10)

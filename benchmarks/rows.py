@@ -51,7 +51,8 @@ class RowPlan:
 
 def new_row(plan: RowPlan) -> dict[str, Any]:
     """A row's skeleton: identity first, results filled in as stages complete."""
-    row: dict[str, Any] = {"id": plan.label(), "kind": plan.kind.value, "model": plan.model.describe() if plan.model else None,
+    row: dict[str, Any] = {"id": plan.label(), "kind": plan.kind.value,
+                           "model": plan.model.describe() if plan.model else None,
                            "variant": plan.variant, "target": plan.target, "backend": None, "host_proxy": False,
                            "resolution": plan.resolution, "input_hw": None, "precision": plan.precision,
                            "status": None, "stage": None, "reason": None,

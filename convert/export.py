@@ -16,6 +16,7 @@ import torch
 from edgeseg.convert.weights import LoadedWeights
 from edgeseg.targets import TargetProfile
 
+
 @dataclass
 class ExportJob:
     weights: LoadedWeights

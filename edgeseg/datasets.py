@@ -103,7 +103,7 @@ class SegmentationDataset:
             )
         return image, mask
 
-    def subset(self, count: int) -> "SegmentationDataset":
+    def subset(self, count: int) -> SegmentationDataset:
         return SegmentationDataset(self.root, self.samples[:count], self.labels, self.kind)
 
     def check(self, num_classes: int) -> None:
@@ -121,7 +121,8 @@ class SegmentationDataset:
             bad = ids[(ids != IGNORE_INDEX) & (ids >= num_classes)]
             if bad.size:
                 raise DatasetError(
-                    f"{sample.mask_path}: class id {int(bad[0])} but the model has {num_classes} classes (0..{num_classes - 1}, 255 = ignore)"
+                    f"{sample.mask_path}: class id {int(bad[0])} but the model has {num_classes} classes "
+                    f"(0..{num_classes - 1}, 255 = ignore)"
                 )
 
     def fingerprint(self) -> str:
@@ -181,7 +182,8 @@ def _voc_ids(root: Path, split: str | None) -> list[str]:
         return sorted(p.stem for p in (root / "JPEGImages").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     path = Path(split) if Path(split).is_file() else split_list(root, split)  # a list file may be named directly
     if path is None:
-        raise DatasetError(f"{root}: no list for split '{split}' (looked for ImageSets/Segmentation/{split}.txt and {split}.txt)")
+        raise DatasetError(f"{root}: no list for split '{split}' "
+                           f"(looked for ImageSets/Segmentation/{split}.txt and {split}.txt)")
     return _read_ids(path)
 
 
