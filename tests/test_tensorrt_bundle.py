@@ -19,6 +19,7 @@ from edgeseg.convert.trt_support import check_model, require_supported
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.manifest import load_manifest
 from edgeseg.targets import all_targets
+from tests.tensorrt_qdq_rules import placement_problems, qdq_counts
 
 JETSON_TARGETS = sorted(n for n, t in all_targets().items() if t.format == "tensorrt-bundle")
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -105,6 +106,77 @@ def test_int8_bundle_is_symmetric_per_channel_qdq(bundles):
     assert weight_dqs and all(inits[n.input[1]].size > 1 for n in weight_dqs)  # per-channel scales
     # Weights stay float behind Q -> DQ (the TensorRT 8.x form): no INT8 initializer feeds a DQ.
     assert not [n for n in dqs if n.input[0] in inits]
+
+
+def test_int8_bundle_places_qdq_as_tensorrt_recommends(bundles):
+    """Conv inputs and per-channel weights quantized, residual skips quantized, no weighted op's output
+    quantized for its own sake, one pair per tensor, only the opset domains the graph uses."""
+    m = bundles["jetson-agx-orin"]
+    model = onnx.load(str(_files(m)[1]))
+    assert placement_problems(model, set(m["conversion"]["quantization"]["kept_in_float"])) == []
+    readers = [n.op_type for n in model.graph.node for i in n.input if i.endswith("_DequantizeLinear_Output")]
+    assert set(readers) == {"Conv", "Add"} and readers.count("Add") >= 5
+    assert [o.domain for o in model.opset_import] == [""]
+
+
+def test_a_simplifier_finds_no_qdq_pair_to_merge(bundles):
+    import onnxslim
+
+    path = _files(bundles["jetson-agx-orin"])[1]
+    before = qdq_counts(onnx.load(str(path)))
+    assert before[0] > 50 and qdq_counts(onnxslim.slim(onnx.load(str(path)))) == before
+
+
+def test_placement_check_fails_planted_violations(bundles):
+    """A pair on a Conv output read by its activation, a second pair on a tensor, and a Conv whose
+    input is not quantized are each reported by name."""
+    from edgeseg.convert.qdq_placement import _qdq_nodes
+
+    model = onnx.load(str(_files(bundles["jetson-agx-orin"])[1]))
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    relu = next(n for n in graph.node if n.op_type in ("Relu", "HardSigmoid") and producer[n.input[0]].op_type == "Conv")
+    nodes, inits, dq = _qdq_nodes(relu.input[0], np.array(0.1, np.float32), None)
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    relu.input[0] = dq
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    conv, other = convs[0], convs[1]
+    conv.input[0] = producer[producer[conv.input[0]].input[0]].input[0]  # bypass its pair
+    source = producer[producer[other.input[0]].input[0]].input[0]
+    second, second_inits, _ = _qdq_nodes(source, np.array(0.1, np.float32), None)
+    for node in second:  # a pair of its own for `other`, beside the one it read
+        node.name += "_again"
+        node.output[0] += "_again"
+    second[1].input[0] = second[0].output[0]
+    other.input[0] = second[1].output[0]
+    for init in second_inits:
+        init.name += "_again"
+    for node in second:
+        node.input[1:] = [name + "_again" for name in node.input[1:]]
+    graph.node.extend(second)
+    graph.initializer.extend(second_inits)
+    problems = "\n".join(placement_problems(model))
+    assert f"read by {relu.op_type} {relu.name}" in problems
+    assert f"{conv.name}: Conv data input is not quantized" in problems
+    assert "a second Q/DQ pair" in problems
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    assert "com.microsoft" in "\n".join(placement_problems(model))
+
+
+def test_residual_add_quantizes_the_skip_not_the_conv_branch():
+    """Add(x, Conv(Relu(Conv(x)))): the skip x is the residual input; the Conv output is the branch
+    TensorRT fuses into the Conv, so it stays float."""
+    from edgeseg.convert.qdq_placement import residual_inputs, tensorrt_placement
+
+    w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c1"], name="c1"), helper.make_node("Relu", ["c1"], ["r"], name="r"),
+             helper.make_node("Conv", ["r", "w"], ["c2"], name="c2"), helper.make_node("Add", ["c1", "c2"], ["y"], name="add")]
+    model = _graph(nodes, initializers=[w], out_shape=(1, 4, 8, 8))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    assert residual_inputs(model.graph.node[3], producer, {"w"}) == [0]
+    placement = tensorrt_placement(model)
+    assert placement.activations == {"x": [(0, 0)], "r": [(2, 0)], "c1": [(3, 0)]} and placement.weights == ["w"]
 
 
 def test_int8_qdq_within_one_miou_point_of_fp32(bundles):
