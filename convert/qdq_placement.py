@@ -93,7 +93,7 @@ def tensorrt_placement(model: onnx.ModelProto, skip_nodes: frozenset[str] = froz
     return placement
 
 
-def _scale(absmax: np.ndarray) -> np.ndarray:
+def _scale(absmax: np.ndarray | float) -> np.ndarray:
     """Symmetric INT8 scale, always positive (an all-zero tensor or channel gets scale 1)."""
     absmax = np.asarray(absmax, np.float32)
     return np.where(absmax > 0, absmax / INT8_MAX, 1.0).astype(np.float32)
@@ -104,12 +104,14 @@ def _qdq_nodes(tensor: str, scale: np.ndarray, axis: int | None) -> tuple[list[o
     DequantizeLinear output."""
     zero = np.zeros(scale.shape, np.int8)
     inits = [numpy_helper.from_array(scale, f"{tensor}_scale"), numpy_helper.from_array(zero, f"{tensor}_zero_point")]
-    extra = {"axis": axis} if axis is not None else {}
     quantized, dequantized = f"{tensor}_quantized", f"{tensor}_DequantizeLinear_Output"
     nodes = [helper.make_node("QuantizeLinear", [tensor, inits[0].name, inits[1].name], [quantized],
-                              name=f"{tensor}_QuantizeLinear", **extra),
+                              name=f"{tensor}_QuantizeLinear"),
              helper.make_node("DequantizeLinear", [quantized, inits[0].name, inits[1].name], [dequantized],
-                              name=f"{tensor}_DequantizeLinear", **extra)]
+                              name=f"{tensor}_DequantizeLinear")]
+    if axis is not None:
+        for node in nodes:
+            node.attribute.append(helper.make_attribute("axis", axis))
     return nodes, inits, dequantized
 
 
@@ -121,7 +123,7 @@ def insert_qdq(model: onnx.ModelProto, ranges: dict[str, float], placement: Plac
     weights = {init.name: init for init in graph.initializer}
     added_nodes, added_inits = [], []
     for tensor, reads in placement.activations.items():
-        nodes, inits, dq = _qdq_nodes(tensor, _scale(np.float32(ranges[tensor])), None)
+        nodes, inits, dq = _qdq_nodes(tensor, _scale(ranges[tensor]), None)
         added_nodes += nodes
         added_inits += inits
         for node_index, input_index in reads:
