@@ -31,3 +31,7 @@ class BackendUnavailableError(EdgesegError):
 
 class SourceError(EdgesegError):
     """A camera, stream or file source that cannot be opened or stopped delivering frames."""
+
+
+class OutputError(EdgesegError):
+    """An output that could not be written completely (a full disk, an unwritable place)."""
