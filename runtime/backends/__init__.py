@@ -76,5 +76,7 @@ def require(module: str, what: str):
     """Import an optional framework or raise one line saying what to install."""
     try:
         return importlib.import_module(module)
-    except ImportError:
+    except ImportError as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # Ctrl-C during a slow import is not "not installed"
+            raise KeyboardInterrupt from None
         raise BackendUnavailableError(f"{what} needs the '{module}' package, which is not installed here") from None
