@@ -8,7 +8,10 @@ statistics are recomputed over training images (a "precise BN" pass).
 
 from __future__ import annotations
 
+import os
+import pickle
 import time
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,13 +21,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from edgeseg.atomic import atomic_path
+from edgeseg.atomic import atomic_path, ensure_writable_dir, locked_temp_file
 from edgeseg.datasets import IGNORE_INDEX, SegmentationDataset, open_dataset
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD, build_model, zoo_entry
 from edgeseg.convert.train_config import TrainConfig
 from edgeseg.convert.weights import save_checkpoint
-from edgeseg.errors import ConfigError, WeightsError
+from edgeseg.convert.resolution import MAX_SIDE
+from edgeseg.errors import ConfigError, DatasetError, WeightsError
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 
@@ -136,12 +140,43 @@ def _state_path(out: Path) -> Path:
     return out.with_name(out.name + ".train-state")
 
 
+def _check_writable(out: Path) -> None:
+    """The checkpoint's place takes a file: a temporary made and removed there now, not after training."""
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; give a checkpoint file name such as model.pt")
+    ensure_writable_dir(out.parent)
+    try:
+        probe, lock = locked_temp_file(out)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    probe.unlink(missing_ok=True)
+    os.close(lock)
+
+
+STATE_KEYS = ("config", "model", "optimizer", "epoch", "history", "init")
+
+
+def _load_state(path: Path) -> dict:
+    """The training state `--resume` continues from, or one line saying why it cannot be used."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path}: training state is not readable (truncated or corrupt: {reason}); "
+                           f"start a new run without --resume") from None
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise WeightsError(f"{path}: training state lacks {', '.join(missing)}; start a new run without --resume")
+    return state
+
+
 def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: bool = True,
           max_steps_per_epoch: int | None = None) -> dict:
     """Train, validate every epoch, keep resumable state beside `out`, write the checkpoint to `out`."""
     zoo_entry(config.arch)
-    if config.resolution % 8 or config.resolution < 64:
-        raise ConfigError(f"--resolution {config.resolution}: must be a multiple of 8, at least 64")
+    if config.resolution % 8 or config.resolution < 64 or config.resolution > MAX_SIDE:
+        raise ConfigError(f"--resolution {config.resolution}: must be a multiple of 8 from 64 to {MAX_SIDE}")
+    _check_writable(Path(out))  # before an epoch of work, not after
     torch.manual_seed(config.seed)
     train_set = open_dataset(config.data, config.train_split)
     val_set = open_dataset(config.data, config.val_split)
@@ -149,8 +184,11 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     if labels is None:
         raise ConfigError(f"{config.data}: no labels.txt naming the classes (one per line, background first)")
     num_classes = len(labels)
-    train_set.check(num_classes)
-    val_set.check(num_classes)
+    used = train_set.check(num_classes) | val_set.check(num_classes)
+    if train_set.labels_assumed and max(used, default=0) < num_classes - 1:
+        raise DatasetError(
+            f"{config.data}: has no labels.txt, so its classes would be taken as VOC's {num_classes}, but its masks use "
+            f"class ids up to {max(used, default=0)} only; write labels.txt naming its classes, one per line, background first")
     dataset_sha = train_set.fingerprint()
 
     state_path = _state_path(out)
@@ -160,7 +198,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     if resume:
         if not state_path.is_file():
             raise WeightsError(f"{state_path}: no training state to resume from")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = _load_state(state_path)
         if state["config"] != asdict(config) | {"epochs": state["config"]["epochs"]}:
             raise ConfigError(f"{state_path}: was written with other training options; start a new run instead of --resume")
         model.load_state_dict(state["model"])

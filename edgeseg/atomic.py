@@ -135,6 +135,8 @@ def locked_temp_file(path: Path, suffix: str = "") -> tuple[Path, int]:
 
 def ensure_writable_dir(path: Path) -> None:
     """Create `path` (and parents) or raise a one-line ConfigError saying why it cannot be written."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: exists and is not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
