@@ -14,7 +14,7 @@ import torch
 import edgeseg
 from edgeseg.atomic import ensure_writable_dir, publish, staging_dir, write_json_atomic
 from edgeseg.convert.aspp_rewrite import apply_for_export
-from edgeseg.convert.export import EXPORTERS, ExportJob
+from edgeseg.convert.export import ExportJob, exporter_name
 from edgeseg.convert.resolution import parse_resolution, resolution_tag
 from edgeseg.convert.verify import compare, enforce, image_sets_for
 from edgeseg.convert.weights import load_weights
@@ -84,7 +84,7 @@ def convert(request: ConvertRequest) -> dict:
         images=[image for s in sets for image in s.images], progress=request.progress)
     basename = artifact_basename(weights.arch, target.name, request.precision, (height, width),
                                  request.output_kind, request.fuse_preprocessing)
-    exporter = importlib.import_module(EXPORTERS[target.format])
+    exporter = importlib.import_module(exporter_name(target.format, request.precision))
     job = ExportJob(weights=weights, model=export_model, target=target, precision=request.precision, height=height,
                     width=width, output_kind=request.output_kind, fuse_preprocessing=request.fuse_preprocessing,
                     basename=basename, calibration=request.calibration, options=dict(request.options),
