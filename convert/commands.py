@@ -132,8 +132,8 @@ def _targets(args: argparse.Namespace) -> int:
         print(json.dumps({n: t.to_dict() for n, t in targets.items()}, indent=2))
         return 0
     for t in targets.values():
-        extra = f", delegate {t.delegate}" if t.delegate else ""
-        extra += f", DLA cores {t.dla_cores}" if t.format == "tensorrt-bundle" else ""
+        extra = f", delegate {t.litert.delegate}" if t.litert else ""
+        extra += f", DLA cores {t.tensorrt.dla_cores}" if t.tensorrt else ""
         print(f"{t.name:18} {t.backend:12} {'/'.join(t.precisions):28} default {t.default_resolution}{extra}")
         print(f"{'':18} {t.description}")
     return 0

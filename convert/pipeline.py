@@ -106,7 +106,7 @@ def convert(request: ConvertRequest) -> dict:
             },
             "input": result.input,
             "output": result.output,
-            "runtime": {"threads": target.threads, **({"delegate": target.delegate} if target.delegate else {})},
+            "runtime": {"threads": target.threads, **({"delegate": target.litert.delegate} if target.litert else {})},
             "target_profile": target.to_dict(),
             "conversion": {**result.details, "aspp_rewrite": aspp_record},
             "tools": {**tool_versions(), **result.tools},

@@ -5,7 +5,7 @@ The converter, argument validation, the benchmark and `edgeseg targets` all read
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +19,34 @@ FORMATS = ("onnx", "tflite", "tensorrt-bundle")
 
 
 @dataclass(frozen=True)
+class TensorRTOptions:
+    """The `tensorrt:` section, which only TensorRT targets have: how their engines are built."""
+
+    versions: tuple[str, ...]  # TensorRT versions the board's JetPack releases ship; the ONNX must parse on each
+    workspace_mb: int = 1024
+    dla_cores: int = 0
+    gpu_fallback: bool = True
+
+    def to_dict(self) -> dict:
+        return {"versions": list(self.versions), "workspace_mb": self.workspace_mb, "dla_cores": self.dla_cores,
+                "gpu_fallback": self.gpu_fallback}
+
+
+@dataclass(frozen=True)
+class LiteRTOptions:
+    """The `litert:` section, which only LiteRT targets have: the delegate the phone runs the model with."""
+
+    delegate: str = "xnnpack"
+
+    def to_dict(self) -> dict:
+        return {"delegate": self.delegate}
+
+
+# Backend name -> the section that only targets of that backend have (the YAML key is the backend's name).
+BACKEND_SECTIONS: dict[str, type] = {"tensorrt": TensorRTOptions, "litert": LiteRTOptions}
+
+
+@dataclass(frozen=True)
 class TargetProfile:
     name: str
     description: str
@@ -27,12 +55,11 @@ class TargetProfile:
     precisions: tuple[str, ...]
     default_resolution: int
     threads: int
-    delegate: str | None = None
-    workspace_mb: int | None = None
-    dla_cores: int = 0
-    gpu_fallback: bool = True
-    tensorrt_versions: tuple[str, ...] = ()
-    extra: dict = field(default_factory=dict)
+    # True when this workstation measures the target by running its backend on the host CPU
+    # (LiteRT here stands in for the phone): its latencies are not the device's.
+    host_proxy: bool = False
+    tensorrt: TensorRTOptions | None = None
+    litert: LiteRTOptions | None = None
 
     def check_precision(self, precision: str) -> None:
         if precision not in self.precisions:
@@ -40,20 +67,44 @@ class TargetProfile:
                 f"target {self.name} does not support precision '{precision}'; it supports: {', '.join(self.precisions)}"
             )
 
+    def tensorrt_options(self) -> TensorRTOptions:
+        if self.tensorrt is None:
+            raise ConfigError(f"target {self.name} is not a TensorRT target (its backend is {self.backend})")
+        return self.tensorrt
+
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("name", "description", "backend", "format", "default_resolution", "threads")}
+        d = {k: getattr(self, k) for k in ("name", "description", "backend", "format", "default_resolution", "threads",
+                                           "host_proxy")}
         d["precisions"] = list(self.precisions)
-        for key in ("delegate", "workspace_mb"):
-            if getattr(self, key) is not None:
-                d[key] = getattr(self, key)
-        if self.format == "tensorrt-bundle":
-            d.update(dla_cores=self.dla_cores, gpu_fallback=self.gpu_fallback, tensorrt_versions=list(self.tensorrt_versions))
+        for key in BACKEND_SECTIONS:
+            section = getattr(self, key)
+            if section is not None:
+                d[key] = section.to_dict()
         return d
+
+
+def _section(path: Path, raw: dict, key: str):
+    """Build the backend's own section; a section that belongs to another backend is an error."""
+    fields = raw.pop(key, None)
+    if fields is None:
+        return None
+    if raw["backend"] != key:
+        raise ConfigError(f"{path}: a '{key}:' section belongs to {key} targets, not to backend {raw['backend']}")
+    cls = BACKEND_SECTIONS[key]
+    unknown = set(fields) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys in '{key}:' {sorted(unknown)}")
+    if "versions" in fields:
+        fields["versions"] = tuple(str(v) for v in fields["versions"])
+    try:
+        return cls(**fields)
+    except TypeError as exc:
+        raise ConfigError(f"{path}: '{key}:' section: {exc}") from None
 
 
 def _load(path: Path) -> TargetProfile:
     raw = yaml.safe_load(path.read_text())
-    known = {f for f in TargetProfile.__dataclass_fields__ if f != "extra"}
+    known = set(TargetProfile.__dataclass_fields__)
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
@@ -61,10 +112,12 @@ def _load(path: Path) -> TargetProfile:
     if bad or raw["format"] not in FORMATS:
         raise ConfigError(f"{path}: bad precision {sorted(bad)} or format {raw['format']}")
     raw["precisions"] = tuple(raw["precisions"])
-    raw["tensorrt_versions"] = tuple(str(v) for v in raw.get("tensorrt_versions", ()))
     if raw["name"] != path.stem:
         raise ConfigError(f"{path}: name '{raw['name']}' differs from the file name")
-    return TargetProfile(**raw)
+    sections = {key: _section(path, raw, key) for key in BACKEND_SECTIONS}
+    if raw["backend"] in BACKEND_SECTIONS and sections[raw["backend"]] is None:
+        raise ConfigError(f"{path}: a {raw['backend']} target needs its '{raw['backend']}:' section")
+    return TargetProfile(**raw, **sections)
 
 
 @lru_cache(maxsize=None)
