@@ -38,15 +38,16 @@ from edgeseg.targets import TargetProfile
 def build_settings(target: TargetProfile, precision: str) -> dict:
     """What `edgeseg build-engine` configures (the manifest's `conversion.tensorrt.build`); the DLA
     rules and the TensorRT-version gate that turn it into builder calls live in `runtime.engine`."""
-    dla_core, dla_reason = default_dla_core(target.dla_cores, precision)
+    options = target.tensorrt_options()
+    dla_core, dla_reason = default_dla_core(options.dla_cores, precision)
     return {
         "precision": precision,
         "network": ("strongly typed on TensorRT >= 10 (the Q/DQ nodes set the precision), INT8 + FP16 flags on 8.x"
                     if precision == "int8" else "FP16 flag" if precision == "fp16" else "FP32"),
-        "workspace_mb": target.workspace_mb or 1024,
+        "workspace_mb": options.workspace_mb,
         "dla_core": dla_core,
-        "dla_cores_on_board": target.dla_cores,
-        "gpu_fallback": bool(target.gpu_fallback and dla_core is not None),
+        "dla_cores_on_board": options.dla_cores,
+        "gpu_fallback": bool(options.gpu_fallback and dla_core is not None),
         "dla_note": dla_reason,
         "timing_cache": True,
     }
@@ -80,7 +81,7 @@ def trtexec_script(onnx_name: str, manifest_name: str, settings: dict, target: T
         f"# Builds the {settings['precision'].upper()} TensorRT engine of {onnx_name} for {target.name} by hand,\n"
         "# with the settings `edgeseg build-engine` uses. Run it on the board itself: an engine only\n"
         f"# runs on the GPU and TensorRT version that built it (this bundle parses on TensorRT "
-        f"{', '.join(target.tensorrt_versions)}).\n"
+        f"{', '.join(target.tensorrt_options().versions)}).\n"
         "# With edgeseg installed, the engine gets the name and manifest `edgeseg build-engine` would give\n"
         f"# it; without, it is {fallback}, recorded the first time edgeseg uses this bundle.\n"
         "set -e\n"
@@ -140,7 +141,7 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         _int32_mask_output(traced)
     fold_constants(traced, float_onnx)
     # Fail early, on the float graph, before calibrating anything.
-    support = require_supported(float_onnx, target.tensorrt_versions, artifact=artifact.name)
+    support = require_supported(float_onnx, target.tensorrt_options().versions, artifact=artifact.name)
     details: dict = {"opset": OPSET, "exporter": "torch.onnx.export (TorchScript)",
                      "graph": "static shapes, constants folded by ONNX Runtime's basic optimizations"}
     if job.precision != "int8":
@@ -152,13 +153,13 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     else:
         verification, details["quantization"] = quantize_job(job, float_onnx, artifact, out_dict)
         verification["note"] = "Q/DQ graph: TensorRT's explicit quantization reproduces it up to kernel rounding"
-        support = require_supported(artifact, target.tensorrt_versions, artifact=artifact.name)
+        support = require_supported(artifact, target.tensorrt_options().versions, artifact=artifact.name)
     settings = build_settings(target, job.precision)
     script = staging / f"{job.basename}.trtexec.sh"
     _write_trtexec_script(script, artifact.name, settings, target)
     details["tensorrt"] = {
         "build": settings,
-        "tensorrt_versions": list(target.tensorrt_versions),
+        "tensorrt_versions": list(target.tensorrt_options().versions),
         "trtexec": script.name,
         "parser_check": support.to_dict(),
     }

@@ -241,7 +241,10 @@ def find_engine(plan: EnginePlan, folders: list[Path]) -> Manifest | None:
         path = folder / plan.name
         if not (path.is_file() and manifest_path_for(path).is_file()):
             continue
-        engine = load_manifest(path)
+        try:
+            engine = load_manifest(path)
+        except ManifestError:
+            continue  # half-copied or edited by hand (its sha256 no longer matches): build it again
         if engine.data.get("engine", {}).get("cache_key") != plan.key:
             continue  # renamed by hand
         if engine.data.get("artifact_sha256") and engine.data["artifact_sha256"] != sha256_file(path):
