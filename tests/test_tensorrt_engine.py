@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
-from edgeseg.manifest import load_manifest
+from edgeseg.manifest import load_manifest, sha256_file
 from edgeseg.runtime import engine as eng
 from edgeseg.runtime.engine import GpuInfo
 
@@ -30,8 +30,9 @@ def _bundle(folder: Path, precision: str = "fp16", dla_core: int | None = 0) -> 
     onnx_path = folder / f"m-{precision}-64.onnx"
     onnx_path.write_bytes(b"the bundle's onnx " + precision.encode())
     data = {
-        "artifact": onnx_path.name, "backend": "tensorrt", "target": "jetson-orin-nx", "precision": precision,
-        "model": {"architecture": "deeplabv3_mobilenet_v3_large", "num_classes": 7},
+        "format_version": 1, "artifact": onnx_path.name, "artifact_sha256": sha256_file(onnx_path),
+        "backend": "tensorrt", "target": "jetson-orin-nx", "precision": precision,
+        "model": {"architecture": "deeplabv3_mobilenet_v3_large", "num_classes": 7, "labels": [f"c{i}" for i in range(7)]},
         "input": {"height": 64, "width": 64, "layout": "NCHW", "dtype": "float32",
                   "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3, "scale": 1 / 255}},
         "output": {"name": "output", "kind": "logits", "layout": "NCHW", "dtype": "float32"},
