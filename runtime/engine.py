@@ -23,7 +23,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, sha256_file
@@ -31,7 +31,7 @@ from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, sha256_
 NEEDS_TENSORRT = ("TensorRT engines are built and run on an NVIDIA GPU with the 'tensorrt' and 'pycuda' "
                   "Python packages (a Jetson with JetPack, or a CUDA machine)")
 BUNDLE_DLA: Literal["default"] = "default"  # build for the DLA core the bundle chose
-DlaRequest = Union[int, Literal["default"], None]  # a core, the bundle's choice, or None: GPU only
+DlaRequest = int | Literal["default"] | None  # a core, the bundle's choice, or None: GPU only
 ENGINE_SUFFIX = ".engine"
 CACHE_ENV = "EDGESEG_ENGINE_CACHE"
 # First TensorRT major version whose parser builds Q/DQ networks strongly typed (and deprecates, from
@@ -179,7 +179,7 @@ def cache_key(options: BuildOptions, gpu: GpuInfo, tensorrt_version: str, onnx_s
 
 def engine_file_name(onnx_name: str, options: BuildOptions, gpu: GpuInfo, tensorrt_version: str, key: str) -> str:
     """`<bundle>.<precision>[.dla<N>].<gpu>.trt<version>.<key>.engine`, the one engine name."""
-    stem = onnx_name[: -len(".onnx")] if onnx_name.endswith(".onnx") else onnx_name
+    stem = onnx_name.removesuffix(".onnx")
     dla = f".dla{options.dla_core}" if options.dla_core is not None else ""
     return f"{stem}.{options.precision}{dla}.{gpu.slug}.trt{tensorrt_version}.{key}{ENGINE_SUFFIX}"
 
@@ -187,7 +187,7 @@ def engine_file_name(onnx_name: str, options: BuildOptions, gpu: GpuInfo, tensor
 def trtexec_engine_name(onnx_name: str, precision: str, dla_core: int | None) -> str:
     """What the bundle's trtexec script writes when edgeseg is not there to name the engine: it is
     recorded (`build-engine --register`, or on first use) under `engine_file_name`."""
-    stem = onnx_name[: -len(".onnx")] if onnx_name.endswith(".onnx") else onnx_name
+    stem = onnx_name.removesuffix(".onnx")
     return f"{stem}.{precision}" + (f".dla{dla_core}" if dla_core is not None else "") + ".trtexec" + ENGINE_SUFFIX
 
 

@@ -14,15 +14,28 @@ import datetime as dt
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
+
+from edgeseg.runtime.engine import (
+    BUNDLE_DLA,
+    DlaRequest,
+    EnginePlan,
+    cache_dirs,
+    current_gpu,
+    find_engine,
+    is_engine_manifest,
+    major_version,
+    plan_engine,
+    require_tensorrt,
+    trtexec_engine_name,
+    writable_cache_dir,
+)
 
 from edgeseg.atomic import write_bytes_atomic, write_json_atomic
 from edgeseg.errors import ConfigError, ManifestError
 from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, sha256_file
-from edgeseg.runtime.engine import (BUNDLE_DLA, DlaRequest, EnginePlan, cache_dirs, current_gpu, find_engine,
-                                    is_engine_manifest, major_version, plan_engine, require_tensorrt, trtexec_engine_name,
-                                    writable_cache_dir)
 
 if TYPE_CHECKING:
     import tensorrt as trt

@@ -49,7 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build_engine(args: argparse.Namespace) -> int:
-    from edgeseg.runtime.engine_build import build_engine, register_engine, this_machine_plan
+    from edgeseg.runtime.engine_build import (
+        build_engine,
+        register_engine,
+        this_machine_plan,
+    )
 
     if args.names:
         plan = this_machine_plan(args.bundle, args.dla_core)

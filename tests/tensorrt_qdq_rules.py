@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
-
 from edgeseg.convert.qdq_placement import residual_inputs
+from onnx import TensorProto, numpy_helper
 
 
 def _attr(node: onnx.NodeProto, name: str, default):

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeseg.runtime import engine as eng
+from edgeseg.runtime.engine import GpuInfo
 
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.manifest import load_manifest, sha256_file
-from edgeseg.runtime import engine as eng
-from edgeseg.runtime.engine import GpuInfo
 
 ORIN = GpuInfo("Orin (nvgpu)", "8.7")
 _TENSORRT_SPEC = importlib.util.find_spec("tensorrt")  # tensorrt-stubs alone: a namespace package, origin None
@@ -233,9 +233,9 @@ class _Recorded:
                 pass
 
             count = staticmethod(lambda: 1)
-            name = lambda self: gpu.name  # noqa: E731
-            compute_capability = lambda self: tuple(int(p) for p in gpu.compute_capability.split("."))  # noqa: E731
-            retain_primary_context = lambda self: PrimaryContext()  # noqa: E731
+            name = lambda self: gpu.name
+            compute_capability = lambda self: tuple(int(p) for p in gpu.compute_capability.split("."))
+            retain_primary_context = lambda self: PrimaryContext()
 
         class Pinned(bytearray):
             def free(self):

@@ -20,12 +20,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from edgeseg.runtime.backends import Backend
+from edgeseg.runtime.engine import (
+    check_engine_compatible,
+    current_gpu,
+    engine_dla_core,
+    require_tensorrt,
+)
+from edgeseg.runtime.engine_build import ensure_engine
 
 from edgeseg.errors import BackendUnavailableError, ManifestError
 from edgeseg.manifest import Manifest
-from edgeseg.runtime.backends import Backend
-from edgeseg.runtime.engine import check_engine_compatible, current_gpu, engine_dla_core, require_tensorrt
-from edgeseg.runtime.engine_build import ensure_engine
 
 if TYPE_CHECKING:
     import pycuda.driver as cuda
