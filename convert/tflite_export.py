@@ -12,20 +12,19 @@ then runs on that flatbuffer with ai-edge-quantizer:
   float (quantize/dequantize inside the model), int8 or uint8 (`--int8-io`).
 
 Every artifact is stored with inline, 16-byte aligned buffers (readable by any TFLite runtime),
-carries its label names as the associated file `labels.txt` (a zip appended to the flatbuffer,
-the TFLite Support convention), and holds builtin ops only (checked on the written file).
+carries TFLite Model Metadata for an image segmenter (convert/tflite_metadata.py: normalization,
+RGB, size, labels as a TENSOR_AXIS_LABELS associated file; what MediaPipe's ImageSegmenter and
+Android's tools read), and holds builtin ops only (checked on the written file).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-import io
 import os
 import sys
 import tempfile
 import warnings
-import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
@@ -34,13 +33,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgeseg.convert import tflite_ops
+import edgeseg
+from edgeseg.convert import tflite_metadata, tflite_ops
 from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
 from edgeseg.convert.export import ExportJob, ExportResult
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.convert.wrap import ExportWrapper
 from edgeseg.errors import BackendUnavailableError, ConfigError
-from edgeseg.runtime.backends.litert import LABELS_FILE
+from edgeseg.runtime.tflite_metadata import LABELS_FILE
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 INT8_IO = ("float", "int8", "uint8")
@@ -247,12 +247,19 @@ def set_io_type(model: bytes, io_type: str, scratch: Path) -> bytes:
             path.unlink(missing_ok=True)
 
 
-def attach_labels(model: bytes, labels: tuple[str, ...]) -> bytes:
-    """Append `labels.txt` as an associated file (a stored zip after the flatbuffer)."""
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr(LABELS_FILE, "".join(f"{name}\n" for name in labels))
-    return model + archive.getvalue()
+def metadata_facts(job: ExportJob, spec: InputSpec) -> tflite_metadata.SegmenterFacts:
+    """What the model's TFLite Model Metadata says, from the job (author/licence where the checkpoint has them)."""
+    weights = job.weights
+    what = "class mask" if job.output_kind == "mask" else "logits"
+    return tflite_metadata.SegmenterFacts(
+        name=job.basename,
+        description=f"{weights.arch} semantic segmentation, {weights.num_classes} classes, {job.precision}, "
+                    f"{job.height}x{job.width} RGB in, {what} out; converted by edgeseg for {job.target.name}.",
+        version=f"edgeseg {edgeseg.__version__}; weights sha256 {(weights.sha256 or 'unknown')[:16]} ({weights.source})",
+        labels=tuple(weights.labels), height=job.height, width=job.width, output_kind=job.output_kind,
+        mean=spec.mean, std=spec.std,
+        author=weights.metadata.get("author"), license=weights.metadata.get("license"),
+    )
 
 
 def _tensor_quantization(detail: dict) -> dict | None:
@@ -315,7 +322,8 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         if int8_io != "float":
             model = set_io_type(model, int8_io, staging)
         path = staging / f"{job.basename}.tflite"
-        path.write_bytes(attach_labels(model, job.weights.labels))
+        # Metadata last (the sha256 the manifest records covers it); populate re-packs, inline_buffers re-aligns.
+        path.write_bytes(tflite_metadata.populate(model, metadata_facts(job, spec), repack=inline_buffers))
         ops = tflite_ops.read_ops(path)
         tflite_ops.require_builtin_only(ops, path.name)
         bar.update()
@@ -326,7 +334,9 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         "exporter": "litert-torch",
         "layout": "NHWC input" + (", NHWC logits" if job.output_kind == "logits" else ", NHW uint8 mask"),
         "quantization": QUANTIZATION[job.precision],
-        "labels_inside": f"{LABELS_FILE} (associated file: a zip appended to the flatbuffer)",
+        "metadata": f"TFLite Model Metadata (image segmenter): RGB {job.height}x{job.width}, "
+                    + ("no NormalizationOptions (uint8 pixels, normalized in the model)" if spec.mean is None
+                       else "NormalizationOptions mean/std in 0..255") + f", labels {LABELS_FILE} (TENSOR_AXIS_LABELS)",
         "builtin_ops_only": True,
         "ops": tflite_ops.op_counts(ops),
     }

@@ -24,6 +24,10 @@ TFLITE_IDENTIFIER = b"TFL3"
 LABELS_FILE = "labels.txt"  # what edgeseg names the output's TENSOR_AXIS_LABELS file
 TENSOR_AXIS_LABELS = 2  # AssociatedFileType
 COLOR_SPACES = {0: "UNKNOWN", 1: "RGB", 2: "GRAYSCALE"}
+ACTIVATIONS = {0: "NONE", 1: "SIGMOID", 2: "SOFTMAX"}  # MediaPipe's ImageSegmenterOptions (SEGMENTER_METADATA)
+SEGMENTER_METADATA = "SEGMENTER_METADATA"
+# TFLite TensorType values (schema.fbs) of the tensor types a segmenter's input or output may have.
+TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8"}
 _NORMALIZATION_OPTIONS = 1  # ProcessUnitOptions
 _IMAGE_PROPERTIES = 2  # ContentProperties
 
@@ -94,6 +98,16 @@ class TensorMetadata:
 
 
 @dataclass(frozen=True)
+class TensorInfo:
+    """A model input or output as the flatbuffer declares it."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    quantization: tuple[float, int] | None  # (scale, zero point) of a per-tensor quantized tensor
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     """The parts of a model's TFLite Model Metadata that edgeseg uses, with the labels resolved."""
 
@@ -105,8 +119,19 @@ class ModelMetadata:
     min_parser_version: str | None
     inputs: tuple[TensorMetadata, ...]
     outputs: tuple[TensorMetadata, ...]
-    custom_metadata: tuple[str, ...] = ()
+    custom_metadata: dict[str, bytes] = field(default_factory=dict, repr=False)
     associated_files: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    @property
+    def activation(self) -> str | None:
+        """MediaPipe's segmenter activation (NONE, SIGMOID, SOFTMAX), where the model says."""
+        from flatbuffers import number_types as n
+
+        data = self.custom_metadata.get(SEGMENTER_METADATA)
+        if not data:
+            return None
+        options = _root(data, b"V001", SEGMENTER_METADATA)
+        return ACTIVATIONS.get(options.scalar(0, n.Int8Flags), "UNKNOWN")
 
     @property
     def labels(self) -> tuple[str, ...] | None:
@@ -161,6 +186,34 @@ def _metadata_buffer(model: bytes, what: str) -> bytes | None:
     return data
 
 
+def _tensor_info(t: _Table) -> TensorInfo:
+    from flatbuffers import number_types as n
+
+    quantization = None
+    q = t.table(4)
+    if q is not None:
+        scales, zero_points = q.vector(2, n.Float32Flags), q.vector(3, n.Int64Flags)
+        if len(scales) == 1 and scales[0]:
+            quantization = (float(scales[0]), int(zero_points[0]) if zero_points else 0)
+    kind = t.scalar(1, n.Int8Flags)
+    return TensorInfo(name=t.string(3) or "", shape=tuple(t.vector(0, n.Int32Flags)),
+                      dtype=TENSOR_TYPES.get(kind, f"type {kind}"), quantization=quantization)
+
+
+def read_io(path: Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """The inputs and outputs of the model's first subgraph, read from the flatbuffer (no interpreter)."""
+    from flatbuffers import number_types as n
+
+    root = _root(Path(path).read_bytes(), TFLITE_IDENTIFIER, str(path))
+    subgraphs = root.tables(2)
+    if not subgraphs:
+        raise ManifestError(f"{path}: the model has no subgraph")
+    sub = subgraphs[0]
+    tensors = sub.tables(0)
+    inputs, outputs = sub.vector(1, n.Int32Flags), sub.vector(2, n.Int32Flags)
+    return tuple(_tensor_info(tensors[i]) for i in inputs), tuple(_tensor_info(tensors[i]) for i in outputs)
+
+
 def read_metadata(path: Path) -> ModelMetadata | None:
     """The TFLite Model Metadata of `path`, or None when it has none."""
     model = Path(path).read_bytes()
@@ -180,6 +233,6 @@ def read_metadata(path: Path) -> ModelMetadata | None:
         license=md.string(5), min_parser_version=md.string(7),
         inputs=tuple(_tensor(t) for t in sub.tables(2)) if sub else (),
         outputs=tuple(_tensor(t) for t in sub.tables(3)) if sub else (),
-        custom_metadata=tuple(c.string(0) or "" for c in sub.tables(9)) if sub else (),
+        custom_metadata={c.string(0) or "": c.raw(1) for c in sub.tables(9)} if sub else {},
         associated_files=files,
     )
