@@ -37,7 +37,6 @@ import edgeseg
 from edgeseg.convert import tflite_metadata, tflite_ops
 from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
 from edgeseg.convert.export import ExportJob, ExportResult
-from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.convert.wrap import ExportWrapper
 from edgeseg.errors import BackendUnavailableError, ConfigError
 from edgeseg.runtime.tflite_metadata import LABELS_FILE
@@ -59,12 +58,20 @@ QUANTIZATION = {
 }
 
 
+# MediaPipe's ImageSegmenter applies one mean and one std to every channel (its NormalizationOptions
+# reader refuses per-channel values), so the ImageNet per-channel normalization lives inside the model
+# and a float input takes RGB pixels 0..255 as float: metadata mean 0, std 1 for every tool.
+FLOAT_PIXELS_MEAN = (0.0, 0.0, 0.0)
+FLOAT_PIXELS_STD = (1 / 255, 1 / 255, 1 / 255)  # the manifest's 0..1 domain: x = pixel
+
+
 def float_input_spec(job: ExportJob) -> InputSpec:
-    """What the float model takes: uint8 NHWC pixels (fused normalization) or normalized float NHWC."""
+    """What the float model takes: uint8 NHWC pixels (--fuse-preprocessing) or the same pixels as float32
+    NHWC; either way the ImageNet normalization is inside the model."""
     if job.fuse_preprocessing:
         return InputSpec(height=job.height, width=job.width, layout="NHWC", dtype="uint8", mean=None, std=None)
     return InputSpec(height=job.height, width=job.width, layout="NHWC", dtype="float32",
-                     mean=IMAGENET_MEAN, std=IMAGENET_STD)
+                     mean=FLOAT_PIXELS_MEAN, std=FLOAT_PIXELS_STD)
 
 
 class _ChannelsLastOutput(torch.nn.Module):
@@ -138,8 +145,8 @@ def convert_float(job: ExportJob, spec: InputSpec) -> bytes:
     with _native_logs_to_buffer():  # importing it already logs (absl, oneDNN, torchao notices)
         litert_torch = _require("litert_torch")
     litert_torch.config.show_progress = False  # its own per-pass log; the stage bar below reports progress
-    wrapper = ExportWrapper(job.model, output=job.output_kind, fuse_preprocessing=job.fuse_preprocessing,
-                            channels_last_input=not job.fuse_preprocessing).eval()
+    # NHWC pixels in (uint8, or float 0..255: `.float()` is a no-op) with the normalization in the graph.
+    wrapper = ExportWrapper(job.model, output=job.output_kind, fuse_preprocessing=True).eval()
     module = _ChannelsLastOutput(wrapper).eval()
     if spec.dtype == "uint8":
         sample = torch.randint(0, 256, (1, job.height, job.width, 3), dtype=torch.uint8)
@@ -344,7 +351,7 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         details["int8_io"] = int8_io
         details["calibration"] = {"source": job.calibration, "images": len(images), "method": TFLITE_CALIBRATION,
                                   "preprocessing": "runtime.preprocess with the float input spec "
-                                                   f"({spec.dtype} NHWC, normalization {'in model' if spec.mean is None else 'ImageNet mean/std'})"}
+                                                   f"({spec.dtype} NHWC RGB pixels 0..255, ImageNet normalization in the model)"}
     if job.target.delegate == "gpu":
         unsupported = tflite_ops.gpu_unsupported(ops)
         details["gpu_delegate_unsupported_ops"] = unsupported

@@ -11,16 +11,18 @@ output means). `runtime/tflite_metadata.py` reads it back on the device without 
 
 from __future__ import annotations
 
+import gc
 import importlib
 import io
 import sys
 import types
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+
+from edgeseg.runtime.tflite_metadata import LABELS_FILE
 
 from edgeseg.errors import BackendUnavailableError
-from edgeseg.runtime.tflite_metadata import LABELS_FILE
 
 # The native helper MediaPipe's populator calls for the metadata's min_parser_version; the
 # mediapipe 1.2.x wheels do not ship it (importing the populator fails), so a stand-in computes it.
@@ -107,7 +109,11 @@ def _mediapipe_writers():
             sys.modules.setdefault(name, types.ModuleType(name))
         sys.modules[_NATIVE_VERSION_MODULE] = stand_in
     from mediapipe.tasks.metadata import metadata_schema_py_generated as fb
-    from mediapipe.tasks.python.metadata.metadata_writers import image_segmenter, metadata_info, metadata_writer
+    from mediapipe.tasks.python.metadata.metadata_writers import (
+        image_segmenter,
+        metadata_info,
+        metadata_writer,
+    )
 
     return fb, image_segmenter, metadata_info, metadata_writer
 
@@ -117,7 +123,7 @@ def _input_md(facts: SegmenterFacts, tensor_type: int):
     fb, _, metadata_info, _ = _mediapipe_writers()
 
     class SizedImageInput(metadata_info.InputImageTensorMd):
-        def create_metadata(self):  # noqa: ANN202 - a MediaPipe flatbuffer object
+        def create_metadata(self):  # a MediaPipe flatbuffer object (TensorMetadataT)
             tensor = super().create_metadata()
             size = fb.ImageSizeT()
             size.width, size.height = facts.width, facts.height
@@ -150,19 +156,23 @@ def populate(model: bytes, facts: SegmenterFacts, *, repack: Callable[[bytes], b
     associated files as a zip; `repack` restores the exporter's buffer layout, then the zip is
     appended again, so the labels are where every reader of TFLite associated files looks.
     """
-    fb, image_segmenter, metadata_info, metadata_writer = _mediapipe_writers()
+    _, image_segmenter, _, metadata_writer = _mediapipe_writers()
     from mediapipe.tasks.python.metadata.metadata_writers import writer_utils
 
     buffer = bytearray(model)
     writer = metadata_writer.MetadataWriter(buffer)
     writer.add_general_info(facts.name, facts.description)
-    general = writer._general_md  # noqa: SLF001 - the public add_general_info takes only name and description
+    general = writer._general_md  # the public add_general_info takes only name and description
     general.version, general.author, general.licenses = facts.version, facts.author, facts.license
-    writer._input_mds.append(_input_md(facts, writer_utils.get_input_tensor_types(buffer)[0]))  # noqa: SLF001
+    # add_image_input cannot set the image size (ImageProperties.default_size): append our own input entry.
+    writer._input_mds.append(_input_md(facts, writer_utils.get_input_tensor_types(buffer)[0]))
     writer.add_custom_metadata(image_segmenter.ImageSegmenterOptionsMd(image_segmenter.Activation.NONE))
     writer.add_segmentation_output(metadata_writer.Labels().add(list(facts.labels), exported_filename=LABELS_FILE),
                                    name="segmentation_masks", description=_output_description(facts))
     populated, _ = writer.populate()
+    # The writer cleans its temporary folder in __del__, which fails if it first runs at interpreter exit.
+    del writer
+    gc.collect()
     with zipfile.ZipFile(io.BytesIO(bytes(populated))) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
     return repack(bytes(populated)) + associated_files_zip(files)

@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeseg.errors import ManifestError
+from edgeseg.errors import BackendUnavailableError, ManifestError
 
 METADATA_NAME = "TFLITE_METADATA"  # the model's metadata entry holding the buffer
 METADATA_IDENTIFIER = b"M001"
@@ -52,11 +52,11 @@ class _Table:
         o = self._offset(field_id)
         return self.tab.Get(flags, o + self.tab.Pos) if o else default
 
-    def table(self, field_id: int) -> "_Table | None":
+    def table(self, field_id: int) -> _Table | None:
         o = self._offset(field_id)
         return _Table(self.buf, self.tab.Indirect(o + self.tab.Pos)) if o else None
 
-    def tables(self, field_id: int) -> list["_Table"]:
+    def tables(self, field_id: int) -> list[_Table]:
         o = self._offset(field_id)
         if not o:
             return []
@@ -79,7 +79,11 @@ class _Table:
 
 
 def _root(buf: bytes, identifier: bytes, what: str) -> _Table:
-    from flatbuffers import encode, packer
+    try:
+        from flatbuffers import encode, packer
+    except ImportError:
+        raise BackendUnavailableError(f"{what}: reading TFLite metadata needs the 'flatbuffers' package "
+                                      "(it comes with ai-edge-litert: pip install ai-edge-litert)") from None
 
     if len(buf) < 8 or buf[4:8] != identifier:
         raise ManifestError(f"{what}: not a {identifier.decode()} flatbuffer")

@@ -17,11 +17,16 @@ import importlib
 from pathlib import Path
 
 import numpy as np
+from edgeseg.runtime.backends import Backend
+from edgeseg.runtime.tflite_metadata import (
+    LABELS_FILE,
+    METADATA_NAME,
+    read_io,
+    read_metadata,
+)
 
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
-from edgeseg.manifest import Manifest, manifest_path_for
-from edgeseg.runtime.backends import Backend
-from edgeseg.runtime.tflite_metadata import LABELS_FILE, METADATA_NAME, read_io, read_metadata
+from edgeseg.manifest import Manifest, manifest_path_for, sha256_file
 
 TFLITE_FILE_IDENTIFIER = b"TFL3"
 FOREGROUND_LABEL_BACKGROUND = "background"  # class 0 of a one-channel (foreground score) model
@@ -112,7 +117,8 @@ def manifest_from_metadata(path: Path) -> Manifest:
     input_entry = _metadata_input(path, metadata, inputs[0])
     output_entry, labels = _metadata_output(path, metadata, outputs[0])
     data = {
-        "artifact": path.name, "backend": "litert", "target": "android-cpu", "precision": "unknown",
+        "artifact": path.name, "artifact_sha256": sha256_file(path), "size_mb": round(path.stat().st_size / 2**20, 3),
+        "backend": "litert", "target": "android-cpu", "precision": "unknown",
         "model": {"architecture": metadata.name or path.stem, "num_classes": len(labels), "labels": list(labels),
                   "weights_source": f"{path.name}: TFLite Model Metadata ({metadata.description or 'no description'})"},
         "input": input_entry, "output": output_entry, "runtime": {},
