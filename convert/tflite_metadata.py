@@ -118,7 +118,7 @@ def _mediapipe_writers():
     return fb, image_segmenter, metadata_info, metadata_writer
 
 
-def _input_md(facts: SegmenterFacts, tensor_type: int):
+def _input_md(facts: SegmenterFacts, tensor_type):
     """The image input: RGB, the model's size, NormalizationOptions for float input."""
     fb, _, metadata_info, _ = _mediapipe_writers()
 
@@ -130,7 +130,7 @@ def _input_md(facts: SegmenterFacts, tensor_type: int):
             tensor.content.contentProperties.defaultSize = size
             return tensor
 
-    if facts.mean is None:
+    if facts.mean is None or facts.std is None:
         mean = std = None
         description = "RGB pixels 0..255 (uint8); the model normalizes them itself."
     else:

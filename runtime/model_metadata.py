@@ -89,7 +89,7 @@ def disagreements(manifest: Manifest, summary: dict[str, Any]) -> list[str]:
             if summary.get(key) not in (None, value):
                 found.append(key)
         norm = summary.get("normalization")
-        expected = "in_model" if spec.mean is None else {"mean": list(spec.mean), "std": list(spec.std)}
+        expected = "in_model" if spec.mean is None else {"mean": list(spec.mean), "std": list(spec.std or ())}
         if norm is not None and (norm == "in_model") != (expected == "in_model"):
             found.append("normalization")
         elif isinstance(norm, dict) and isinstance(expected, dict) and not (

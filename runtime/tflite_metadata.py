@@ -161,8 +161,8 @@ def _tensor(t: _Table) -> TensorMetadata:
             if size is not None:
                 default_size = (size.scalar(1, n.Uint32Flags), size.scalar(0, n.Uint32Flags))
     for unit in t.tables(4):
-        if unit.scalar(0, n.Uint8Flags) == _NORMALIZATION_OPTIONS:
-            options = unit.table(1)
+        options = unit.table(1)
+        if unit.scalar(0, n.Uint8Flags) == _NORMALIZATION_OPTIONS and options is not None:
             mean = tuple(options.vector(0, n.Float32Flags))
             std = tuple(options.vector(1, n.Float32Flags))
     labels = tuple(f.string(0) or "" for f in t.tables(6) if f.scalar(2, n.Int8Flags) == TENSOR_AXIS_LABELS)
