@@ -330,7 +330,9 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
             model = set_io_type(model, int8_io, staging)
         path = staging / f"{job.basename}.tflite"
         # Metadata last (the sha256 the manifest records covers it); populate re-packs, inline_buffers re-aligns.
-        path.write_bytes(tflite_metadata.populate(model, metadata_facts(job, spec), repack=inline_buffers))
+        facts = metadata_facts(job, spec)
+        path.write_bytes(tflite_metadata.populate(model, facts, repack=inline_buffers))
+        tflite_metadata.verify(path, facts)
         ops = tflite_ops.read_ops(path)
         tflite_ops.require_builtin_only(ops, path.name)
         bar.update()

@@ -19,10 +19,10 @@ import types
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from edgeseg.runtime.tflite_metadata import LABELS_FILE
-
-from edgeseg.errors import BackendUnavailableError
+from edgeseg.errors import BackendUnavailableError, VerificationError
+from edgeseg.runtime.tflite_metadata import LABELS_FILE, read_metadata
 
 # The native helper MediaPipe's populator calls for the metadata's min_parser_version; the
 # mediapipe 1.2.x wheels do not ship it (importing the populator fails), so a stand-in computes it.
@@ -185,3 +185,27 @@ def associated_files_zip(files: dict[str, bytes]) -> bytes:
         for name, data in files.items():
             zf.writestr(name, data)
     return archive.getvalue()
+
+
+def verify(path: Path, facts: SegmenterFacts) -> None:
+    """Read the written model's metadata back with the device-side reader; refuse it if it says
+    anything else than `facts` (labels, normalization, size, colour space, name)."""
+    md = read_metadata(path)
+    if md is None:
+        raise VerificationError(f"{path.name}: no TFLite Model Metadata in the written model")
+    image = md.inputs[0] if md.inputs else None
+    def rounded(values) -> tuple[float, ...]:
+        return tuple(round(float(v), 4) for v in values)
+
+    expected_norm = None if facts.mean is None or facts.std is None else (
+        rounded(m * 255.0 for m in facts.mean), rounded(s * 255.0 for s in facts.std))
+    found_norm = None if image is None or image.mean is None else (rounded(image.mean), rounded(image.std or ()))
+    wrong = [what for what, ok in (
+        ("labels", md.labels == facts.labels),
+        ("normalization", found_norm == expected_norm),
+        ("image size", image is not None and image.default_size == (facts.height, facts.width)),
+        ("colour space", image is not None and image.color_space == "RGB"),
+        ("name", md.name == facts.name),
+    ) if not ok]
+    if wrong:
+        raise VerificationError(f"{path.name}: its TFLite Model Metadata reads back wrong: {', '.join(wrong)}")

@@ -188,3 +188,17 @@ def test_demo_runs_a_metadata_only_model_with_its_labels(shared_data: Path, tmp_
                  "--save", str(tmp_path / "x.mp4"), "--threads", "1"])
     assert code == 0 and "5 frames" in capsys.readouterr().out
     assert cv2.VideoCapture(str(tmp_path / "x.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 5
+
+
+def test_metadata_that_reads_back_wrong_is_refused(make) -> None:
+    import dataclasses
+
+    from edgeseg.convert.tflite_metadata import SegmenterFacts, verify
+    from edgeseg.errors import VerificationError
+
+    path = artifact(make("fp32"))
+    facts = SegmenterFacts(name=path.stem, description="", version="", labels=SYNTHETIC_LABELS, height=128, width=128,
+                           output_kind="logits", mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3)
+    verify(path, facts)  # what the exporter wrote
+    with pytest.raises(VerificationError, match="reads back wrong: labels, normalization, image size"):
+        verify(path, dataclasses.replace(facts, labels=SYNTHETIC_LABELS[::-1], mean=None, height=64))

@@ -17,16 +17,11 @@ import importlib
 from pathlib import Path
 
 import numpy as np
-from edgeseg.runtime.backends import Backend
-from edgeseg.runtime.tflite_metadata import (
-    LABELS_FILE,
-    METADATA_NAME,
-    read_io,
-    read_metadata,
-)
 
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.manifest import Manifest, manifest_path_for, sha256_file
+from edgeseg.runtime.backends import Backend
+from edgeseg.runtime.tflite_metadata import LABELS_FILE, METADATA_NAME, read_io, read_metadata
 
 TFLITE_FILE_IDENTIFIER = b"TFL3"
 FOREGROUND_LABEL_BACKGROUND = "background"  # class 0 of a one-channel (foreground score) model
