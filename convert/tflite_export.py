@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 import edgeseg
-from edgeseg.convert import tflite_metadata, tflite_ops
+from edgeseg.convert import tflite_metadata, tflite_ops, xnnpack
 from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
 from edgeseg.convert.export import ExportJob, ExportResult
 from edgeseg.convert.wrap import ExportWrapper
@@ -54,7 +54,8 @@ QUANTIZATION = {
     "fp16": "float16 weights (ai-edge-quantizer float casting, weight-only), float32 activations",
     "int8-dynamic": "ai-edge-quantizer dynamic_wi8_afp32: per-channel int8 weights, activations quantized at run time",
     "int8": "ai-edge-quantizer static_wi8_ai8: per-channel symmetric int8 weights, per-tensor asymmetric int8 "
-            "activations from min/max over the calibration images",
+            "activations from min/max over the calibration images; HARD_SWISH kept in float (XNNPACK runs it only "
+            "in float), so the graph is one XNNPACK partition",
 }
 
 
@@ -187,10 +188,9 @@ def quantize(job: ExportJob, model: bytes, spec: InputSpec, images: list[np.ndar
         q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
         calibration = None
     else:
-        q.load_quantization_recipe(recipe.static_wi8_ai8())
-        # Float in and out (QUANTIZE / DEQUANTIZE inside); `set_io_type` narrows them on request.
-        for boundary in (ops.INPUT, ops.OUTPUT):
-            q.update_quantization_recipe(".*", boundary, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+        # Float in and out (QUANTIZE / DEQUANTIZE inside; `set_io_type` narrows them on request), and
+        # one XNNPACK partition (convert.xnnpack).
+        xnnpack.int8_recipe(q)
         key, input_name = _signature_input_name(model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -348,13 +348,15 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
                        else "NormalizationOptions mean/std in 0..255") + f", labels {LABELS_FILE} (TENSOR_AXIS_LABELS)",
         "builtin_ops_only": True,
         "ops": tflite_ops.op_counts(ops),
+        # How many pieces LiteRT's CPU runtime (XNNPACK) cuts the graph into; 1 = all of it delegated.
+        "xnnpack_partitions": xnnpack.partitions(path),
     }
     if job.precision == "int8":
         details["int8_io"] = int8_io
         details["calibration"] = {"source": job.calibration, "images": len(images), "method": TFLITE_CALIBRATION,
                                   "preprocessing": "runtime.preprocess with the float input spec "
                                                    f"({spec.dtype} NHWC RGB pixels 0..255, ImageNet normalization in the model)"}
-    if job.target.delegate == "gpu":
+    if job.target.litert is not None and job.target.litert.delegate == "gpu":
         unsupported = tflite_ops.gpu_unsupported(ops)
         details["gpu_delegate_unsupported_ops"] = unsupported
         print(f"{path.name}: {tflite_ops.describe_gpu_unsupported(unsupported)}", file=sys.stderr)

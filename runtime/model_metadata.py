@@ -33,11 +33,27 @@ def tflite_summary(path: Path) -> dict[str, Any] | None:
     }
 
 
+def _onnx_props(path: Path) -> dict[str, str] | None:
+    """`metadata_props` with the onnx package (workstation) or ONNX Runtime (device); None without both."""
+    try:
+        import onnx
+
+        return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except ImportError:
+        pass
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
 def onnx_summary(path: Path) -> dict[str, Any] | None:
     """The `metadata_props` of an `.onnx` (JSON values decoded); None when it has none."""
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    props = _onnx_props(path)
+    if props is None:
+        return {"format": "ONNX metadata_props", "unread": "needs the onnx or onnxruntime package"}
     if not props:
         return None
     for key in ("labels", "normalization"):

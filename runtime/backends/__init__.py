@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import BackendUnavailableError, ManifestError
-from edgeseg.manifest import Manifest, load_manifest, manifest_path_for
+from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, verify_artifact
 
 
 class Backend:
@@ -76,14 +76,20 @@ def load_model_manifest(model: Path | str) -> Manifest:
 
 
 def open_backend(model: Path | str | Manifest, *, threads: int | None = None) -> Backend:
-    """The backend the manifest names, loaded with its artifact (a bare `.tflite`: see `load_model_manifest`)."""
+    """The backend the manifest names, loaded with its artifact once its sha256 matches the manifest
+    (a bare `.tflite`: see `load_model_manifest`)."""
     manifest = model if isinstance(model, Manifest) else load_model_manifest(model)
+    if isinstance(model, Manifest):  # load_manifest checked it; a Manifest given whole may be older than its file
+        verify_artifact(manifest)
     return backend_class(manifest.backend)(manifest, threads=threads)
 
 
 def require(module: str, what: str):
-    """Import an optional framework or raise one line saying what to install."""
+    """Import an optional framework or raise one line saying what to install (or that it is broken)."""
+    from edgeseg.errors import MissingPackageError
+    from edgeseg.optional import require as require_package
+
     try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise BackendUnavailableError(f"{what} needs the '{module}' package, which is not installed here") from None
+        return require_package(module, purpose=what)
+    except MissingPackageError as exc:
+        raise BackendUnavailableError(str(exc)) from None
