@@ -59,7 +59,7 @@ def obtain_artifact(plan: RowPlan, row: dict, *, cache: Path, verify_images: int
 
 def why_not_convertible(plan: RowPlan, target: TargetProfile) -> str | None:
     """Why this edgeseg cannot convert the cell (a `not run` reason), or None when it can."""
-    exporter = FORMATS[target.format].exporter
+    exporter = FORMATS[target.format].exporter_for(plan.precision)
     if plan.precision not in target.precisions:
         return f"{target.name} has no {plan.precision} (it supports {', '.join(target.precisions)})"
     if target.backend not in available_backends():

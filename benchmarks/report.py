@@ -27,12 +27,14 @@ CSV_COLUMNS = (
     "total_ms_mean", "total_ms_p50", "total_ms_p90", "total_ms_p99", "total_ms_min", "total_ms_max",
     "fps", "preprocess_ms_p50", "inference_ms_p50", "inference_ms_p90", "postprocess_ms_p50", "miou", "pixel_accuracy",
     "reference_miou", "miou_delta", "argmax_agreement", "size_mb", "gflops", "achieved_gflops_per_s",
-    "roofline_fraction", "verification_agrees",
+    "roofline_fraction", "verification_agrees", "xnnpack_partitions",
 )
 
 
 def write_report(results: dict[str, Any], out: Path) -> list[Path]:
     """Write every report file into `out` atomically; return their paths."""
+    from edgeseg.benchmarks.plots import plot_pareto, plot_per_class_iou  # matplotlib: only when writing
+
     with staging_dir(Path(out)) as stage:
         (stage / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (stage / "results.csv").write_text(to_csv(results))
@@ -72,6 +74,7 @@ def flat_row(row: dict[str, Any]) -> dict[str, Any]:
         "achieved_gflops_per_s": _get(cost, "achieved_gflops_per_s"),
         "roofline_fraction": _get(cost, "roofline_fraction"),
         "verification_agrees": _get(row, "verification_check", "agrees"),
+        "xnnpack_partitions": partitions(row),
     }
 
 
@@ -137,8 +140,8 @@ def main_table(results: dict[str, Any]) -> str:
 def detail_table(results: dict[str, Any]) -> str:
     """Stage breakdown, agreement and cost of the rows that ran."""
     head = ("model", "target", "resolution", "precision", "threads", "pre p50 ms", "infer p50 ms", "post p50 ms",
-            "pixel acc %", "agreement", "GFLOPs", "GFLOP/s", "of peak")
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 9) + "|"]
+            "pixel acc %", "agreement", "GFLOPs", "GFLOP/s", "of peak", "XNNPACK partitions")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 10) + "|"]
     for row in results["rows"]:
         if row["status"] != "ok":
             continue
@@ -149,7 +152,7 @@ def detail_table(results: dict[str, Any]) -> str:
                  _num(lat["preprocess_ms"]["p50"], ".1f"), _num(lat["inference_ms"]["p50"], ".1f"),
                  _num(lat["postprocess_ms"]["p50"], ".1f"), _num(acc.get("pixel_accuracy"), ".2f"),
                  _percent(agreement, ".2f"), _num(cost.get("gflops"), ".2f"),
-                 _num(cost.get("achieved_gflops_per_s"), ".1f"), _percent(roof, ".1f"))
+                 _num(cost.get("achieved_gflops_per_s"), ".1f"), _percent(roof, ".1f"), _num(partitions(row), "d"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -178,6 +181,39 @@ def aspp_table(results: dict[str, Any]) -> str | None:
                      f"{t_on:.1f} / {t_off:.1f} | {t_on / t_off:.2f} | "
                      f"{_num(on['accuracy'].get('miou'), '.2f')} / {_num(off['accuracy'].get('miou'), '.2f')} |")
     return "\n".join(lines)
+
+
+def int8_ratio_table(results: dict[str, Any]) -> str | None:
+    """INT8 beside FP32 from the same run: per model, target and resolution, INT8's median inference
+    time over FP32's, next to INT8's accuracy and (LiteRT) its XNNPACK partition count."""
+    pairs: dict[tuple, dict[str, dict]] = {}
+    for row in results["rows"]:
+        if row.get("precision") in ("fp32", "int8"):
+            key = (model_text(row), target_text(row), row.get("resolution"))
+            pairs.setdefault(key, {})[row["precision"]] = row
+    pairs = {k: v for k, v in pairs.items() if len(v) == 2}
+    if not pairs:
+        return None
+    head = ("model", "target", "resolution", "FP32 infer p50 ms", "INT8 infer p50 ms", "INT8 / FP32", "INT8 ΔmIoU",
+            "INT8 agreement", "INT8 XNNPACK partitions")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 6) + "|"]
+    for (model, target, res), pair in pairs.items():
+        fp32, int8 = pair["fp32"], pair["int8"]
+        if not fp32["status"] == int8["status"] == "ok":
+            why = "; ".join(f"{r['precision']}: {status_text(r)}" for r in (fp32, int8) if r["status"] != "ok")
+            lines.append(f"| {model} | {target} | {res} | {why.replace('|', '/')} | – | – | – | – | – |")
+            continue
+        t32, t8 = fp32["latency"]["inference_ms"]["p50"], int8["latency"]["inference_ms"]["p50"]
+        agreement = int8["accuracy"].get("argmax_agreement")
+        lines.append(f"| {model} | {target} | {res} | {t32:.1f} | {t8:.1f} | {t8 / t32:.2f} | "
+                     f"{_num(int8['accuracy'].get('miou_delta'), '.2f', True)} | {_num(agreement, '.4f')} | "
+                     f"{_num(partitions(int8), 'd')} |")
+    return "\n".join(lines)
+
+
+def partitions(row: dict[str, Any]) -> int | None:
+    """XNNPACK partitions of a LiteRT row's artifact (recorded at conversion), else None."""
+    return _get(row, "artifact", "conversion", "xnnpack_partitions")
 
 
 def machine_lines(results: dict[str, Any]) -> list[str]:
@@ -248,12 +284,14 @@ def data_lines(results: dict[str, Any]) -> list[str]:
 
 
 def result_sections(results: dict[str, Any]) -> list[str]:
-    """The main table, the stages-and-cost table and (with --aspp-compare) the ASPP table, each with its legend."""
+    """The main table, stages and cost, INT8 against FP32 (when both ran) and the ASPP table (--aspp-compare),
+    each with its legend."""
     rows = results["rows"]
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "not run", "failed")}
     partial = ("" if results.get("complete", True)
                else f"; PARTIAL: {len(rows)} of {results.get('rows_planned')} rows so far")
     aspp = aspp_table(results)
+    int8 = int8_ratio_table(results)
     return [
         f"## Results ({counts['ok']} ok, {counts['not run']} not run, {counts['failed']} failed{partial})",
         "",
@@ -273,6 +311,17 @@ def result_sections(results: dict[str, Any]) -> list[str]:
         "fraction of the measured matmul peak above (the roofline fraction). Agreement: share of pixels whose class "
         "matches the PyTorch FP32 model's, at model resolution.",
         "",
+        *([] if int8 is None else [
+            "### INT8 against FP32, same run",
+            "",
+            int8,
+            "",
+            "INT8 / FP32: median inference time of the INT8 artifact over the FP32 artifact's, both measured in this "
+            "run on the same frames and threads. ΔmIoU against the PyTorch FP32 model; agreement: share of pixels "
+            "whose class matches it. XNNPACK partitions: how many pieces LiteRT's CPU runtime cuts the graph into "
+            "(1 = all of it in the delegate).",
+            "",
+        ]),
         *([] if aspp is None else [
             "### The exact ASPP rewrite, with and without (`--aspp-compare`)",
             "",
@@ -283,105 +332,3 @@ def result_sections(results: dict[str, Any]) -> list[str]:
             "",
         ]),
     ]
-
-
-# --------------------------------------------------------------------------- pictures
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on a server or in CI
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "int8-dynamic": "v"}
-
-
-def plot_pareto(results: dict[str, Any], path: Path) -> None:
-    """Latency (p50, end to end) against mIoU, a panel per dataset: a labelled marker per
-    target/precision/resolution, a dotted line joining the rows of one resolution."""
-    plt = _pyplot()
-    ok = [r for r in results["rows"] if r["status"] == "ok" and _get(r, "accuracy", "miou") is not None]
-    datasets = sorted({r["dataset"] for r in ok}) or ["(no rows ran)"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(7.5 * len(datasets), 5.5), squeeze=False)
-    targets = sorted({r["target"] for r in ok})
-    colours = {t: plt.cm.tab10(i % 10) for i, t in enumerate(targets)}
-    for ax, dataset in zip(axes[0], datasets):
-        rows = [r for r in ok if r["dataset"] == dataset]
-        for res in sorted({r["resolution"] for r in rows}, key=lambda s: [int(v) for v in s.split("x")]):
-            group = sorted((r for r in rows if r["resolution"] == res and not _get(r, "model", "peer")),
-                           key=lambda r: r["latency"]["total_ms"]["p50"])
-            if len(group) > 1:
-                ax.plot([r["latency"]["total_ms"]["p50"] for r in group], [r["accuracy"]["miou"] for r in group],
-                        ":", color="grey", linewidth=1, label=f"{res} px")
-        for r in rows:
-            x, y = r["latency"]["total_ms"]["p50"], r["accuracy"]["miou"]
-            peer = _get(r, "model", "peer")
-            marker = "*" if peer else PRECISION_MARKERS.get(r["precision"], "o")
-            ax.scatter([x], [y], s=90 if peer else 60, marker=marker, color=colours[r["target"]], edgecolor="black",
-                       linewidth=0.5, zorder=3)
-            name = f"{'peer ' if peer else ''}{r['target']} {r['precision']} {r['resolution']}"
-            ax.annotate(name + (f" {r['variant']}" if r.get("variant") else ""), (x, y), textcoords="offset points",
-                        xytext=(5, 4), fontsize=7)
-        ax.set_xlabel("latency p50, ms per frame (end to end)")
-        ax.set_ylabel("mIoU (points)")
-        ax.set_title(dataset, fontsize=10)
-        ax.grid(True, alpha=0.3)
-        handles = [plt.Line2D([], [], linestyle="", marker="o", color=colours[t], label=t) for t in targets]
-        handles += [plt.Line2D([], [], linestyle="", marker=m, color="grey", label=p)
-                    for p, m in PRECISION_MARKERS.items() if any(r["precision"] == p for r in rows)]
-        line_handles, _ = ax.get_legend_handles_labels()
-        if handles or line_handles:
-            ax.legend(handles=handles + line_handles, fontsize=7, loc="best")
-        if not rows:
-            ax.text(0.5, 0.5, "no row ran", transform=ax.transAxes, ha="center")
-    fig.suptitle("edgeseg bench: latency against accuracy", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_per_class_iou(results: dict[str, Any], path: Path) -> None:
-    """Grouped bars: per-class IoU of each measured row, and the PyTorch FP32 reference per resolution."""
-    plt = _pyplot()
-    import numpy as np
-
-    ok = [r for r in results["rows"] if r["status"] == "ok" and _get(r, "accuracy", "per_class_iou")]
-    datasets = sorted({r["dataset"] for r in ok}) or ["(no rows ran)"]
-    fig, axes = plt.subplots(len(datasets), 1, figsize=(11, 4.5 * len(datasets)), squeeze=False)
-    for ax, dataset in zip(axes[:, 0], datasets):
-        rows = [r for r in ok if r["dataset"] == dataset]
-        if not rows:
-            ax.text(0.5, 0.5, "no row ran", transform=ax.transAxes, ha="center")
-            continue
-        classes = list(rows[0]["accuracy"]["per_class_iou"])
-        series = []
-        seen_ref = set()
-        for r in rows:
-            ref = r["accuracy"].get("reference_per_class_iou")
-            key = (_get(r, "model", "name"), r["resolution"])
-            if ref and key not in seen_ref:
-                seen_ref.add(key)
-                series.append((f"PyTorch FP32 {r['resolution']}", ref, True))
-            variant = f" {r['variant']}" if r.get("variant") else ""
-            label = f"{r['target']} {r['precision']} {r['resolution']}{variant}"
-            series.append((label, r["accuracy"]["per_class_iou"], False))
-        width = 0.8 / len(series)
-        x = np.arange(len(classes))
-        for i, (label, values, is_ref) in enumerate(series):
-            heights = [np.nan if values.get(c) is None else values[c] for c in classes]
-            ax.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, label=label,
-                   color="none" if is_ref else plt.cm.tab20(i % 20), edgecolor="black" if is_ref else None,
-                   hatch="//" if is_ref else None, linewidth=0.6)
-        crowded = len(classes) > 10
-        ax.set_xticks(x, classes, rotation=30 if crowded else 0, ha="right" if crowded else "center", fontsize=8)
-        ax.set_ylabel("IoU (points)")
-        ax.set_ylim(0, 100)
-        ax.set_title(f"per-class IoU: {dataset}", fontsize=10)
-        ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=6, ncol=max(1, len(series) // 8 + 1), loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -10,7 +10,10 @@ statistics are recomputed over training images (a "precise BN" pass).
 
 from __future__ import annotations
 
+import os
+import pickle
 import time
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,13 +23,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from edgeseg.atomic import atomic_path
+from edgeseg.atomic import atomic_path, ensure_writable_dir, locked_temp_file
 from edgeseg.datasets import IGNORE_INDEX, SegmentationDataset, open_dataset
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD, build_model, zoo_entry
+from edgeseg.convert.resolution import MAX_SIDE
 from edgeseg.convert.train_config import TrainConfig, check_init
 from edgeseg.convert.weights import LoadedWeights, load_weights, save_checkpoint
-from edgeseg.errors import ConfigError, WeightsError
+from edgeseg.errors import ConfigError, DatasetError, WeightsError
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 
@@ -173,6 +177,36 @@ def _state_path(out: Path) -> Path:
     return out.with_name(out.name + ".train-state")
 
 
+def _check_writable(out: Path) -> None:
+    """The checkpoint's place takes a file: a temporary made and removed there now, not after training."""
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; give a checkpoint file name such as model.pt")
+    ensure_writable_dir(out.parent)
+    try:
+        probe, lock = locked_temp_file(out)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    probe.unlink(missing_ok=True)
+    os.close(lock)
+
+
+STATE_KEYS = ("config", "model", "optimizer", "epoch", "history", "init")
+
+
+def _load_state(path: Path) -> dict:
+    """The training state `--resume` continues from, or one line saying why it cannot be used."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path}: training state is not readable (truncated or corrupt: {reason}); "
+                           f"start a new run without --resume") from None
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise WeightsError(f"{path}: training state lacks {', '.join(missing)}; start a new run without --resume")
+    return state
+
+
 def _open_data(config: TrainConfig, weights: LoadedWeights | None):
     """(train set, val set, labels), checked in full before any training."""
     train_set = open_dataset(config.data, config.train_split)
@@ -182,8 +216,11 @@ def _open_data(config: TrainConfig, weights: LoadedWeights | None):
         labels = weights.labels  # a plain folder without labels.txt: the checkpoint names its classes
     if labels is None:
         raise ConfigError(f"{config.data}: no labels.txt naming the classes (one per line, background first)")
-    train_set.check(len(labels))
-    val_set.check(len(labels))
+    used = train_set.check(len(labels)) | val_set.check(len(labels))
+    if train_set.labels_assumed and max(used, default=0) < len(labels) - 1:
+        raise DatasetError(
+            f"{config.data}: has no labels.txt, so its classes would be taken as VOC's {len(labels)}, but its masks use "
+            f"class ids up to {max(used, default=0)} only; write labels.txt naming its classes, one per line, background first")
     return train_set, val_set, tuple(labels)
 
 
@@ -203,7 +240,7 @@ def _loaders(config: TrainConfig, train_set: SegmentationDataset, generator: tor
 def _resume(state_path: Path, config: TrainConfig, model: torch.nn.Module, optimizer) -> tuple[int, list, str]:
     if not state_path.is_file():
         raise WeightsError(f"{state_path}: no training state to resume from")
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    state = _load_state(state_path)
     if state["config"] != asdict(config) | {"epochs": state["config"]["epochs"]}:
         raise ConfigError(f"{state_path}: was written with other training options; start a new run instead of --resume")
     model.load_state_dict(state["model"])
@@ -250,9 +287,10 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
           max_steps_per_epoch: int | None = None) -> dict:
     """Train, validate every epoch, keep resumable state beside `out`, write the checkpoint to `out`."""
     zoo_entry(config.arch)
-    if config.resolution % 8 or config.resolution < 64:
-        raise ConfigError(f"--resolution {config.resolution}: must be a multiple of 8, at least 64")
+    if config.resolution % 8 or config.resolution < 64 or config.resolution > MAX_SIDE:
+        raise ConfigError(f"--resolution {config.resolution}: must be a multiple of 8 from 64 to {MAX_SIDE}")
     check_init(config.init)
+    _check_writable(Path(out))  # before an epoch of work, not after
     torch.manual_seed(config.seed)
     weights = init_weights(config)
     train_set, val_set, labels = _open_data(config, weights)

@@ -46,11 +46,12 @@ def registry_problems(targets: dict[str, TargetProfile], formats: dict[str, Arti
     problems = [f"runtime/backends/{name}.py defines no BACKEND" for name, path in sorted(backends.items())
                 if "BACKEND" not in _top_level_names(path)]
     for name, fmt in formats.items():
-        exporter = _module_file(fmt.exporter, root)
-        if not exporter.is_file():
-            problems.append(f"format {name}: exporter module {fmt.exporter} not found ({exporter.relative_to(root)})")
-        elif "export" not in _top_level_names(exporter):
-            problems.append(f"format {name}: {fmt.exporter} has no export(job, staging)")
+        for module in fmt.exporters():
+            exporter = _module_file(module, root)
+            if not exporter.is_file():
+                problems.append(f"format {name}: exporter module {module} not found ({exporter.relative_to(root)})")
+            elif "export" not in _top_level_names(exporter):
+                problems.append(f"format {name}: {module} has no export(job, staging)")
         if fmt.backend not in backends:
             problems.append(f"format {name}: backend {fmt.backend} has no module runtime/backends/{fmt.backend}.py")
     run_by_a_format = {fmt.backend for fmt in formats.values()}
@@ -93,6 +94,12 @@ def test_a_format_without_its_exporter_or_backend_module_is_reported(tree: Path)
     assert problems == ["format mlpackage: exporter module edgeseg.convert.coreml_export not found "
                         "(convert/coreml_export.py)",
                         "format mlpackage: backend coreml has no module runtime/backends/coreml.py"]
+
+
+def test_a_precision_exporter_that_is_missing_is_reported(tree: Path):
+    onnx = dataclasses.replace(FORMATS["onnx"], precision_exporters={"fp16": "edgeseg.convert.ort_fp16"})
+    assert registry_problems(all_targets(), {**FORMATS, "onnx": onnx}, tree) == [
+        "format onnx: exporter module edgeseg.convert.ort_fp16 not found (convert/ort_fp16.py)"]
 
 
 def test_an_exporter_module_without_export_is_reported(tree: Path):
