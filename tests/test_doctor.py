@@ -6,10 +6,10 @@ import json
 import sys
 
 import pytest
-from edgeseg.runtime import doctor
-from edgeseg.targets import all_targets
 
 from edgeseg.cli import main
+from edgeseg.runtime import doctor
+from edgeseg.targets import all_targets
 
 
 @pytest.fixture
