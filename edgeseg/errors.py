@@ -35,3 +35,7 @@ class SourceError(EdgesegError):
 
 class MissingPackageError(EdgesegError):
     """An optional package this command needs is not installed; the message names the extra to install."""
+
+
+class OutputError(EdgesegError):
+    """An output that could not be written completely (a full disk, an unwritable place)."""

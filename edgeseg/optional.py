@@ -44,6 +44,8 @@ def require(module: str, *, purpose: str, extra: str | None = None, package: str
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # Ctrl-C during a slow import is not "not installed"
+            raise KeyboardInterrupt from None
         if getattr(exc, "name", None) in (module, top):
             hint = f": pip install 'edgeseg[{extra}]'" if extra else ""
             raise MissingPackageError(f"{purpose} needs '{pip_name}', which is not installed here{hint}") from None

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import BackendUnavailableError, ManifestError
-from edgeseg.manifest import Manifest, load_manifest
+from edgeseg.manifest import Manifest, load_manifest, verify_artifact
 
 
 class Backend:
@@ -65,8 +65,10 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def open_backend(model: Path | str | Manifest, *, threads: int | None = None) -> Backend:
-    """The backend the manifest names, loaded with its artifact."""
+    """The backend the manifest names, loaded with its artifact once its sha256 matches the manifest."""
     manifest = model if isinstance(model, Manifest) else load_manifest(model)
+    if isinstance(model, Manifest):  # load_manifest checked it; a Manifest given whole may be older than its file
+        verify_artifact(manifest)
     return backend_class(manifest.backend)(manifest, threads=threads)
 
 
