@@ -29,7 +29,7 @@ COMMAND_MODULES = (
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("edgeseg.convert.commands", "convert weights for a target; verify against PyTorch; write artifact + manifest"),
     "train": ("edgeseg.convert.commands", "fine-tune a zoo model on a labelled folder and write an edgeseg checkpoint"),
-    "info": ("edgeseg.convert.commands", "print an artifact's manifest readably"),
+    "info": ("edgeseg.convert.commands", "print an artifact's manifest and its embedded metadata readably"),
     "targets": ("edgeseg.convert.commands", "list the target profiles"),
     "make-scenes": ("edgeseg.benchmarks.commands", "write seeded synthetic scenes with masks in the PASCAL VOC layout"),
     "bench": ("edgeseg.benchmarks.commands", "latency, mIoU and cost per model x target x resolution x precision, in one report"),
