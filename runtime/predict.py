@@ -20,14 +20,15 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from edgeseg.atomic import atomic_path, ensure_writable_dir, write_json_atomic
+from edgeseg.atomic import atomic_path, ensure_writable_dir, write_bytes_atomic, write_json_atomic
 from edgeseg.errors import ConfigError, EdgesegError, SourceError
 from edgeseg.manifest import Manifest, load_manifest
+from edgeseg.palette_png import encode_class_ids_png
 from edgeseg.runtime.backends import open_backend
 from edgeseg.runtime.capture import IMAGE_SUFFIXES, parse_source
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
-from edgeseg.runtime.render import Renderer, RenderOptions
+from edgeseg.runtime.render import Renderer, RenderOptions, voc_colormap_bgr
 from edgeseg.runtime.sinks import VideoFileSink
 
 SAVE_KINDS = ("mask", "overlay", "side-by-side", "probs")
@@ -281,10 +282,9 @@ class _Predictor:
             raise SourceError(f"{uri}: delivered no frame")
 
 
-def _voc_palette() -> list[int]:
-    from edgeseg.scenes import voc_palette
-
-    return voc_palette()
+def _voc_palette() -> np.ndarray:
+    """The PASCAL VOC colours as 256 x 3 RGB (the renderer's table, so no Pillow on a device)."""
+    return np.ascontiguousarray(voc_colormap_bgr()[:, ::-1])
 
 
 def _softmax(output: np.ndarray, layout: str) -> np.ndarray:
@@ -298,15 +298,9 @@ def _softmax(output: np.ndarray, layout: str) -> np.ndarray:
     return logits
 
 
-def write_palette_png(path: Path, mask: np.ndarray, palette: list[int]) -> None:
+def write_palette_png(path: Path, mask: np.ndarray, palette: np.ndarray) -> None:
     """Class ids as the pixel values of a palette PNG (what VOC's SegmentationClass holds), atomically."""
-    from PIL import Image
-
-    mask = np.ascontiguousarray(mask, np.uint8)
-    image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
-    image.putpalette(palette)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+    write_bytes_atomic(path, encode_class_ids_png(mask, palette))
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:

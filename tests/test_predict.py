@@ -185,3 +185,23 @@ def test_bad_requests_fail_before_any_output(tmp_path, artifact, capsys, args, m
     assert main([*argv, "--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "pred" / "predictions.json").exists()
+
+
+def test_masks_are_palette_pngs_written_without_pillow(tmp_path):
+    # A device install has OpenCV but no Pillow: the mask writer must not need it, and Pillow (an
+    # independent decoder) must read back the same ids and the VOC colours.
+    import subprocess
+    import sys
+
+    from edgeseg.palette_png import read_class_ids_png
+
+    ids = np.random.default_rng(0).integers(0, 21, size=(37, 53), dtype=np.uint8)
+    np.save(tmp_path / "ids.npy", ids)
+    code = ("import sys; sys.modules['PIL'] = None\n"
+            "import numpy as np\nfrom pathlib import Path\n"
+            "from edgeseg.runtime.predict import _voc_palette, write_palette_png\n"
+            f"write_palette_png(Path({str(tmp_path / 'm.png')!r}), np.load({str(tmp_path / 'ids.npy')!r}), _voc_palette())\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert np.array_equal(_png_ids(tmp_path / "m.png"), ids)
+    assert Image.open(tmp_path / "m.png").getpalette() == voc_palette()
+    assert np.array_equal(read_class_ids_png(tmp_path / "m.png"), ids)
