@@ -107,6 +107,10 @@ def _info(args: argparse.Namespace) -> int:
         f"normalization {'in model' if norm == 'in_model' else norm}",
         f"output       {out['kind']} {out.get('layout')} {out.get('dtype')}",
     ]
+    parts = d.get("conversion", {}).get("xnnpack_partitions")
+    if parts is not None:  # LiteRT artifacts: 1 = the whole graph runs inside the XNNPACK delegate
+        lines.append(f"xnnpack      {parts} partition{'s' if parts != 1 else ''}"
+                     + (" (the whole graph delegated)" if parts == 1 else " (ops between them run outside XNNPACK)"))
     v = d.get("verification")
     if v:
         lines.append(f"verification argmax agreement {v['argmax_agreement']:.5f}, max |logit diff| {v.get('max_abs_logit_diff')}, "

@@ -39,7 +39,7 @@ def convert(request: ConvertRequest) -> dict:
     checked = plan(request)
     # The conversion stack, imported only for a request that can succeed.
     from edgeseg.convert.aspp_rewrite import apply_for_export
-    from edgeseg.convert.export import EXPORTERS, ExportJob
+    from edgeseg.convert.export import ExportJob, exporter_name
     from edgeseg.convert.verify import compare, enforce, image_sets_for
     from edgeseg.convert.weights import load_weights
     from edgeseg.runtime.backends import open_backend
@@ -56,7 +56,7 @@ def convert(request: ConvertRequest) -> dict:
         model, height, width, enabled=request.options.get("aspp_rewrite") is not False,
         images=[image for s in sets for image in s.images], progress=request.progress)
     basename = checked.basename
-    exporter = importlib.import_module(EXPORTERS[target.format])
+    exporter = importlib.import_module(exporter_name(target.format, request.precision))
     job = ExportJob(weights=weights, model=export_model, target=target, precision=request.precision, height=height,
                     width=width, output_kind=request.output_kind, fuse_preprocessing=request.fuse_preprocessing,
                     basename=basename, calibration=request.calibration, options=dict(request.options),

@@ -26,19 +26,30 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
-
-from edgeseg.atomic import atomic_path, ensure_writable_dir
-from edgeseg.errors import ConfigError
-from edgeseg.manifest import load_manifest
 from edgeseg.runtime.backends import open_backend
-from edgeseg.runtime.capture import (SOURCE_LOST, CapturedFrame, FrameGrabber, FrameSource, ImageFilesSource,
-                                     SourceOptions, open_source)
+from edgeseg.runtime.capture import (
+    SOURCE_LOST,
+    CapturedFrame,
+    FrameGrabber,
+    FrameSource,
+    ImageFilesSource,
+    SourceOptions,
+    open_source,
+)
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import Renderer, RenderOptions, hud_line
-from edgeseg.runtime.sinks import ImageSequenceSink, Sink, SinkSet, VideoFileSink, window_sink_or_none
+from edgeseg.runtime.sinks import (
+    ImageSequenceSink,
+    Sink,
+    SinkSet,
+    VideoFileSink,
+    window_sink_or_none,
+)
+
+from edgeseg.errors import ConfigError
+from edgeseg.manifest import load_manifest
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "write")
 _END = object()  # end marker on the inference -> main queue
@@ -164,14 +175,8 @@ class _NamedImageSink(ImageSequenceSink):
     def name_next(self, index: int) -> None:
         self.index = index
 
-    def write(self, canvas: np.ndarray) -> None:
-        if self.frames == 0:
-            ensure_writable_dir(self.folder)
-        path = self.folder / f"{self.source.names[self.index]}.png"
-        with atomic_path(path) as tmp:
-            if not cv2.imwrite(str(tmp), canvas):
-                raise ConfigError(f"--save-frames {self.folder}: cannot write {path.name}")
-        self.frames += 1
+    def next_name(self) -> str:
+        return f"{self.source.names[self.index]}.png"
 
 
 class _Pipeline:
