@@ -13,9 +13,10 @@ only when nothing could be processed.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -140,7 +141,8 @@ class PredictSummary:
         lines.append(f"  {'class':<16}{'pixels':>9}{'inputs':>8}")
         for name, share in sorted(self.pixel_share().items(), key=lambda kv: -kv[1]):
             lines.append(f"  {name:<16}{100 * share:8.2f}%{present.get(name, 0):>8}")
-        lines.append(f"  wrote {out}/ (predictions.json, {', '.join(sorted({k for r in self.results for k in r.outputs}))})")
+        kinds = sorted({kind for r in self.results for kind in r.outputs})
+        lines.append(f"  wrote {out}/ (predictions.json, {', '.join(kinds)})")
         return "\n".join(lines)
 
 
@@ -257,7 +259,8 @@ class _Predictor:
         source.open()
         stem = self.unique_stem(Path(uri.rstrip("/")).stem or "stream")
         sinks = {} if self.config.video_frames else {
-            kind: VideoFileSink(self.config.out / FOLDERS[kind] / f"{stem}.mp4", fps=source.fps) for kind in self.renderers}
+            kind: VideoFileSink(self.config.out / FOLDERS[kind] / f"{stem}.mp4", fps=source.fps)
+            for kind in self.renderers}
         try:
             index = 0
             while self.config.max_frames is None or index < self.config.max_frames:

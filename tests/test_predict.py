@@ -154,7 +154,8 @@ def test_classes_keeps_only_the_named_classes(tmp_path, voc_sample, artifact):
     for path in sorted((voc_sample / "JPEGImages").glob("*.jpg"))[:4]:
         shutil.copy(path, source)
     full, kept = tmp_path / "full", tmp_path / "kept"
-    assert main(["predict", "--model", str(artifact), "--source", str(source), "--out", str(full), "--no-progress"]) == 0
+    assert main(["predict", "--model", str(artifact), "--source", str(source), "--out", str(full),
+                 "--no-progress"]) == 0
     assert main(["predict", "--model", str(artifact), "--source", str(source), "--out", str(kept),
                  "--classes", "star,6", "--no-progress"]) == 0
     for mask in sorted((full / "masks").iterdir()):
@@ -200,7 +201,8 @@ def test_masks_are_palette_pngs_written_without_pillow(tmp_path):
     code = ("import sys; sys.modules['PIL'] = None\n"
             "import numpy as np\nfrom pathlib import Path\n"
             "from edgeseg.runtime.predict import _voc_palette, write_palette_png\n"
-            f"write_palette_png(Path({str(tmp_path / 'm.png')!r}), np.load({str(tmp_path / 'ids.npy')!r}), _voc_palette())\n")
+            f"ids = np.load({str(tmp_path / 'ids.npy')!r})\n"
+            f"write_palette_png(Path({str(tmp_path / 'm.png')!r}), ids, _voc_palette())\n")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert np.array_equal(_png_ids(tmp_path / "m.png"), ids)
     assert Image.open(tmp_path / "m.png").getpalette() == voc_palette()
