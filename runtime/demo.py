@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ConfigError
-from edgeseg.manifest import load_manifest
-from edgeseg.runtime.backends import open_backend
+from edgeseg.runtime.backends import load_model_manifest, open_backend
 from edgeseg.runtime.capture import (
     SOURCE_LOST,
     CapturedFrame,
@@ -186,7 +185,7 @@ class _Pipeline:
     def __init__(self, config: DemoConfig, source: FrameSource | None, on_message) -> None:
         self.config = config
         self.on_message = on_message
-        self.manifest = load_manifest(config.model)
+        self.manifest = load_model_manifest(config.model)
         self.spec = self.manifest.input_spec()
         self.output_kind = self.manifest.output.get("kind", "logits")
         self.output_layout = self.manifest.output.get("layout", "NCHW")

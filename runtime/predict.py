@@ -23,9 +23,9 @@ import numpy as np
 
 from edgeseg.atomic import atomic_path, ensure_writable_dir, write_bytes_atomic, write_json_atomic
 from edgeseg.errors import ConfigError, EdgesegError, SourceError
-from edgeseg.manifest import Manifest, load_manifest
+from edgeseg.manifest import Manifest
 from edgeseg.palette_png import encode_class_ids_png
-from edgeseg.runtime.backends import open_backend
+from edgeseg.runtime.backends import load_model_manifest, open_backend
 from edgeseg.runtime.capture import IMAGE_SUFFIXES, parse_source
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
@@ -326,7 +326,7 @@ def run_predict(config: PredictConfig, *, on_message: Callable[[str], None] = _w
 
     Raises SourceError when no input could be processed (the skipped ones named in the message).
     """
-    manifest = load_manifest(config.model)
+    manifest = load_model_manifest(config.model)  # a bare .tflite: from its own metadata
     _check_request(config, manifest)
     files, is_stream = list_inputs(config.source)
     summary = PredictSummary(model=str(manifest.artifact_path), source=config.source, labels=manifest.labels)
