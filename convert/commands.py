@@ -97,9 +97,9 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _register_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="print an artifact's manifest and its embedded metadata readably",
-                       description="Print an artifact's manifest, the metadata the artifact carries itself (TFLite Model "
-                                   "Metadata, ONNX metadata_props) and whether the two agree. A .tflite without a "
-                                   "manifest is described from its metadata alone.")
+                       description="Print an artifact's manifest, the metadata the artifact carries itself (TFLite "
+                                   "Model Metadata, ONNX metadata_props) and whether the two agree. A .tflite "
+                                   "without a manifest is described from its metadata alone.")
     p.add_argument("artifact", help="artifact, its manifest, or a folder holding one manifest")
     p.add_argument("--json", action="store_true", help="print the raw manifest and the embedded metadata as JSON")
     p.set_defaults(run=_info)
@@ -114,10 +114,12 @@ def _metadata_lines(m, embedded: dict | None) -> list[str]:
         return [f"metadata     {embedded['format']} not read: {embedded['unread']}"]
     if embedded["format"] == "TFLite Model Metadata":
         norm = embedded["normalization"]
+        normalization = (f"NormalizationOptions mean {norm['mean']} std {norm['std']} (0..255)" if norm
+                         else "no NormalizationOptions")
         lines = [f"metadata     {embedded['format']}: {embedded['name']} (version {embedded['version']}, "
-                 f"author {embedded['author']}, license {embedded['license']}, parser >= {embedded['min_parser_version']})",
-                 f"               input {embedded['color_space']} {embedded['size']}, "
-                 + (f"NormalizationOptions mean {norm['mean']} std {norm['std']} (0..255)" if norm else "no NormalizationOptions"),
+                 f"author {embedded['author']}, license {embedded['license']}, "
+                 f"parser >= {embedded['min_parser_version']})",
+                 f"               input {embedded['color_space']} {embedded['size']}, {normalization}",
                  f"               output {embedded['output']} (activation {embedded['activation']})",
                  f"               labels {embedded['labels']}"]
     else:
@@ -146,7 +148,8 @@ def _info(args: argparse.Namespace) -> int:
     model, inp, out = d["model"], d["input"], d["output"]
     norm = inp.get("normalization")
     lines = [
-        f"artifact     {m.artifact_path}  ({d.get('size_mb', '?')} MB, sha256 {str(d.get('artifact_sha256', '?'))[:12]})",
+        (f"artifact     {m.artifact_path}  ({d.get('size_mb', '?')} MB, "
+         f"sha256 {str(d.get('artifact_sha256', '?'))[:12]})"),
         f"target       {d['target']}  backend {d['backend']}  precision {d['precision']}",
         f"model        {model['architecture']}, {model['num_classes']} classes: {', '.join(model['labels'])}",
         f"weights      {model.get('weights_source')}  (sha256 {str(model.get('weights_sha256'))[:12]})",
