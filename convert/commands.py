@@ -82,24 +82,57 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _register_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print an artifact's manifest readably")
+    p = sub.add_parser("info", help="print an artifact's manifest and its embedded metadata readably",
+                       description="Print an artifact's manifest, the metadata the artifact carries itself (TFLite Model "
+                                   "Metadata, ONNX metadata_props) and whether the two agree. A .tflite without a "
+                                   "manifest is described from its metadata alone.")
     p.add_argument("artifact", help="artifact, its manifest, or a folder holding one manifest")
-    p.add_argument("--json", action="store_true", help="print the raw manifest")
+    p.add_argument("--json", action="store_true", help="print the raw manifest and the embedded metadata as JSON")
     p.set_defaults(run=_info)
 
 
-def _info(args: argparse.Namespace) -> int:
-    from edgeseg.manifest import load_manifest
+def _metadata_lines(m, embedded: dict | None) -> list[str]:
+    from edgeseg.runtime.model_metadata import disagreements
 
-    m = load_manifest(args.artifact)
+    if embedded is None:
+        return [f"metadata     none inside {m.artifact_path.name}"]
+    if "unread" in embedded:
+        return [f"metadata     {embedded['format']} not read: {embedded['unread']}"]
+    if embedded["format"] == "TFLite Model Metadata":
+        norm = embedded["normalization"]
+        lines = [f"metadata     {embedded['format']}: {embedded['name']} (version {embedded['version']}, "
+                 f"author {embedded['author']}, license {embedded['license']}, parser >= {embedded['min_parser_version']})",
+                 f"               input {embedded['color_space']} {embedded['size']}, "
+                 + (f"NormalizationOptions mean {norm['mean']} std {norm['std']} (0..255)" if norm else "no NormalizationOptions"),
+                 f"               output {embedded['output']} (activation {embedded['activation']})",
+                 f"               labels {embedded['labels']}"]
+    else:
+        lines = [f"metadata     {embedded['format']}: " + ", ".join(f"{k}={v}" for k, v in embedded.items()
+                                                                  if k not in ("format", "labels")),
+                 f"               labels {embedded.get('labels')}"]
+    if m.data.get("from_metadata"):
+        lines.append("               (no manifest: edgeseg runs this model from its metadata)")
+    else:
+        found = disagreements(m, embedded)
+        lines.append("               agrees with the manifest" if not found
+                     else f"               DISAGREES with the manifest on: {', '.join(found)}")
+    return lines
+
+
+def _info(args: argparse.Namespace) -> int:
+    from edgeseg.runtime.backends import load_model_manifest
+    from edgeseg.runtime.model_metadata import embedded_summary
+
+    m = load_model_manifest(args.artifact)
     d = m.data
+    embedded = embedded_summary(m.artifact_path)
     if args.json:
-        print(json.dumps(d, indent=2))
+        print(json.dumps({**d, "embedded_metadata": embedded}, indent=2))
         return 0
     model, inp, out = d["model"], d["input"], d["output"]
     norm = inp.get("normalization")
     lines = [
-        f"artifact     {m.artifact_path}  ({d.get('size_mb', '?')} MB, sha256 {d.get('artifact_sha256', '?')[:12]})",
+        f"artifact     {m.artifact_path}  ({d.get('size_mb', '?')} MB, sha256 {str(d.get('artifact_sha256', '?'))[:12]})",
         f"target       {d['target']}  backend {d['backend']}  precision {d['precision']}",
         f"model        {model['architecture']}, {model['num_classes']} classes: {', '.join(model['labels'])}",
         f"weights      {model.get('weights_source')}  (sha256 {str(model.get('weights_sha256'))[:12]})",
@@ -107,6 +140,7 @@ def _info(args: argparse.Namespace) -> int:
         f"normalization {'in model' if norm == 'in_model' else norm}",
         f"output       {out['kind']} {out.get('layout')} {out.get('dtype')}",
     ]
+    lines += _metadata_lines(m, embedded)
     parts = d.get("conversion", {}).get("xnnpack_partitions")
     if parts is not None:  # LiteRT artifacts: 1 = the whole graph runs inside the XNNPACK delegate
         lines.append(f"xnnpack      {parts} partition{'s' if parts != 1 else ''}"
@@ -118,8 +152,10 @@ def _info(args: argparse.Namespace) -> int:
         for s in v.get("sets", []):
             extra = f", mIoU {s['miou']:.2f} (reference {s['reference_miou']:.2f})" if "miou" in s else ""
             lines.append(f"               {s['set']}: {s['images']} images, agreement {s['argmax_agreement']:.5f}{extra}")
-    lines.append(f"tools        {', '.join(f'{k} {v}' for k, v in d.get('tools', {}).items())}")
-    lines.append(f"created      {d.get('created')}")
+    if d.get("tools"):
+        lines.append(f"tools        {', '.join(f'{k} {v}' for k, v in d['tools'].items())}")
+    if d.get("created"):
+        lines.append(f"created      {d.get('created')}")
     print("\n".join(lines))
     return 0
 

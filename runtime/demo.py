@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from edgeseg.runtime.backends import open_backend
+from edgeseg.runtime.backends import load_model_manifest, open_backend
 from edgeseg.runtime.capture import (
     SOURCE_LOST,
     CapturedFrame,
@@ -49,7 +49,6 @@ from edgeseg.runtime.sinks import (
 )
 
 from edgeseg.errors import ConfigError
-from edgeseg.manifest import load_manifest
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "write")
 _END = object()  # end marker on the inference -> main queue
@@ -185,7 +184,7 @@ class _Pipeline:
     def __init__(self, config: DemoConfig, source: FrameSource | None, on_message) -> None:
         self.config = config
         self.on_message = on_message
-        self.manifest = load_manifest(config.model)
+        self.manifest = load_model_manifest(config.model)
         self.spec = self.manifest.input_spec()
         self.output_kind = self.manifest.output.get("kind", "logits")
         self.output_layout = self.manifest.output.get("layout", "NCHW")

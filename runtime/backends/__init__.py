@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import BackendUnavailableError, ManifestError
-from edgeseg.manifest import Manifest, load_manifest, verify_artifact
+from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, verify_artifact
 
 
 class Backend:
@@ -64,9 +64,21 @@ def backend_class(name: str) -> type[Backend]:
     return module.BACKEND
 
 
+def load_model_manifest(model: Path | str) -> Manifest:
+    """The manifest of an artifact (see `load_manifest`); for a `.tflite` without one, a manifest made
+    from the model's own TFLite Model Metadata (one line says what is missing when it has none)."""
+    path = Path(model)
+    if path.suffix == ".tflite" and path.is_file() and not manifest_path_for(path).is_file():
+        from edgeseg.runtime.backends.litert import manifest_from_metadata
+
+        return manifest_from_metadata(path)
+    return load_manifest(path)
+
+
 def open_backend(model: Path | str | Manifest, *, threads: int | None = None) -> Backend:
-    """The backend the manifest names, loaded with its artifact once its sha256 matches the manifest."""
-    manifest = model if isinstance(model, Manifest) else load_manifest(model)
+    """The backend the manifest names, loaded with its artifact once its sha256 matches the manifest
+    (a bare `.tflite`: see `load_model_manifest`)."""
+    manifest = model if isinstance(model, Manifest) else load_model_manifest(model)
     if isinstance(model, Manifest):  # load_manifest checked it; a Manifest given whole may be older than its file
         verify_artifact(manifest)
     return backend_class(manifest.backend)(manifest, threads=threads)
