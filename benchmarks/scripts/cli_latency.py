@@ -26,6 +26,11 @@ CASES: list[tuple[str, list[str], int]] = [
     ("convert --resolution 333", ["convert", "--resolution", "333", "--out", "{out}"], 2),
     ("convert --target no-such-board", ["convert", "--target", "no-such-board", "--out", "{out}"], 2),
     ("convert --no-such-flag", ["convert", "--no-such-flag", "--out", "{out}"], 2),
+    # Refused by the request check before any weights load (it used to answer after the ASPP check).
+    ("convert int8 without --calib",
+     ["convert", "--target", "android-cpu", "--precision", "int8", "--out", "{out}"], 2),
+    ("convert --weights missing.pth", ["convert", "--weights", "missing.pth", "--out", "{out}"], 2),
+    ("train --init imagenet", ["train", "--data", "{out}", "--init", "imagenet", "--out", "{out}/m.pt"], 2),
 ]
 
 
