@@ -30,7 +30,7 @@ def test_the_command_table_is_what_the_modules_register():
     registered = {}
     for module in cli.COMMAND_MODULES:
         registered.update({name: (module, help_line) for name, help_line in _registered_by(module).items()})
-    assert cli.COMMANDS == registered, "edgeseg/cli.py COMMANDS must list every command with its module and help"
+    assert registered == cli.COMMANDS, "edgeseg/cli.py COMMANDS must list every command with its module and help"
 
 
 def _modules_loaded_by(argv: list[str]) -> tuple[int, list[str]]:

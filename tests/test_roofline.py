@@ -55,8 +55,10 @@ def test_the_peak_without_torch_is_none_with_the_reason(monkeypatch):
 
 
 @pytest.mark.parametrize(("record", "expected"), [
-    ({"applied": True, "flops_before": 4e9, "flops_after": 3e9}, (3.0, "ASPP rewrite's count of the exported model (manifest)")),
-    ({"applied": False, "flops_before": 4e9, "flops_after": 4e9}, (4.0, "convolution count recorded at conversion (manifest)")),
+    ({"applied": True, "flops_before": 4e9, "flops_after": 3e9},
+     (3.0, "ASPP rewrite's count of the exported model (manifest)")),
+    ({"applied": False, "flops_before": 4e9, "flops_after": 4e9},
+     (4.0, "convolution count recorded at conversion (manifest)")),
     ({"applied": False, "reason": "disabled (--no-aspp-rewrite)"}, (None, None)),
 ])
 def test_an_onnx_artifacts_work_comes_from_its_manifest_without_torch(tmp_path, record, expected):
