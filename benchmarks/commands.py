@@ -113,8 +113,7 @@ def _bench(args: argparse.Namespace) -> int:
     # The report is rewritten after every row: an interrupted sweep keeps what it measured
     # (results.json then says "complete": false).
     results = run_bench(config, on_row=lambda partial: write_report(partial, args.out))
-    write_report(results, args.out)
+    written = write_report(results, args.out)
     print(main_table(results))
-    print(f"wrote {args.out}/ (results.json, results.csv, report.md, pareto.png, per_class_iou.png) "
-          f"in {results['duration_s']} s")
+    print(f"wrote {args.out}/ ({', '.join(p.name for p in written)}) in {results['duration_s']} s")
     return 0

@@ -32,16 +32,22 @@ CSV_COLUMNS = (
 
 
 def write_report(results: dict[str, Any], out: Path) -> list[Path]:
-    """Write every report file into `out` atomically; return their paths."""
-    from edgeseg.benchmarks.plots import plot_pareto, plot_per_class_iou  # matplotlib: only when writing
+    """Write every report file into `out` atomically; return their paths. Without matplotlib (a device
+    install) the pictures are left out and report.md says so."""
+    import importlib.util
 
+    pictures = importlib.util.find_spec("matplotlib") is not None
     with staging_dir(Path(out)) as stage:
         (stage / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (stage / "results.csv").write_text(to_csv(results))
-        (stage / "report.md").write_text(to_markdown(results))
-        plot_pareto(results, stage / "pareto.png")
-        plot_per_class_iou(results, stage / "per_class_iou.png")
-        return publish([stage / name for name in REPORT_FILES], Path(out))
+        (stage / "report.md").write_text(to_markdown(results, pictures=pictures))
+        if pictures:
+            from edgeseg.benchmarks.plots import plot_pareto, plot_per_class_iou
+
+            plot_pareto(results, stage / "pareto.png")
+            plot_per_class_iou(results, stage / "per_class_iou.png")
+        names = [n for n in REPORT_FILES if pictures or not n.endswith(".png")]
+        return publish([stage / name for name in names], Path(out))
 
 
 # --------------------------------------------------------------------------- flat views
@@ -223,8 +229,9 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         f"- CPU: {m.get('cpu_model')}, {m.get('cpu_cores')} cores ({m.get('cpu_cores_usable')} usable), "
         f"{m.get('memory_gb', '?')} GB RAM; GPU: {gpu}; {m.get('os')}",
-        f"- measured float32 matmul peak: {peak.get('gflops_per_s')} GFLOP/s "
-        f"({peak.get('method')}, {peak.get('threads')} threads)",
+        (f"- measured float32 matmul peak: {peak.get('gflops_per_s')} GFLOP/s "
+         f"({peak.get('method')}, {peak.get('threads')} threads)" if peak.get("gflops_per_s") is not None else
+         f"- no matmul peak measured ({peak.get('reason')}): no roofline fractions"),
         f"- load average (1/5/15 min) at start {m.get('load_average_at_start')}, at end {m.get('load_average_at_end')}"
         " (above the core count means something else shared the CPU)",
         "- tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()),
@@ -255,8 +262,9 @@ def check_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def to_markdown(results: dict[str, Any]) -> str:
-    """report.md: the run, the machine and data, the tables with their legends, the checks, the pictures."""
+def to_markdown(results: dict[str, Any], *, pictures: bool = True) -> str:
+    """report.md: the run, the machine and data, the tables with their legends, the checks, the pictures
+    (or, when they were not drawn, why)."""
     created = f"{results['created']}, {results['duration_s']} s"
     command = f", `{results['command']}`" if results.get("command") else ""
     parts = [
@@ -265,8 +273,8 @@ def to_markdown(results: dict[str, Any]) -> str:
         "## Data", *data_lines(results), "",
         *result_sections(results),
         "## Checks", *check_lines(results), "",
-        "![latency against mIoU](pareto.png)", "",
-        "![per-class IoU](per_class_iou.png)", "",
+        *(["![latency against mIoU](pareto.png)", "", "![per-class IoU](per_class_iou.png)", ""] if pictures else
+          ["No pictures: matplotlib is not installed here (pip install 'edgeseg[bench]').", ""]),
     ]
     return "\n".join(parts)
 
