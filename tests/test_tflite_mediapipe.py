@@ -143,7 +143,7 @@ def test_info_shows_the_metadata_and_catches_a_disagreeing_manifest(make, tmp_pa
     assert f"TFLite Model Metadata: {artifact(manifest).stem}" in out
     assert "NormalizationOptions mean [0.0, 0.0, 0.0] std [1.0, 1.0, 1.0]" in out and "agrees with the manifest" in out
     data = json.loads(Path(manifest["manifest_path"]).read_text())
-    data["artifact"] = str(artifact(manifest))
+    data["artifact"], data["external_artifact"] = str(artifact(manifest)), True
     data["model"]["labels"] = list(reversed(data["model"]["labels"]))
     data["input"]["normalization"]["std"] = [0.229, 0.224, 0.225]
     (tmp_path / "edited.tflite.json").write_text(json.dumps(data))
