@@ -125,7 +125,8 @@ def test_reader_agrees_with_mediapipes_schema_classes(make) -> None:
     size = tensor.content.contentProperties.defaultSize
     assert ours.inputs[0].default_size == (size.height, size.width)
     files = theirs.subgraphMetadata[0].outputTensorMetadata[0].associatedFiles
-    assert ours.outputs[0].label_files == tuple(f.name.decode() for f in files if f.type == fb.AssociatedFileType.TENSOR_AXIS_LABELS)
+    axis_labels = fb.AssociatedFileType.TENSOR_AXIS_LABELS
+    assert ours.outputs[0].label_files == tuple(f.name.decode() for f in files if f.type == axis_labels)
 
 
 def test_constant_buffers_stay_16_byte_aligned_after_the_metadata(make) -> None:
@@ -164,7 +165,8 @@ def test_selfie_segmenter_runs_from_its_metadata_as_mediapipe_reads_it(shared_da
             for image in images[:3]:
                 pixels = cv2.resize(image, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
                 ours = output_to_mask(backend.infer(preprocess_rgb(pixels, spec)), "foreground", "NHWC")
-                theirs = task.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=pixels)).category_mask.numpy_view()
+                result = task.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=pixels))
+                theirs = result.category_mask.numpy_view()
                 # MediaPipe marks the one class 0 and everything else 255 (unlabelled); edgeseg: 1 and 0.
                 assert np.mean((theirs.reshape(ours.shape) == 0) == (ours == 1)) >= MIN_AGREEMENT
         finally:
