@@ -18,16 +18,16 @@ import contextlib
 import io
 import logging
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import onnx
+from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 from tqdm import tqdm
 
 from edgeseg.errors import ConfigError
-from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 QUANTIZED_OP_TYPES = ("Conv", "Add")
 # How a tensor's INT8 range is estimated from the calibration images:
@@ -201,7 +201,12 @@ def quantize_qdq(float_onnx: Path, out: Path, images: list[np.ndarray], spec: In
     the manifest's preprocessing; `calibrate` estimates the ranges of the inputs of `op_types`, and
     `qdq_placement` inserts one pair per tensor where TensorRT's guidance puts them.
     """
-    from edgeseg.convert.qdq_placement import insert_qdq, prune_opset_imports, tensorrt_placement
+    from edgeseg.convert.qdq_placement import (
+        insert_qdq,
+        prune_opset_imports,
+        sorted_topologically,
+        tensorrt_placement,
+    )
 
     if not images:
         raise ConfigError("INT8 needs at least one calibration image")
@@ -216,7 +221,7 @@ def quantize_qdq(float_onnx: Path, out: Path, images: list[np.ndarray], spec: In
     if missing:
         raise ConfigError(f"{float_onnx.name}: calibration measured no range for tensor {missing[0]!r}")
     insert_qdq(model, ranges, placement)
-    onnx.save(prune_opset_imports(_sorted_topologically(model)), str(out))
+    onnx.save(prune_opset_imports(sorted_topologically(model)), str(out))
     return QdqModel(path=out, method=method, calibration_images=len(images), op_types=tuple(op_types),
                     quantized_nodes=quantized_nodes(out, op_types),
                     percentile=percentile if method == "percentile" else None)
@@ -242,6 +247,8 @@ def keep_in_float(qdq_path: Path, out: Path, nodes: Iterable[str]) -> Path:
     TensorRT runs such a layer in high precision (the graph's float type on a strongly typed
     TensorRT 10 network; FP16 on 8.x, whose INT8 build also enables FP16).
     """
+    from edgeseg.convert.qdq_placement import drop_unused
+
     model = onnx.load(str(qdq_path))
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
@@ -253,25 +260,9 @@ def keep_in_float(qdq_path: Path, out: Path, nodes: Iterable[str]) -> Path:
         if node.name in wanted:
             for i, source in list(_qdq_inputs(node, producer)):
                 node.input[i] = source
-    _drop_unused(model)
+    drop_unused(model)
     onnx.save(model, str(out))
     return out
-
-
-def _drop_unused(model: onnx.ModelProto) -> None:
-    """Remove nodes whose outputs nothing reads (bypassed Q/DQ pairs) and initializers left unread."""
-    graph = model.graph
-    outputs = {o.name for o in graph.output}
-    while True:
-        read = {i for n in graph.node for i in n.input} | outputs
-        dead = [n for n in graph.node if not any(o in read for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            graph.node.remove(n)
-    read = {i for n in graph.node for i in n.input}
-    for init in [t for t in graph.initializer if t.name not in read]:
-        graph.initializer.remove(init)
 
 
 def _gated_qdq_model(qdq_path: Path, nodes: list[str]) -> onnx.ModelProto:
@@ -281,6 +272,7 @@ def _gated_qdq_model(qdq_path: Path, nodes: list[str]) -> onnx.ModelProto:
     One session then measures every node's effect; a switch sits on the node's own reads, so
     switching one node never changes what another node reads, even where they share a Q/DQ pair.
     """
+    from edgeseg.convert.qdq_placement import sorted_topologically
     from onnx import TensorProto, helper
 
     model = onnx.load(str(qdq_path))
@@ -302,27 +294,7 @@ def _gated_qdq_model(qdq_path: Path, nodes: list[str]) -> onnx.ModelProto:
             node.input[i] = f"{stem}_out"
     graph.node.extend(added)
     # Topological order: the gates read tensors produced anywhere in the graph.
-    return _sorted_topologically(model)
-
-
-def _sorted_topologically(model: onnx.ModelProto) -> onnx.ModelProto:
-    graph = model.graph
-    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        rest = []
-        for node in pending:
-            if all(i in ready for i in node.input):
-                ordered.append(node)
-                ready.update(node.output)
-            else:
-                rest.append(node)
-        if len(rest) == len(pending):
-            raise ValueError("graph has a cycle or a missing input")
-        pending = rest
-    del graph.node[:]
-    graph.node.extend(ordered)
-    return model
+    return sorted_topologically(model)
 
 
 def layer_sensitivity(float_onnx: Path, qdq: QdqModel, images: list[np.ndarray], spec: InputSpec, *,

@@ -70,7 +70,8 @@ def main() -> int:
     if args.json:
         print(json.dumps({"cases": results, "load_average_1min": load, "cores": os.cpu_count()}, indent=2))
         return 0
-    print(f"edgeseg CLI wall time, {args.runs} runs per case, interleaved; load average {load} on {os.cpu_count()} cores")
+    print(f"edgeseg CLI wall time, {args.runs} runs per case, interleaved; "
+          f"load average {load} on {os.cpu_count()} cores")
     print(f"{'case':36} {'median s':>9} {'min s':>7} {'max s':>7}")
     for name, r in results.items():
         print(f"{name:36} {r['median_s']:9.3f} {r['min_s']:7.3f} {r['max_s']:7.3f}")

@@ -2,7 +2,7 @@
 
 The backend a manifest names is the module of that name here, imported only when used, so a
 Jetson never imports onnxruntime and a phone-side tool never imports TensorRT. Adding a backend
-is adding one file.
+is one file here plus its format's registration (docs/developing.md).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import BackendUnavailableError, ManifestError
+from edgeseg.input_spec import InputSpec
 from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, verify_artifact
 
 
@@ -82,6 +83,11 @@ def open_backend(model: Path | str | Manifest, *, threads: int | None = None) ->
     if isinstance(model, Manifest):  # load_manifest checked it; a Manifest given whole may be older than its file
         verify_artifact(manifest)
     return backend_class(manifest.backend)(manifest, threads=threads)
+
+
+def batch_shape(spec: InputSpec) -> tuple[int, int, int, int]:
+    """The one-image batch a model with this input spec takes: (1, H, W, 3) for NHWC, else (1, 3, H, W)."""
+    return (1, spec.height, spec.width, 3) if spec.layout == "NHWC" else (1, 3, spec.height, spec.width)
 
 
 def require(module: str, what: str):

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.manifest import Manifest, manifest_path_for, sha256_file
-from edgeseg.runtime.backends import Backend
+from edgeseg.runtime.backends import Backend, batch_shape
 from edgeseg.runtime.tflite_metadata import LABELS_FILE, METADATA_NAME, read_io, read_metadata
 
 TFLITE_FILE_IDENTIFIER = b"TFL3"
@@ -154,7 +154,7 @@ class LiteRTBackend(Backend):
             raise ManifestError(f"{path}: has {len(inputs)} inputs and {len(outputs)} outputs; edgeseg runs one of each")
         self.input, self.output = inputs[0], outputs[0]
         spec = manifest.input_spec()
-        expected = [1, spec.height, spec.width, 3] if spec.layout == "NHWC" else [1, 3, spec.height, spec.width]
+        expected = list(batch_shape(spec))
         if list(self.input["shape"]) != expected:
             raise ManifestError(
                 f"{manifest.path}: says input {expected} ({spec.layout}) but {path.name} takes {self.input['shape'].tolist()}"
