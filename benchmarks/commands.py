@@ -92,12 +92,17 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help=f"CI size: first resolution only, {QUICK['images']} images, {QUICK['runs']} runs, "
                         f"{QUICK['calib_images']} calibration images; runs with no other argument")
+    _add_output_arguments(p)
+    p.set_defaults(run=_bench)
+
+
+def _add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """Where bench keeps its work: the artifact cache and the report folder."""
     p.add_argument("--cache", type=Path, default=None,
                    help="converted artifacts by their inputs (default: $EDGESEG_CACHE or ~/.cache/edgeseg/artifacts)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", type=Path, default=None,
                    help=f"report folder (default: {DEFAULT_OUT}/, with --quick {QUICK_OUT}/)")
-    p.set_defaults(run=_bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
