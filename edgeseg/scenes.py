@@ -129,7 +129,7 @@ def _background(rng: np.random.Generator, config: SceneConfig) -> np.ndarray:
         if rng.random() < 0.5:
             pts = np.cumsum(rng.normal(0, 25 * unit, size=(int(rng.integers(3, 8)), 2)), axis=0)
             pts += rng.uniform([0, 0], [w, h])
-            thickness = max(int(round(rng.uniform(1, 5) * unit)), 1)
+            thickness = max(round(rng.uniform(1, 5) * unit), 1)
             cv2.polylines(img, [pts.astype(np.int32)], False, colour, thickness, cv2.LINE_AA)
         else:
             centre = rng.uniform([0, 0], [w, h])
@@ -158,7 +158,7 @@ def _shape_mask(rng: np.random.Generator, shape: str, h: int, w: int, centre, si
         pts = (np.asarray(points) @ rot.T) + np.array([cx, cy])
         cv2.fillPoly(mask, [np.round(pts * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
 
-    centre_i = (int(round(cx)), int(round(cy)))
+    centre_i = (round(cx), round(cy))
     if shape == "disc":
         axes = (max(int(r), 1), max(int(r * rng.uniform(0.6, 1.0)), 1))
         cv2.ellipse(mask, centre_i, axes, math.degrees(angle), 0, 360, 1, -1)

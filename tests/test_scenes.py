@@ -29,7 +29,7 @@ def test_any_size_on_request_including_non_square():
     assert image.shape == (96, 160, 3) and mask.shape == (96, 160)
 
 
-@pytest.mark.parametrize("config", [dict(height=8, width=64), dict(min_objects=5, max_objects=2)])
+@pytest.mark.parametrize("config", [{"height": 8, "width": 64}, {"min_objects": 5, "max_objects": 2}])
 def test_impossible_scene_configs_are_refused(config):
     with pytest.raises(ConfigError):
         SceneConfig(**config)
