@@ -441,13 +441,8 @@ def new_row(plan: RowPlan) -> dict[str, Any]:
             target = None
         if target is not None:
             row["backend"] = target.backend
-            row["host_proxy"] = is_host_proxy(target)
+            row["host_proxy"] = target.host_proxy
     return row
-
-
-def is_host_proxy(target: TargetProfile) -> bool:
-    """An on-device target measured on this workstation (LiteRT on the host CPU is not a phone)."""
-    return target.name.startswith("android-")
 
 
 def _mark(row: dict, status: str, reason: str | None = None, stage: str | None = None) -> dict:
@@ -673,7 +668,7 @@ class Bench:
         row.update(target=target, backend=d.get("backend"), precision=d.get("precision"),
                    resolution=resolution_tag((spec.height, spec.width)), input_hw=[spec.height, spec.width])
         try:
-            row["host_proxy"] = is_host_proxy(get_target(target))
+            row["host_proxy"] = get_target(target).host_proxy
         except (ConfigError, TypeError):
             row["host_proxy"] = False
         model = d.get("model", {})

@@ -40,7 +40,7 @@ def precision_flags(precision: str) -> list[str]:
 
 def default_dla_core(target: TargetProfile, precision: str) -> tuple[int | None, str]:
     """The DLA core the engine targets by default, and why."""
-    if target.dla_cores <= 0:
+    if target.tensorrt_options().dla_cores <= 0:
         return None, f"{target.name} has no DLA: the engine runs on the GPU"
     if precision == "fp32":
         return None, "DLA runs FP16 and INT8 only: the FP32 engine runs on the GPU"
@@ -53,13 +53,14 @@ def default_dla_core(target: TargetProfile, precision: str) -> tuple[int | None,
 def build_settings(target: TargetProfile, precision: str) -> dict:
     """What `edgeseg build-engine` configures (the manifest's `conversion.tensorrt.build`)."""
     dla_core, dla_reason = default_dla_core(target, precision)
+    options = target.tensorrt_options()
     return {
         "precision": precision,
         "flags": precision_flags(precision),
-        "workspace_mb": target.workspace_mb or 1024,
+        "workspace_mb": options.workspace_mb,
         "dla_core": dla_core,
-        "dla_cores_on_board": target.dla_cores,
-        "gpu_fallback": bool(target.gpu_fallback and dla_core is not None),
+        "dla_cores_on_board": options.dla_cores,
+        "gpu_fallback": bool(options.gpu_fallback and dla_core is not None),
         "dla_note": dla_reason,
         "timing_cache": True,
     }
@@ -87,7 +88,7 @@ def _write_trtexec_script(path: Path, onnx_name: str, settings: dict, target: Ta
         f"# Builds the {settings['precision'].upper()} TensorRT engine of {onnx_name} for {target.name} by hand,\n"
         "# with the settings `edgeseg build-engine` uses. Run it on the board itself: an engine only\n"
         f"# runs on the GPU and TensorRT version that built it (this bundle parses on TensorRT "
-        f"{', '.join(target.tensorrt_versions)}).\n"
+        f"{', '.join(target.tensorrt_options().versions)}).\n"
         "set -e\n"
         'cd "$(dirname "$0")"\n'
         'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}"\n'
@@ -132,7 +133,7 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         _int32_mask_output(traced)
     fold_constants(traced, float_onnx)
     # Fail early, on the float graph, before calibrating anything.
-    support = require_supported(float_onnx, target.tensorrt_versions, artifact=artifact.name)
+    support = require_supported(float_onnx, target.tensorrt_options().versions, artifact=artifact.name)
     details: dict = {"opset": OPSET, "exporter": "torch.onnx.export (TorchScript)",
                      "graph": "static shapes, constants folded by ONNX Runtime's basic optimizations"}
     if job.precision != "int8":
@@ -144,13 +145,13 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     else:
         verification, details["quantization"] = quantize_job(job, float_onnx, artifact, out_dict)
         verification["note"] = "Q/DQ graph: TensorRT's explicit quantization reproduces it up to kernel rounding"
-        support = require_supported(artifact, target.tensorrt_versions, artifact=artifact.name)
+        support = require_supported(artifact, target.tensorrt_options().versions, artifact=artifact.name)
     settings = build_settings(target, job.precision)
     script = staging / f"{job.basename}.trtexec.sh"
     _write_trtexec_script(script, artifact.name, settings, target)
     details["tensorrt"] = {
         "build": settings,
-        "tensorrt_versions": list(target.tensorrt_versions),
+        "tensorrt_versions": list(target.tensorrt_options().versions),
         "trtexec": script.name,
         "parser_check": support.to_dict(),
     }

@@ -335,7 +335,7 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         details["calibration"] = {"source": job.calibration, "images": len(images), "method": TFLITE_CALIBRATION,
                                   "preprocessing": "runtime.preprocess with the float input spec "
                                                    f"({spec.dtype} NHWC, normalization {'in model' if spec.mean is None else 'ImageNet mean/std'})"}
-    if job.target.delegate == "gpu":
+    if job.target.litert is not None and job.target.litert.delegate == "gpu":
         unsupported = tflite_ops.gpu_unsupported(ops)
         details["gpu_delegate_unsupported_ops"] = unsupported
         print(f"{path.name}: {tflite_ops.describe_gpu_unsupported(unsupported)}", file=sys.stderr)

@@ -7,7 +7,7 @@ spec, the reference with float NCHW), so what is measured is exactly what a devi
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,10 @@ class ImageSet:
     source: str
     images: list[np.ndarray]
     masks: list[np.ndarray] | None  # only when the set's classes are the model's classes
+    ids: list[str] = field(default_factory=list)  # what to call each image in a message (its file, where it has one)
+
+    def image_name(self, index: int) -> str:
+        return self.ids[index] if index < len(self.ids) else f"{self.name} image {index}"
 
 
 def default_real_images_dir() -> Path | None:
@@ -72,7 +76,7 @@ def image_sets_for(labels: tuple[str, ...], data: str | Path | None, count: int)
         comparable = dataset.has_masks and dataset.labels == labels
         images = [dataset.image(i) for i in range(len(dataset))]
         masks = [dataset.mask(i) for i in range(len(dataset))] if comparable else None
-        sets.append(ImageSet("real", str(folder), images, masks))
+        sets.append(ImageSet("real", str(folder), images, masks, [str(s.image_path) for s in dataset.samples]))
     if labels == SYNTHETIC_LABELS:
         sets.append(synthetic_set(count))
     if not sets:  # no real images on this machine: synthetic scenes still exercise every layer
@@ -107,6 +111,12 @@ def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, p
         for i, image in enumerate(image_set.images):
             ref = reference_logits(model, image, spec.height, spec.width)
             out = backend.infer(preprocess_rgb(image, spec))
+            broken = _non_finite_record(image_set, i, ref, out)
+            if broken is not None:  # NaN is ignored by max and argmaxes to 0 on both sides: stop before any score
+                bar.close()
+                return {"reference": "PyTorch FP32", "argmax_agreement": None, "max_abs_logit_diff": None,
+                        "miou_delta": None, "budget": BUDGETS[precision], "non_finite": broken, "sets": results,
+                        "passed": False}
             ref_mask = output_to_mask(ref, "logits", "NCHW")
             art_mask = output_to_mask(out, out_kind, out_layout)
             if out_kind == "logits":
@@ -145,10 +155,28 @@ def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, p
     return summary
 
 
+def _non_finite_record(image_set: ImageSet, index: int, reference: np.ndarray, output: np.ndarray) -> dict | None:
+    """Where the first NaN/Inf of one image's outputs is (the reference's first), or None when both are finite."""
+    for side, array in (("reference", reference), ("artifact", output)):
+        if np.issubdtype(array.dtype, np.floating):
+            count = int(array.size - np.count_nonzero(np.isfinite(array)))
+            if count:
+                return {"side": side, "image": image_set.image_name(index), "set": image_set.name,
+                        "count": count, "values": int(array.size)}
+    return None
+
+
 def enforce(summary: dict, artifact: str) -> None:
     """Raise when verification missed its budget (the artifact is then not published)."""
     if summary["passed"]:
         return
+    bad = summary.get("non_finite")
+    if bad:
+        who = "the PyTorch reference" if bad["side"] == "reference" else "the artifact"
+        raise VerificationError(
+            f"{artifact}: {who} gave {bad['count']} non-finite values (NaN/Inf) out of {bad['values']} "
+            f"on {bad['image']}; not published"
+        )
     b = summary["budget"]
     raise VerificationError(
         f"{artifact}: disagrees with PyTorch beyond the budget: argmax agreement {summary['argmax_agreement']:.4f} "

@@ -144,7 +144,10 @@ def find_engine(bundle: Manifest, *, gpu: GpuInfo, tensorrt_version: str, dla_co
     path = cache_dir / engine_file_name(bundle.data["artifact"], gpu, tensorrt_version, settings["precision"], dla_core)
     if not manifest_path_for(path).is_file() or not path.is_file():
         return None
-    engine = load_manifest(path)
+    try:
+        engine = load_manifest(path)
+    except ManifestError:
+        return None  # half-copied or edited by hand (its sha256 no longer matches): build it again
     if engine.data.get("engine", {}).get("onnx_sha256") != sha256_file(bundle.artifact_path):
         return None  # the bundle was re-converted since: the engine is stale
     if engine.data.get("artifact_sha256") and engine.data["artifact_sha256"] != sha256_file(path):

@@ -5,7 +5,7 @@ The converter, argument validation, the benchmark and `edgeseg targets` all read
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +18,62 @@ ALL_PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
 FORMATS = ("onnx", "tflite", "tensorrt-bundle")
 
 
+# The edgeseg runtime's own floor (setup.cfg python_requires); a JetPack with an older Python can
+# still build and run the bundle's engine with its trtexec script.
+RUNTIME_MIN_PYTHON = (3, 10)
+
+
+@dataclass(frozen=True)
+class JetPackRelease:
+    """One JetPack release a board runs, with the Python and TensorRT it ships."""
+
+    release: str  # "6.1"
+    python: str  # "3.10"
+    tensorrt: str  # "10.3"
+
+    @property
+    def runtime_supported(self) -> bool:
+        """Whether the edgeseg runtime installs on this release's Python (else: the trtexec script only)."""
+        return tuple(int(p) for p in self.python.split(".")[:2]) >= RUNTIME_MIN_PYTHON
+
+    def to_dict(self) -> dict:
+        return {"release": self.release, "python": self.python, "tensorrt": self.tensorrt,
+                "edgeseg_runtime": self.runtime_supported}
+
+
+@dataclass(frozen=True)
+class TensorRTOptions:
+    """The `tensorrt:` section, which only TensorRT targets have: how their engines are built."""
+
+    jetpack: tuple[JetPackRelease, ...]  # the releases this board runs; the ONNX must parse on each TensorRT
+    workspace_mb: int = 1024
+    dla_cores: int = 0
+    gpu_fallback: bool = True
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """The TensorRT versions of the board's JetPack releases, oldest first, each once."""
+        return tuple(dict.fromkeys(r.tensorrt for r in self.jetpack))
+
+    def to_dict(self) -> dict:
+        return {"versions": list(self.versions), "jetpack": [r.to_dict() for r in self.jetpack],
+                "workspace_mb": self.workspace_mb, "dla_cores": self.dla_cores, "gpu_fallback": self.gpu_fallback}
+
+
+@dataclass(frozen=True)
+class LiteRTOptions:
+    """The `litert:` section, which only LiteRT targets have: the delegate the phone runs the model with."""
+
+    delegate: str = "xnnpack"
+
+    def to_dict(self) -> dict:
+        return {"delegate": self.delegate}
+
+
+# Backend name -> the section that only targets of that backend have (the YAML key is the backend's name).
+BACKEND_SECTIONS: dict[str, type] = {"tensorrt": TensorRTOptions, "litert": LiteRTOptions}
+
+
 @dataclass(frozen=True)
 class TargetProfile:
     name: str
@@ -27,12 +83,11 @@ class TargetProfile:
     precisions: tuple[str, ...]
     default_resolution: int
     threads: int
-    delegate: str | None = None
-    workspace_mb: int | None = None
-    dla_cores: int = 0
-    gpu_fallback: bool = True
-    tensorrt_versions: tuple[str, ...] = ()
-    extra: dict = field(default_factory=dict)
+    # True when this workstation measures the target by running its backend on the host CPU
+    # (LiteRT here stands in for the phone): its latencies are not the device's.
+    host_proxy: bool = False
+    tensorrt: TensorRTOptions | None = None
+    litert: LiteRTOptions | None = None
 
     def check_precision(self, precision: str) -> None:
         if precision not in self.precisions:
@@ -40,20 +95,58 @@ class TargetProfile:
                 f"target {self.name} does not support precision '{precision}'; it supports: {', '.join(self.precisions)}"
             )
 
+    def tensorrt_options(self) -> TensorRTOptions:
+        if self.tensorrt is None:
+            raise ConfigError(f"target {self.name} is not a TensorRT target (its backend is {self.backend})")
+        return self.tensorrt
+
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("name", "description", "backend", "format", "default_resolution", "threads")}
+        d = {k: getattr(self, k) for k in ("name", "description", "backend", "format", "default_resolution", "threads",
+                                           "host_proxy")}
         d["precisions"] = list(self.precisions)
-        for key in ("delegate", "workspace_mb"):
-            if getattr(self, key) is not None:
-                d[key] = getattr(self, key)
-        if self.format == "tensorrt-bundle":
-            d.update(dla_cores=self.dla_cores, gpu_fallback=self.gpu_fallback, tensorrt_versions=list(self.tensorrt_versions))
+        for key in BACKEND_SECTIONS:
+            section = getattr(self, key)
+            if section is not None:
+                d[key] = section.to_dict()
         return d
+
+
+def _section(path: Path, raw: dict, key: str):
+    """Build the backend's own section; a section that belongs to another backend is an error."""
+    fields = raw.pop(key, None)
+    if fields is None:
+        return None
+    if raw["backend"] != key:
+        raise ConfigError(f"{path}: a '{key}:' section belongs to {key} targets, not to backend {raw['backend']}")
+    cls = BACKEND_SECTIONS[key]
+    unknown = set(fields) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys in '{key}:' {sorted(unknown)}")
+    try:
+        if "jetpack" in fields:
+            fields["jetpack"] = tuple(_jetpack_release(path, entry) for entry in fields["jetpack"])
+        return cls(**fields)
+    except TypeError as exc:
+        raise ConfigError(f"{path}: '{key}:' section: {exc}") from None
+
+
+def _jetpack_release(path: Path, entry: dict) -> JetPackRelease:
+    """One `jetpack:` entry; versions are kept as strings ("3.10" must not become the float 3.1)."""
+    if not isinstance(entry, dict) or set(entry) != {"release", "python", "tensorrt"}:
+        raise ConfigError(f"{path}: each 'jetpack:' entry needs exactly release, python and tensorrt, got {entry!r}")
+    values = {k: str(v) for k, v in entry.items()}
+    for key in ("release", "python", "tensorrt"):
+        parts = values[key].split(".")
+        # An unquoted 3.10 reaches us as the float 3.1: only a quoted string keeps the version.
+        if not isinstance(entry[key], str) or len(parts) < 2 or not all(p.isdigit() for p in parts):
+            raise ConfigError(f"{path}: JetPack {values['release']}: {key} {entry[key]!r} must be a quoted "
+                              'MAJOR.MINOR string, e.g. "3.10"')
+    return JetPackRelease(**values)
 
 
 def _load(path: Path) -> TargetProfile:
     raw = yaml.safe_load(path.read_text())
-    known = {f for f in TargetProfile.__dataclass_fields__ if f != "extra"}
+    known = set(TargetProfile.__dataclass_fields__)
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
@@ -61,10 +154,12 @@ def _load(path: Path) -> TargetProfile:
     if bad or raw["format"] not in FORMATS:
         raise ConfigError(f"{path}: bad precision {sorted(bad)} or format {raw['format']}")
     raw["precisions"] = tuple(raw["precisions"])
-    raw["tensorrt_versions"] = tuple(str(v) for v in raw.get("tensorrt_versions", ()))
     if raw["name"] != path.stem:
         raise ConfigError(f"{path}: name '{raw['name']}' differs from the file name")
-    return TargetProfile(**raw)
+    sections = {key: _section(path, raw, key) for key in BACKEND_SECTIONS}
+    if raw["backend"] in BACKEND_SECTIONS and sections[raw["backend"]] is None:
+        raise ConfigError(f"{path}: a {raw['backend']} target needs its '{raw['backend']}:' section")
+    return TargetProfile(**raw, **sections)
 
 
 @lru_cache(maxsize=None)

@@ -63,8 +63,8 @@ def test_every_jetson_target_converts_to_a_verified_bundle(bundles, target):
     profile = all_targets()[target]
     assert m["backend"] == "tensorrt" and m["target"] == target
     trt = m["conversion"]["tensorrt"]
-    assert trt["parser_check"]["passed"] and trt["parser_check"]["tensorrt_versions"] == list(profile.tensorrt_versions)
-    assert trt["build"]["precision"] == m["precision"] and trt["build"]["workspace_mb"] == profile.workspace_mb
+    assert trt["parser_check"]["passed"] and trt["parser_check"]["tensorrt_versions"] == list(profile.tensorrt_options().versions)
+    assert trt["build"]["precision"] == m["precision"] and trt["build"]["workspace_mb"] == profile.tensorrt_options().workspace_mb
     v = m["verification"]
     assert v["passed"] and v["runtime"].startswith("ONNX Runtime")
     assert load_manifest(mpath).artifact_path == onnx_path

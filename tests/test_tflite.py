@@ -157,7 +157,7 @@ def test_labels_travel_inside_the_model(make, tmp_path: Path) -> None:
     assert embedded_labels(path) == SYNTHETIC_LABELS
     assert zipfile.ZipFile(path).read("labels.txt").decode().split() == list(SYNTHETIC_LABELS)
     data = json.loads(Path(make("fp32")["manifest_path"]).read_text())
-    data["artifact"] = str(path)
+    data["artifact"], data["external_artifact"] = str(path), True
     data["model"]["labels"] = list(reversed(SYNTHETIC_LABELS))
     (tmp_path / "relabelled.tflite.json").write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="labels differ from the labels.txt inside"):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import BackendUnavailableError, ManifestError
-from edgeseg.manifest import Manifest, load_manifest
+from edgeseg.manifest import Manifest, load_manifest, verify_artifact
 
 
 class Backend:
@@ -65,14 +65,19 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def open_backend(model: Path | str | Manifest, *, threads: int | None = None) -> Backend:
-    """The backend the manifest names, loaded with its artifact."""
+    """The backend the manifest names, loaded with its artifact once its sha256 matches the manifest."""
     manifest = model if isinstance(model, Manifest) else load_manifest(model)
+    if isinstance(model, Manifest):  # load_manifest checked it; a Manifest given whole may be older than its file
+        verify_artifact(manifest)
     return backend_class(manifest.backend)(manifest, threads=threads)
 
 
 def require(module: str, what: str):
-    """Import an optional framework or raise one line saying what to install."""
+    """Import an optional framework or raise one line saying what to install (or that it is broken)."""
+    from edgeseg.errors import MissingPackageError
+    from edgeseg.optional import require as require_package
+
     try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise BackendUnavailableError(f"{what} needs the '{module}' package, which is not installed here") from None
+        return require_package(module, purpose=what)
+    except MissingPackageError as exc:
+        raise BackendUnavailableError(str(exc)) from None
