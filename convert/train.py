@@ -69,16 +69,30 @@ class AugmentedPairs(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), torch.from_numpy(np.ascontiguousarray(mask)).long()
 
     def _augment(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        crop = self.crop
+        f, y, x, flip = self.draw_view(rng, image.shape[0], image.shape[1])
+        image, mask = self.view(image, mask, f, y, x, flip, self.crop)
+        img = image.astype(np.float32)
+        img = img * rng.uniform(0.7, 1.3) + rng.uniform(-25, 25)  # contrast, brightness
+        grey = img.mean(axis=2, keepdims=True)
+        img = grey + (img - grey) * rng.uniform(0.7, 1.3)  # saturation
+        return np.clip(img, 0, 255), mask
+
+    def draw_view(self, rng: np.random.Generator, height: int, width: int) -> tuple[float, float, float, bool]:
+        """Scale factor f (native -> network pixels), crop origin (y, x) in scaled pixels, flip."""
         lo, hi = self.scale
-        f = math.exp(rng.uniform(math.log(lo), math.log(hi))) * self.base / min(image.shape[:2])
-        scaled_h, scaled_w = image.shape[0] * f, image.shape[1] * f
-        # Crop origin in scaled pixels; a scene smaller than the crop is placed at a random offset
-        # and padded (black image, ignored label), so padding never biases one corner.
-        y = rng.uniform(min(0.0, scaled_h - crop), max(0.0, scaled_h - crop))
-        x = rng.uniform(min(0.0, scaled_w - crop), max(0.0, scaled_w - crop))
-        flip = rng.random() < 0.5
-        # dst = f * src + (f - 1) / 2 - origin: cv2.resize's pixel-centre convention.
+        f = math.exp(rng.uniform(math.log(lo), math.log(hi))) * self.base / min(height, width)
+        scaled_h, scaled_w = height * f, width * f
+        # A scene smaller than the crop is placed at a random offset and padded (black image,
+        # ignored label), so padding never biases one corner.
+        y = rng.uniform(min(0.0, scaled_h - self.crop), max(0.0, scaled_h - self.crop))
+        x = rng.uniform(min(0.0, scaled_w - self.crop), max(0.0, scaled_w - self.crop))
+        return f, y, x, bool(rng.random() < 0.5)
+
+    @staticmethod
+    def view(image: np.ndarray, mask: np.ndarray, f: float, y: float, x: float, flip: bool,
+             crop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `crop` x `crop` window at (y, x) of the scene scaled by f (and mirrored): one affine warp,
+        bilinear like cv2.resize (its pixel-centre convention: dst = f * src + (f - 1) / 2)."""
         sx = -f if flip else f
         tx = (crop - 1 + x - (f - 1) / 2) if flip else ((f - 1) / 2 - x)
         warp = np.array([[sx, 0.0, tx], [0.0, f, (f - 1) / 2 - y]], np.float64)
@@ -86,11 +100,7 @@ class AugmentedPairs(torch.utils.data.Dataset):
                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
         mask = cv2.warpAffine(mask, warp, (crop, crop), flags=cv2.INTER_NEAREST,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=IGNORE_INDEX)
-        img = image.astype(np.float32)
-        img = img * rng.uniform(0.7, 1.3) + rng.uniform(-25, 25)  # contrast, brightness
-        grey = img.mean(axis=2, keepdims=True)
-        img = grey + (img - grey) * rng.uniform(0.7, 1.3)  # saturation
-        return np.clip(img, 0, 255), mask
+        return image, mask
 
 
 @torch.no_grad()
