@@ -26,19 +26,29 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from edgeseg.atomic import atomic_path, ensure_writable_dir
 from edgeseg.errors import ConfigError
-from edgeseg.manifest import load_manifest
-from edgeseg.runtime.backends import open_backend
-from edgeseg.runtime.capture import (SOURCE_LOST, CapturedFrame, FrameGrabber, FrameSource, ImageFilesSource,
-                                     SourceOptions, open_source)
+from edgeseg.runtime.backends import load_model_manifest, open_backend
+from edgeseg.runtime.capture import (
+    SOURCE_LOST,
+    CapturedFrame,
+    FrameGrabber,
+    FrameSource,
+    ImageFilesSource,
+    SourceOptions,
+    open_source,
+)
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import Renderer, RenderOptions, hud_line
-from edgeseg.runtime.sinks import ImageSequenceSink, Sink, SinkSet, VideoFileSink, window_sink_or_none
+from edgeseg.runtime.sinks import (
+    ImageSequenceSink,
+    Sink,
+    SinkSet,
+    VideoFileSink,
+    window_sink_or_none,
+)
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "write")
 _END = object()  # end marker on the inference -> main queue
@@ -98,7 +108,8 @@ class DemoSummary:
             f"demo: {self.frames} frames from {self.source} with {Path(self.model).name} ({self.backend}); "
             f"ended: {self.end_reason}",
             f"  source frames {self.source_frames}, dropped by capture {self.dropped}",
-            f"  end-to-end {self.end_to_end_fps:7.2f} FPS   frames written / wall time, first frame read to last frame written ({self.wall_s:.2f} s)",
+            f"  end-to-end {self.end_to_end_fps:7.2f} FPS   frames written / wall time, first frame read to last "
+            f"frame written ({self.wall_s:.2f} s)",
             f"  inference  {self.inference_fps:7.2f} FPS   1000 / mean engine time over the same frames"
             + (f"   (end-to-end = {100 * self.fps_ratio:.1f} % of inference)" if self.frames else ""),
             "  stage ms        p50      p90",
@@ -164,14 +175,8 @@ class _NamedImageSink(ImageSequenceSink):
     def name_next(self, index: int) -> None:
         self.index = index
 
-    def write(self, canvas: np.ndarray) -> None:
-        if self.frames == 0:
-            ensure_writable_dir(self.folder)
-        path = self.folder / f"{self.source.names[self.index]}.png"
-        with atomic_path(path) as tmp:
-            if not cv2.imwrite(str(tmp), canvas):
-                raise ConfigError(f"--save-frames {self.folder}: cannot write {path.name}")
-        self.frames += 1
+    def next_name(self) -> str:
+        return f"{self.source.names[self.index]}.png"
 
 
 class _Pipeline:
@@ -180,7 +185,7 @@ class _Pipeline:
     def __init__(self, config: DemoConfig, source: FrameSource | None, on_message) -> None:
         self.config = config
         self.on_message = on_message
-        self.manifest = load_manifest(config.model)
+        self.manifest = load_model_manifest(config.model)
         self.spec = self.manifest.input_spec()
         self.output_kind = self.manifest.output.get("kind", "logits")
         self.output_layout = self.manifest.output.get("layout", "NCHW")
@@ -296,7 +301,8 @@ class _Pipeline:
             return None
         from tqdm import tqdm
 
-        return tqdm(total=self.config.max_frames, unit="frame", desc="demo", mininterval=0.5, file=sys.stderr, leave=False)
+        return tqdm(total=self.config.max_frames, unit="frame", desc="demo", mininterval=0.5, file=sys.stderr,
+                    leave=False)
 
     def _show(self, captured: CapturedFrame, output: np.ndarray, inference_ms: float) -> None:
         """Postprocess, render and write one frame (the main thread's per-frame work)."""
@@ -323,7 +329,8 @@ class _Pipeline:
 
     def _record(self, captured: CapturedFrame, inference_ms: float, post_ms: float, render_ms: float,
                 write_ms: float) -> None:
-        for stage, ms in zip(STAGES, (captured.capture_ms, captured.prepare_ms, inference_ms, post_ms, render_ms, write_ms)):
+        stage_ms = (captured.capture_ms, captured.prepare_ms, inference_ms, post_ms, render_ms, write_ms)
+        for stage, ms in zip(STAGES, stage_ms):
             self.timings[stage].append(ms)
 
     def _shutdown(self, infer_thread: threading.Thread) -> None:

@@ -190,7 +190,7 @@ class ImageSequenceSink(Sink):
     def write(self, canvas: np.ndarray) -> None:
         if self.frames == 0:
             ensure_writable_dir(self.folder)  # created with the first frame, not for a run that fails to start
-        path = self.folder / f"frame_{self.frames:06d}.png"
+        path = self.folder / self.next_name()
         # Encoded in memory and written by Python, whose writes report a full disk (cv2.imwrite may not);
         # under a temporary name and renamed, so a frame file is never half-written.
         ok, encoded = cv2.imencode(".png", canvas)
@@ -207,6 +207,10 @@ class ImageSequenceSink(Sink):
             raise OutputError(f"--save-frames {self.folder}: cannot write {path.name} ({exc.strerror or exc}); "
                               f"{self.frames} frames were written before it") from None
         self.frames += 1
+
+    def next_name(self) -> str:
+        """The file name of the frame about to be written."""
+        return f"frame_{self.frames:06d}.png"
 
     def describe(self) -> str:
         return f"{self.folder}/ ({self.frames} PNG frames)"
