@@ -31,14 +31,14 @@ from edgeseg.scenes import generate_scene, scene_rng
 RESOLUTIONS = (320, 640, 1024)
 
 
-def held_out_pairs(data: Path | None, count: int):
-    """(image, mask) pairs: the VOC folder's val split when given, else generated val scenes."""
+def held_out_pairs(data: Path | None, count: int, start: int = 0):
+    """(image, mask) pairs start..start+count-1: the VOC folder's val split when given, else generated val scenes."""
     if data is not None:
-        dataset = open_dataset(data, "val").subset(count)
-        for i in range(len(dataset)):
+        dataset = open_dataset(data, "val").subset(start + count)
+        for i in range(start, len(dataset)):
             yield dataset.pair(i)
     else:
-        for i in range(count):
+        for i in range(start, start + count):
             yield generate_scene(scene_rng(0, "val", i))
 
 
@@ -51,7 +51,8 @@ def score(model: torch.nn.Module, pairs, count: int, resolutions, labels) -> dic
             logits = model(torch.from_numpy(preprocess_rgb(image, reference_spec(r, r))))["out"]
             pred = logits[0].argmax(0).numpy().astype(np.uint8)
             matrices[r].update(mask, resize_mask(pred, *mask.shape))
-    return {r: m.compute().to_dict(labels) for r, m in matrices.items()}
+    # The confusion matrix rides along, so scores of disjoint parts of the set can be summed exactly.
+    return {r: m.compute().to_dict(labels) | {"confusion_matrix": m.matrix.tolist()} for r, m in matrices.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,13 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="sample", help="'sample' or an edgeseg checkpoint")
     parser.add_argument("--data", type=Path, default=None, help="VOC folder whose val split to score (default: generate)")
     parser.add_argument("--count", type=int, default=200, help="held-out scenes (default: %(default)s)")
+    parser.add_argument("--start", type=int, default=0, help="first held-out scene (to score a set in parts)")
     parser.add_argument("--resolutions", type=int, nargs="+", default=list(RESOLUTIONS))
     parser.add_argument("--sidecar", type=Path, default=None, help="JSON to write (default: beside the checkpoint)")
     parser.add_argument("--training-command", default=None, help="the command that trained it, for the record")
     args = parser.parse_args(argv)
     weights = load_weights(args.weights)
     model = weights.build()
-    scores = score(model, held_out_pairs(args.data, args.count), args.count, args.resolutions, weights.labels)
+    scores = score(model, held_out_pairs(args.data, args.count, args.start), args.count, args.resolutions, weights.labels)
     meta = weights.metadata
     record = {
         "checkpoint": Path(weights.source).name, "sha256": weights.sha256, "arch": weights.arch,
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         "history": meta.get("history"),
         "validation": {
             "images": args.count,
-            "source": str(args.data) if args.data else f"synthetic scenes, seed 0, val 0..{args.count - 1}, native 1024x1024",
+            "source": str(args.data) if args.data else
+            f"synthetic scenes, seed 0, val {args.start}..{args.start + args.count - 1}, native 1024x1024",
             "scoring": "FP32 PyTorch; input resized to R (bilinear), argmax resized back to the native ground truth (nearest)",
             "by_resolution": {str(r): s for r, s in scores.items()},
         },
