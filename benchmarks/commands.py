@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder to write (JPEGImages/, SegmentationClass/, ImageSets/)")
     p.add_argument("--train", type=int, default=1600, help="training scenes (default: %(default)s)")
     p.add_argument("--val", type=int, default=200, help="validation scenes (default: %(default)s)")
-    p.add_argument("--size", type=int, default=320, help="scene width and height in pixels (default: %(default)s)")
+    p.add_argument("--size", type=int, default=1024,
+                   help="scene width and height in native pixels; ground truth at that size (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed; the same seed writes the same files (default: %(default)s)")
     p.set_defaults(run=_make_scenes)
