@@ -46,6 +46,8 @@ def test_activations_are_uint8_and_weights_int8_initializers(host_int8):
         dq = dq_by_output[conv.input[1]]
         assert inits[dq.input[0]].data_type == TensorProto.INT8
         assert numpy_helper.to_array(inits[dq.input[1]]).shape == (inits[dq.input[0]].dims[0],)
+    (last,) = [n for n in model.graph.node if "output" in n.output]
+    assert last.op_type == "Resize"  # the full-resolution logits are upsampled in float, never quantized
     q = m["conversion"]["quantization"]
     assert q["activations"].startswith("uint8") and q["reduce_range"] == ort_int8.needs_reduce_range()
     assert m["verification"]["passed"]
