@@ -5,6 +5,8 @@ from __future__ import annotations
 from edgeseg.errors import ConfigError
 
 STANDARD_RESOLUTIONS = (320, 640, 1024)
+# Far beyond any edge camera's use; past it a mistyped number would try to allocate hundreds of GB.
+MAX_SIDE = 4096
 
 
 def parse_resolution(text: str | int) -> tuple[int, int]:
@@ -22,6 +24,9 @@ def parse_resolution(text: str | int) -> tuple[int, int]:
     for v in values:
         if v < 64 or v % 8:
             raise ConfigError(f"--resolution {text}: each side must be a multiple of 8 and at least 64 "
+                              f"(standard sizes: {', '.join(map(str, STANDARD_RESOLUTIONS))})")
+        if v > MAX_SIDE:
+            raise ConfigError(f"--resolution {text}: each side must be at most {MAX_SIDE} "
                               f"(standard sizes: {', '.join(map(str, STANDARD_RESOLUTIONS))})")
     return values[0], values[1]
 

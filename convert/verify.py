@@ -7,7 +7,7 @@ spec, the reference with float NCHW), so what is measured is exactly what a devi
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from edgeseg.datasets import evaluation_split, open_dataset
-from edgeseg.metrics import ConfusionMatrix
+from edgeseg.metrics import Agreement, ConfusionMatrix
 from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.errors import VerificationError
@@ -41,6 +41,10 @@ class ImageSet:
     source: str
     images: list[np.ndarray]
     masks: list[np.ndarray] | None  # only when the set's classes are the model's classes
+    ids: list[str] = field(default_factory=list)  # what to call each image in a message (its file, where it has one)
+
+    def image_name(self, index: int) -> str:
+        return self.ids[index] if index < len(self.ids) else f"{self.name} image {index}"
 
 
 def default_real_images_dir() -> Path | None:
@@ -71,7 +75,7 @@ def image_sets_for(labels: tuple[str, ...], data: str | Path | None, count: int)
         comparable = dataset.has_masks and dataset.labels == labels
         images = [dataset.image(i) for i in range(len(dataset))]
         masks = [dataset.mask(i) for i in range(len(dataset))] if comparable else None
-        sets.append(ImageSet("real", str(folder), images, masks))
+        sets.append(ImageSet("real", str(folder), images, masks, [str(s.image_path) for s in dataset.samples]))
     if labels == SYNTHETIC_LABELS:
         sets.append(synthetic_set(count))
     if not sets:  # no real images on this machine: synthetic scenes still exercise every layer
@@ -100,26 +104,31 @@ def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, p
     total = sum(len(s.images) for s in sets)
     bar = tqdm(total=total, desc=f"verify {manifest.artifact_path.name}", disable=not progress, unit="img")
     for image_set in sets:
-        agree = pixels = 0
+        agreement = Agreement()
         max_diff = 0.0
         ref_cm, art_cm = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
         for i, image in enumerate(image_set.images):
             ref = reference_logits(model, image, spec.height, spec.width)
             out = backend.infer(preprocess_rgb(image, spec))
+            broken = _non_finite_record(image_set, i, ref, out)
+            if broken is not None:  # NaN is ignored by max and argmaxes to 0 on both sides: stop before any score
+                bar.close()
+                return {"reference": "PyTorch FP32", "argmax_agreement": None, "max_abs_logit_diff": None,
+                        "miou_delta": None, "budget": BUDGETS[precision], "non_finite": broken, "sets": results,
+                        "passed": False}
             ref_mask = output_to_mask(ref, "logits", "NCHW")
             art_mask = output_to_mask(out, out_kind, out_layout)
             if out_kind == "logits":
                 logits = out.transpose(0, 3, 1, 2) if out_layout == "NHWC" else out
                 max_diff = max(max_diff, float(np.abs(logits.astype(np.float32) - ref).max()))
-            agree += int((ref_mask == art_mask).sum())
-            pixels += ref_mask.size
+            agreement.update(ref_mask, art_mask)
             if image_set.masks is not None:
                 gt = image_set.masks[i]
                 ref_cm.update(gt, resize_mask(ref_mask, *gt.shape))
                 art_cm.update(gt, resize_mask(art_mask, *gt.shape))
             bar.update()
         entry = {"set": image_set.name, "source": image_set.source, "images": len(image_set.images),
-                 "argmax_agreement": round(agree / pixels, 6)}
+                 "argmax_agreement": round(agreement.compute(), 6)}
         if out_kind == "logits":
             entry["max_abs_logit_diff"] = float(f"{max_diff:.6g}")
         if image_set.masks is not None:
@@ -144,10 +153,28 @@ def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, p
     return summary
 
 
+def _non_finite_record(image_set: ImageSet, index: int, reference: np.ndarray, output: np.ndarray) -> dict | None:
+    """Where the first NaN/Inf of one image's outputs is (the reference's first), or None when both are finite."""
+    for side, array in (("reference", reference), ("artifact", output)):
+        if np.issubdtype(array.dtype, np.floating):
+            count = int(array.size - np.count_nonzero(np.isfinite(array)))
+            if count:
+                return {"side": side, "image": image_set.image_name(index), "set": image_set.name,
+                        "count": count, "values": int(array.size)}
+    return None
+
+
 def enforce(summary: dict, artifact: str) -> None:
     """Raise when verification missed its budget (the artifact is then not published)."""
     if summary["passed"]:
         return
+    bad = summary.get("non_finite")
+    if bad:
+        who = "the PyTorch reference" if bad["side"] == "reference" else "the artifact"
+        raise VerificationError(
+            f"{artifact}: {who} gave {bad['count']} non-finite values (NaN/Inf) out of {bad['values']} "
+            f"on {bad['image']}; not published"
+        )
     b = summary["budget"]
     raise VerificationError(
         f"{artifact}: disagrees with PyTorch beyond the budget: argmax agreement {summary['argmax_agreement']:.4f} "

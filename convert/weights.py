@@ -6,7 +6,6 @@ shape, the enum's metadata, or the labels the edgeseg checkpoint carries.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import torch
 
 from edgeseg.convert.models import DEFAULT_ARCH, ZOO, build_model, zoo_entry
 from edgeseg.errors import WeightsError
+from edgeseg.manifest import sha256_file
 
 CHECKPOINT_FORMAT = "edgeseg-checkpoint/1"
 SAMPLE_NAME = "deeplabv3_mobilenet_v3_large_synthetic.pt"
@@ -53,12 +53,17 @@ class LoadedWeights:
         return model.eval()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or Inf: such a model outputs NaN, and NaN argmaxes to class 0 everywhere."""
+    bad_total, first = 0, None
+    for key, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            bad = int(tensor.numel() - torch.isfinite(tensor).sum())
+            if bad and first is None:
+                first = key
+            bad_total += bad
+    if bad_total:
+        raise WeightsError(f"{source}: weights hold {bad_total} non-finite values (NaN/Inf), the first in {first}")
 
 
 def _class_count(arch: str, state: dict[str, torch.Tensor], source: str) -> int:
@@ -114,6 +119,22 @@ def _load_file(path: Path) -> Any:
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt: {reason[:160]})") from None
 
 
+# What an edgeseg checkpoint must carry, and of which type (a hand-edited or foreign file may not).
+CHECKPOINT_FIELDS = {"arch": str, "num_classes": int, "labels": (list, tuple), "state_dict": dict}
+
+
+def _check_checkpoint_fields(payload: dict, path: Path) -> None:
+    for key, kind in CHECKPOINT_FIELDS.items():
+        if key not in payload:
+            raise WeightsError(f"{path}: edgeseg checkpoint lacks '{key}'")
+        if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
+            raise WeightsError(f"{path}: edgeseg checkpoint field '{key}' has the wrong type ({type(payload[key]).__name__})")
+    if payload["arch"] not in ZOO:
+        raise WeightsError(f"{path}: edgeseg checkpoint names an unknown architecture '{payload['arch']}'")
+    if not all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
+        raise WeightsError(f"{path}: edgeseg checkpoint's state_dict holds something other than tensors")
+
+
 def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None = None) -> LoadedWeights:
     """Resolve `--weights`: 'sample', 'torchvision', or a path to a state dict / edgeseg checkpoint."""
     if spec == "sample":
@@ -125,8 +146,9 @@ def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None
         return _load_torchvision(arch or DEFAULT_ARCH)
     path = Path(spec)
     payload = _load_file(path)
-    sha = _sha256(path)
+    sha = sha256_file(path)
     if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+        _check_checkpoint_fields(payload, path)
         ckpt_arch = payload["arch"]
         if arch is not None and arch != ckpt_arch:
             raise WeightsError(f"{path}: is a {ckpt_arch} checkpoint, not {arch}")
@@ -138,6 +160,7 @@ def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None
         )
         if len(weights.labels) != weights.num_classes:
             raise WeightsError(f"{path}: carries {len(weights.labels)} label names for {weights.num_classes} classes")
+        check_finite(weights.state_dict, str(path))
         return weights
     if isinstance(payload, dict) and "model" in payload and isinstance(payload["model"], dict):
         payload = payload["model"]  # torchvision references' training checkpoints nest the state dict
@@ -145,6 +168,7 @@ def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None
         raise WeightsError(f"{path}: neither a state dict nor an edgeseg checkpoint")
     arch = arch or DEFAULT_ARCH
     num_classes = _class_count(arch, payload, str(path))
+    check_finite(payload, str(path))
     if labels_file is not None:
         labels = _read_labels_file(labels_file, num_classes)
     else:
@@ -161,6 +185,7 @@ def _load_torchvision(arch: str) -> LoadedWeights:
             f"{weights.url}: cannot download torchvision's {arch} weights ({type(exc).__name__}); "
             f"pass --weights PATH to a local copy of that file"
         ) from None
+    check_finite(state, f"torchvision:{weights}")
     return LoadedWeights(
         arch=arch, num_classes=len(weights.meta["categories"]), labels=tuple(weights.meta["categories"]),
         state_dict=state, sha256=None, source=f"torchvision:{weights}", metadata={"torchvision_metrics": weights.meta.get("_metrics")},

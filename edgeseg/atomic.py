@@ -1,20 +1,142 @@
-"""Atomic writes: an artifact is either complete on disk or absent, never half-written."""
+"""Atomic writes: an artifact is either complete on disk or absent, never half-written.
+
+Crash- and concurrency-safety, without relying on timing:
+- every temporary name (a staging folder, a `.name.XXXX` file) is held under an advisory lock
+  (`fcntl.flock`) for as long as its writer lives; the kernel drops the lock when the process dies,
+  even by SIGKILL, so the next writer removes exactly the leftovers of dead runs and never a live
+  run's files;
+- `publish` moves a staged artifact and its manifest into place under a lock on the output folder,
+  the old manifest removed first and the new one last: a reader sees the new pair, the old pair, or
+  an artifact without a manifest (absent), never a manifest describing another artifact (and the
+  manifest's sha256 is checked on every load besides);
+- `crash_point(name)` ends the process abruptly at a named moment when `$EDGESEG_CRASH_AT` names it,
+  so tests simulate `kill -9` at exactly that moment.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from edgeseg.errors import ConfigError
 
+STAGING_PREFIX = ".edgeseg-staging-"
+OWNER_FILE = ".owner"
+CRASH_ENV = "EDGESEG_CRASH_AT"
+CRASH_EXIT_CODE = 137  # what a shell reports for a process killed by SIGKILL
+# A staging folder whose owner lock is not taken yet may be a run's first milliseconds: leave young ones alone.
+_UNLOCKED_GRACE_S = 60.0
+
+
+def crash_point(name: str) -> None:
+    """End the process at once, as `kill -9` would (no cleanup, no finally), when `$EDGESEG_CRASH_AT` is `name`."""
+    if os.environ.get(CRASH_ENV) == name:
+        os._exit(CRASH_EXIT_CODE)
+
+
+def _try_lock(path: Path) -> int | None:
+    """An fd holding an exclusive flock on `path`, or None when another live process holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _create_locked(path: Path) -> int:
+    """Create `path` already locked by this process (the fd is the lock): made under another name and
+    renamed, so no cleaner can ever see `path` unlocked while its owner lives."""
+    pending = path.with_name(path.name + ".new")
+    fd = os.open(pending, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(pending, path)
+    return fd
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def clean_stale_staging(out_dir: Path) -> list[Path]:
+    """Remove staging folders in `out_dir` left by conversions that died; return what was removed."""
+    removed = []
+    for folder in sorted(Path(out_dir).glob(f"{STAGING_PREFIX}*")):
+        owner = folder / OWNER_FILE
+        if not owner.exists():
+            if folder.is_dir() and _age_s(folder) > _UNLOCKED_GRACE_S:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+            continue
+        fd = _try_lock(owner)
+        if fd is None:
+            continue  # its conversion is still running
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def clean_stale_temps(path: Path) -> list[Path]:
+    """Remove `.NAME.*` temporaries of `path` left by writers that died (a live writer holds its lock)."""
+    path = Path(path)
+    # Exactly the names locked_temp_file makes (mkstemp's 8 random characters), so no user file is touched.
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}(" + re.escape(path.suffix) + r")?")
+    removed = []
+    for tmp in sorted(path.parent.glob(f".{glob_escape(path.name)}.*")):
+        if not pattern.fullmatch(tmp.name) or not tmp.is_file():
+            continue
+        fd = _try_lock(tmp)
+        if fd is None:
+            continue
+        try:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def locked_temp_file(path: Path, suffix: str = "") -> tuple[Path, int]:
+    """A new temporary file beside `path` (`.NAME.XXXX`), mode as a plain file, and the fd holding its
+    lock: close the fd once the file is renamed or removed. Stale temporaries of dead writers go first."""
+    path = Path(path)
+    clean_stale_temps(path)
+    # Made as `..NAME.XXXX` (which no cleaner matches), locked, then renamed to `.NAME.XXXX`: a cleaner
+    # never meets it unlocked.
+    fd, pending = tempfile.mkstemp(prefix=f"..{path.name}.", suffix=suffix, dir=path.parent)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    tmp = Path(pending).with_name(Path(pending).name[1:])
+    os.rename(pending, tmp)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return tmp, fd
+
 
 def ensure_writable_dir(path: Path) -> None:
     """Create `path` (and parents) or raise a one-line ConfigError saying why it cannot be written."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: exists and is not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -25,40 +147,80 @@ def ensure_writable_dir(path: Path) -> None:
 
 @contextlib.contextmanager
 def staging_dir(out_dir: Path) -> Iterator[Path]:
-    """A scratch folder beside `out_dir` (same filesystem, so the final moves are renames).
+    """A scratch folder inside `out_dir` (same filesystem, so the final moves are renames).
 
     Files written into it are moved into `out_dir` by `publish`; on any error the scratch
-    folder is removed and `out_dir` is left as it was.
+    folder is removed and `out_dir` is left as it was. Staging left by killed runs is removed first.
     """
     ensure_writable_dir(out_dir)
-    scratch = Path(tempfile.mkdtemp(prefix=".edgeseg-staging-", dir=out_dir))
+    clean_stale_staging(out_dir)
+    scratch = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+    lock = _create_locked(scratch / OWNER_FILE)
     try:
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        os.close(lock)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on `folder` itself (no lock file to leave behind); waits for the holder."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def publish(staged: list[Path], out_dir: Path) -> list[Path]:
-    """Move staged files into `out_dir` with atomic renames, in the given order (manifest last)."""
-    published = []
+    """Move staged files into `out_dir` with atomic renames, in the given order, the last one being the
+    manifest that describes the others.
+
+    Under a lock on `out_dir`, so two conversions into one folder publish one after the other. The old
+    manifest goes first: a crash at any moment leaves the old pair, the new pair, or new files without a
+    manifest (which no reader uses), never a manifest beside files it does not describe.
+    """
+    *files, manifest = staged
     for src in staged:
-        dst = out_dir / src.name
-        os.replace(src, dst)
-        published.append(dst)
+        _fsync(src)  # the bytes reach the disk before the names do
+    published = []
+    with folder_lock(out_dir):
+        (out_dir / manifest.name).unlink(missing_ok=True)
+        crash_point("publish:old-manifest-removed")
+        for src in files:
+            os.replace(src, out_dir / src.name)
+            published.append(out_dir / src.name)
+        crash_point("publish:artifact-visible")
+        os.replace(manifest, out_dir / manifest.name)
+        published.append(out_dir / manifest.name)
+        _fsync(out_dir)
     return published
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     ensure_writable_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp, fd = locked_temp_file(path)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise ConfigError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -80,12 +242,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     ensure_writable_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
+    tmp, lock = locked_temp_file(path, suffix=path.suffix)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        os.close(lock)

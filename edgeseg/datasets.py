@@ -12,9 +12,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from edgeseg.errors import DatasetError
+from edgeseg.palette_png import read_class_ids_png
 
 VOC_LABELS = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -42,16 +42,28 @@ def read_image_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _pillow():
+    """Pillow's Image module, or None: the device install has no Pillow (edgeseg.palette_png reads masks there)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    return Image
+
+
 def read_mask(path: Path) -> np.ndarray:
     """Class ids as uint8 HxW: palette indices of a VOC PNG, or grey values of a plain mask."""
+    image_module = _pillow()
+    if image_module is None:
+        return read_class_ids_png(path)
     try:
-        with Image.open(path) as im:
+        with image_module.open(path) as im:
             if im.mode not in ("P", "L"):
                 raise DatasetError(f"{path}: mask must be a palette or greyscale PNG of class ids, got mode {im.mode}")
             return np.array(im, dtype=np.uint8)
     except FileNotFoundError:
         raise DatasetError(f"{path}: mask file not found") from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except OSError as exc:  # Pillow's UnidentifiedImageError is an OSError
         raise DatasetError(f"{path}: not a readable mask ({exc})") from None
 
 
@@ -65,6 +77,7 @@ class SegmentationDataset:
         self.samples = samples
         self.labels = labels
         self.kind = kind
+        self.labels_assumed = False  # True: a VOC-layout folder without labels.txt, taken to have VOC's classes
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -91,20 +104,20 @@ class SegmentationDataset:
             )
         return image, mask
 
-    def subset(self, count: int) -> "SegmentationDataset":
-        return SegmentationDataset(self.root, self.samples[:count], self.labels, self.kind)
+    def subset(self, count: int) -> SegmentationDataset:
+        subset = SegmentationDataset(self.root, self.samples[:count], self.labels, self.kind)
+        subset.labels_assumed = self.labels_assumed
+        return subset
 
-    def check(self, num_classes: int) -> None:
-        """Read every mask once; stop at the first one that cannot serve a `num_classes` model."""
+    def check(self, num_classes: int) -> set[int]:
+        """Decode every image and mask once; stop at the first one that cannot serve a `num_classes`
+        model. Returns the class ids the masks use (255 = ignore left out)."""
+        used: set[int] = set()
         for sample in self.samples:
             if sample.mask_path is None:
                 raise DatasetError(f"{sample.image_path}: no ground-truth mask")
             mask = read_mask(sample.mask_path)
-            try:
-                with Image.open(sample.image_path) as im:
-                    size = im.size
-            except (FileNotFoundError, UnidentifiedImageError, OSError):
-                raise DatasetError(f"{sample.image_path}: not a readable image") from None
+            size = _decoded_size(sample.image_path)
             if size != (mask.shape[1], mask.shape[0]):
                 raise DatasetError(
                     f"{sample.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {size[0]}x{size[1]}"
@@ -113,8 +126,11 @@ class SegmentationDataset:
             bad = ids[(ids != IGNORE_INDEX) & (ids >= num_classes)]
             if bad.size:
                 raise DatasetError(
-                    f"{sample.mask_path}: class id {int(bad[0])} but the model has {num_classes} classes (0..{num_classes - 1}, 255 = ignore)"
+                    f"{sample.mask_path}: class id {int(bad[0])} but the model has {num_classes} classes "
+                    f"(0..{num_classes - 1}, 255 = ignore)"
                 )
+            used.update(int(i) for i in ids if i != IGNORE_INDEX)
+        return used
 
     def fingerprint(self) -> str:
         """sha256 over the ids and bytes of every file: identifies the exact data a model saw."""
@@ -127,29 +143,70 @@ class SegmentationDataset:
         return digest.hexdigest()
 
 
+def _decoded_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image decoded in full (a truncated file passes a header check and fails
+    mid-training): with Pillow where it is installed, else with OpenCV."""
+    image_module = _pillow()
+    if image_module is None:
+        height, width = read_image_rgb(path).shape[:2]
+        return width, height
+    try:
+        with image_module.open(path) as im:
+            im.load()
+            return im.size
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: image file not found") from None
+    except (OSError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
+        raise DatasetError(f"{path}: not a readable image ({exc})") from None
+
+
 def _read_labels(root: Path) -> tuple[str, ...] | None:
     path = root / "labels.txt"
     if not path.is_file():
         return None
-    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    return names or None
+    try:
+        names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read the class names ({exc})") from None
+    if not names:
+        raise DatasetError(f"{path}: is empty; name the classes, one per line, background first")
+    return names
+
+
+def split_list(root: Path | str, split: str) -> Path | None:
+    """The file listing a split's ids: VOC's ImageSets/Segmentation/<split>.txt, else <split>.txt at
+    the root; None when the folder lists no such split."""
+    root = Path(root)
+    for candidate in (root / "ImageSets" / "Segmentation" / f"{split}.txt", root / f"{split}.txt"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def split_ids(root: Path | str, split: str) -> list[str]:
+    """The ids a split lists (first word of each non-empty line); empty when it is not listed."""
+    path = split_list(root, split)
+    return _read_ids(path) if path is not None else []
+
+
+def _read_ids(path: Path) -> list[str]:
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
 def _voc_ids(root: Path, split: str | None) -> list[str]:
     if split is None:
         return sorted(p.stem for p in (root / "JPEGImages").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    for candidate in (Path(split), root / "ImageSets" / "Segmentation" / f"{split}.txt", root / f"{split}.txt"):
-        if candidate.is_file():
-            return [line.split()[0] for line in candidate.read_text().splitlines() if line.strip()]
-    raise DatasetError(f"{root}: no list for split '{split}' (looked for ImageSets/Segmentation/{split}.txt and {split}.txt)")
+    path = Path(split) if Path(split).is_file() else split_list(root, split)  # a list file may be named directly
+    if path is None:
+        raise DatasetError(f"{root}: no list for split '{split}' "
+                           f"(looked for ImageSets/Segmentation/{split}.txt and {split}.txt)")
+    return _read_ids(path)
 
 
 def evaluation_split(root: Path | str) -> str | None:
     """`"val"` when the folder lists a val split (VOC's ImageSets/Segmentation/val.txt or a root
     val.txt), else None (every image): the images verification and evaluation score by default."""
-    root = Path(root)
-    listed = (root / "ImageSets" / "Segmentation" / "val.txt").is_file() or (root / "val.txt").is_file()
-    return "val" if listed else None
+    return "val" if split_list(root, "val") is not None else None
 
 
 def open_dataset(path: Path | str, split: str | None = None) -> SegmentationDataset:
@@ -168,8 +225,10 @@ def open_dataset(path: Path | str, split: str | None = None) -> SegmentationData
                 raise DatasetError(f"{root / 'JPEGImages' / sample_id}.jpg: listed in split '{split}' but missing")
             mask = masks / f"{sample_id}.png"
             samples.append(Sample(sample_id, image, mask if mask.is_file() else None))
-        labels = _read_labels(root) or VOC_LABELS
-        return SegmentationDataset(root, samples, labels, "voc")
+        labels = _read_labels(root)
+        dataset = SegmentationDataset(root, samples, labels or VOC_LABELS, "voc")
+        dataset.labels_assumed = labels is None  # PASCAL VOC itself has no labels.txt
+        return dataset
     if (root / "images").is_dir():
         image_dir, mask_dir = root / "images", root / "masks"
         samples = []

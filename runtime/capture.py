@@ -63,6 +63,7 @@ class SourceOptions:
     fps: float | None = None
     reconnect_attempts: int = 5  # live sources: reopen this often before giving up
     reconnect_delay_s: float = 1.0
+    first_frame_timeout_s: float | None = 15.0  # opening and the first frame; None waits forever
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +80,9 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--input-rate", type=float, default=None, metavar="FPS", help=f"cameras: frame rate (CSI default {CSI_DEFAULT[2]:g})")
     g.add_argument("--reconnect", type=int, default=5, metavar="N",
                    help="cameras and streams: reopen a source that stops delivering this many times before ending (default: %(default)s)")
+    g.add_argument("--first-frame-timeout", type=float, default=SourceOptions.first_frame_timeout_s, metavar="S",
+                   help="give up on a source that has not delivered its first frame after S seconds "
+                        "(a busy camera, a silent stream, a pipe with no writer; 0 waits forever; default: %(default)s)")
 
 
 def source_options_from_args(args: argparse.Namespace) -> SourceOptions:
@@ -88,8 +92,12 @@ def source_options_from_args(args: argparse.Namespace) -> SourceOptions:
             raise ConfigError(f"--{name.replace('_', '-')} {value}: must be positive")
     if args.reconnect < 0:
         raise ConfigError(f"--reconnect {args.reconnect}: must be 0 or more")
+    timeout = args.first_frame_timeout
+    if timeout < 0 or timeout != timeout:
+        raise ConfigError(f"--first-frame-timeout {timeout:g}: must be 0 (wait forever) or more")
     return SourceOptions(loop=args.loop, realtime=args.realtime, width=args.input_width, height=args.input_height,
-                         fps=args.input_rate, reconnect_attempts=args.reconnect)
+                         fps=args.input_rate, reconnect_attempts=args.reconnect,
+                         first_frame_timeout_s=timeout or None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,10 +145,26 @@ def _quiet_opencv() -> Iterator[None]:
         logging.setLogLevel(previous)
 
 
+def video_io_backends(build_information: str | None = None) -> dict[str, bool]:
+    """Which capture back-ends this OpenCV was built with, from its "Video I/O" build information."""
+    info = cv2.getBuildInformation() if build_information is None else build_information
+    found = {}
+    for key, pattern in (("gstreamer", r"GStreamer:\s*(\S+)"), ("v4l2", r"v4l/v4l2:\s*(\S+)"),
+                         ("ffmpeg", r"FFMPEG:\s*(\S+)")):
+        match = re.search(pattern, info)
+        found[key] = bool(match) and match.group(1).upper() == "YES"
+    return found
+
+
 def gstreamer_available() -> bool:
-    info = cv2.getBuildInformation()
-    match = re.search(r"GStreamer:\s*(\S+)", info)
-    return bool(match) and match.group(1).upper() == "YES"
+    return video_io_backends()["gstreamer"]
+
+
+def no_gstreamer_message(uri: str) -> str:
+    """Why csi:// cannot open here, naming the OpenCV that is loaded, and what to do (docs/jetson.md)."""
+    return (f"{uri}: the loaded OpenCV {cv2.__version__} ({cv2.__file__}) was built without GStreamer, which "
+            "the Jetson CSI camera needs; use JetPack's OpenCV: a venv made with --system-site-packages and no "
+            "pip OpenCV in it (pip uninstall opencv-python opencv-python-headless; see docs/jetson.md)")
 
 
 def csi_pipeline(sensor_id: int, width: int, height: int, fps: float) -> str:
@@ -297,8 +321,37 @@ def _existing_path_source(uri: str, path: Path, options: SourceOptions) -> Frame
 def open_source(uri: str, options: SourceOptions = SourceOptions()) -> FrameSource:
     """Parse a source URI and open it; raise SourceError naming the source when it cannot deliver."""
     source = parse_source(uri, options)
-    source.open()
+    open_within(source, options.first_frame_timeout_s)
     return source
+
+
+def open_within(source: FrameSource, timeout_s: float | None) -> None:
+    """`source.open()` (which reads the first frame), given up after `timeout_s` with one line.
+
+    Opening can block in the OS with no timeout of its own (a named pipe waits for a writer, a busy
+    camera driver for its device), so it runs on a helper thread; one that never returns is left
+    behind as a daemon and ends with the process.
+    """
+    if not timeout_s:
+        source.open()
+        return
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            source.open()
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=attempt, name="edgeseg-open-source", daemon=True).start()
+    if not done.wait(timeout_s):
+        raise SourceError(f"{source.uri}: delivered no frame within {timeout_s:g} s (a busy camera, a silent stream, "
+                          f"a pipe nobody writes to?); --first-frame-timeout sets the wait")
+    if failure:
+        raise failure[0]
 
 
 def parse_source(uri: str, options: SourceOptions = SourceOptions()) -> FrameSource:
@@ -312,8 +365,7 @@ def parse_source(uri: str, options: SourceOptions = SourceOptions()) -> FrameSou
         if not rest.isdigit():
             raise SourceError(f"{uri}: expected csi://N with N the sensor id, e.g. csi://0")
         if not gstreamer_available():
-            raise SourceError(f"{uri}: needs OpenCV built with GStreamer (the Jetson's system OpenCV has it; "
-                              "the opencv-python wheel does not)")
+            raise SourceError(no_gstreamer_message(uri))
         width = options.width or CSI_DEFAULT[0]
         height = options.height or CSI_DEFAULT[1]
         fps = options.fps or CSI_DEFAULT[2]

@@ -3,6 +3,10 @@
 A video file is written under a temporary name beside the target and renamed when it is closed,
 so `out.mp4` is either a finished, playable file or absent; `close()` runs on every way out of
 the demo (end of source, --max-frames, a vanished camera, Ctrl-C), so what was written is kept.
+OpenCV's writers report no write errors, so a finished video is read back before it is published
+(its frame count, and its last frame decoded): a full disk or a vanished folder fails the command
+with one line instead of publishing a file that does not play. The temporary is held under a lock,
+so a later run removes the one a killed run left behind.
 """
 
 from __future__ import annotations
@@ -11,14 +15,13 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edgeseg.atomic import ensure_writable_dir
-from edgeseg.errors import ConfigError
+from edgeseg.atomic import ensure_writable_dir, locked_temp_file
+from edgeseg.errors import ConfigError, OutputError
 
 # Container -> codec that the OpenCV wheels can write everywhere (they ship FFmpeg without H.264
 # encoders): MPEG-4 Part 2 in .mp4, Motion-JPEG in .avi. Both play in VLC, browsers' ffmpeg-based
@@ -32,7 +35,7 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("output", "where rendered frames go")
     g.add_argument("--save", type=Path, default=None, metavar="VIDEO",
                    help=f"write the rendered video ({', '.join(sorted(VIDEO_CODECS))}); finished and playable on every exit")
-    g.add_argument("--save-frames", type=Path, default=None, metavar="DIR", help="write every rendered frame as DIR/frame_000000.png")
+    g.add_argument("--save-frames", type=Path, default=None, metavar="DIR", help="write every rendered frame as DIR/frame_000000.png (images: DIR/<image name>.png, each at its own size)")
     g.add_argument("--headless", action="store_true", help="no window (the default where no display exists)")
 
 
@@ -72,16 +75,18 @@ class VideoFileSink(Sink):
         self.resized: np.ndarray | None = None
         self.frames = 0
         self.tmp_path: Path | None = None
+        self.tmp_lock: int | None = None  # fd holding the temporary's lock while this run owns it
         self.published = False
         umask = os.umask(0)  # read once here, before any other thread runs: os.umask can only be read by setting it
         os.umask(umask)
         self.file_mode = 0o666 & ~umask
 
     def _open(self, width: int, height: int) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix, dir=self.path.parent or ".")
-        os.close(fd)
-        os.chmod(tmp, self.file_mode)  # mkstemp makes it private; a video is an ordinary file
-        self.tmp_path = Path(tmp)
+        try:
+            self.tmp_path, self.tmp_lock = locked_temp_file(self.path, suffix=self.path.suffix)
+            os.chmod(self.tmp_path, self.file_mode)  # a video is an ordinary file
+        except OSError as exc:
+            raise OutputError(f"--save {self.path}: cannot create the video file there ({exc.strerror or exc})") from None
         self.fps = self.fps if self.fps and self.fps > 0 else DEFAULT_VIDEO_FPS
         writer = cv2.VideoWriter(str(self.tmp_path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
         if not writer.isOpened():
@@ -108,21 +113,69 @@ class VideoFileSink(Sink):
             return
         self.writer.release()  # writes the container index: from here the file plays
         self.writer = None
-        if self.frames:
-            os.replace(self.tmp_path, self.path)
-            self.published = True
-        else:
+        if not self.frames:
             self._discard()
+            return
+        readable = readable_frames(self.tmp_path, self.frames)
+        if readable < self.frames:
+            self._discard()
+            raise OutputError(f"--save {self.path}: only {readable} of {self.frames} frames could be read back from "
+                              f"the written video (disk full, or the folder went away?); nothing was kept")
+        try:
+            os.replace(self.tmp_path, self.path)
+        except OSError as exc:
+            self._discard()
+            raise OutputError(f"--save {self.path}: cannot move the finished video into place ({exc.strerror})") from None
+        self.published = True
+        self._unlock()
 
     def _discard(self) -> None:
         if self.tmp_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.tmp_path)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self.tmp_lock is not None:
+            os.close(self.tmp_lock)
+            self.tmp_lock = None
 
     def describe(self) -> str:
         if not self.published:
             return f"{self.path}: not written (no frames)"
         return f"{self.path} ({self.frames} frames, {self.size[0]}x{self.size[1]}, {self.fps:g} fps, {self.fourcc})"
+
+
+def readable_frames(path: Path, expected: int) -> int:
+    """How many of `expected` frames a reader finds in a finished video: the container's count, and 0
+    unless its last frame decodes (a file cut short by a full disk has an index but not the data)."""
+    with _quiet_stderr():  # FFmpeg logs a damaged file's details itself; the caller says it in one line
+        capture = cv2.VideoCapture(str(path))
+        try:
+            if not capture.isOpened():
+                return 0
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            if count < expected:
+                return max(count, 0)
+            capture.set(cv2.CAP_PROP_POS_FRAMES, expected - 1)
+            ok, _ = capture.read()
+            return expected if ok else 0
+        finally:
+            capture.release()
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (native libraries write there directly) for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class ImageSequenceSink(Sink):
@@ -137,13 +190,27 @@ class ImageSequenceSink(Sink):
     def write(self, canvas: np.ndarray) -> None:
         if self.frames == 0:
             ensure_writable_dir(self.folder)  # created with the first frame, not for a run that fails to start
-        path = self.folder / f"frame_{self.frames:06d}.png"
-        # Written under a temporary name and renamed, so a frame file is never half-written.
+        path = self.folder / self.next_name()
+        # Encoded in memory and written by Python, whose writes report a full disk (cv2.imwrite may not);
+        # under a temporary name and renamed, so a frame file is never half-written.
+        ok, encoded = cv2.imencode(".png", canvas)
+        if not ok:
+            raise OutputError(f"--save-frames {self.folder}: OpenCV cannot encode {path.name} as PNG")
         tmp = self.folder / f".{path.name}.tmp.png"
-        if not cv2.imwrite(str(tmp), canvas):
-            raise ConfigError(f"--save-frames {self.folder}: cannot write {path.name}")
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(encoded.tobytes())
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise OutputError(f"--save-frames {self.folder}: cannot write {path.name} ({exc.strerror or exc}); "
+                              f"{self.frames} frames were written before it") from None
         self.frames += 1
+
+    def next_name(self) -> str:
+        """The file name of the frame about to be written."""
+        return f"frame_{self.frames:06d}.png"
 
     def describe(self) -> str:
         return f"{self.folder}/ ({self.frames} PNG frames)"

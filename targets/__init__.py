@@ -5,7 +5,7 @@ The converter, argument validation, the benchmark and `edgeseg targets` all read
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,21 +15,79 @@ from edgeseg.errors import ConfigError
 
 PROFILE_DIR = Path(__file__).resolve().parent
 ALL_PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
-FORMATS = ("onnx", "tflite", "tensorrt-bundle")
+
+
+@dataclass(frozen=True)
+class ArtifactFormat:
+    """An artifact format: the module under convert/ that writes it (its `export(job, staging)`) and the
+    runtime backend (runtime/backends/<backend>.py) that runs it. Names, not imports: the core never
+    imports convert/ or a framework."""
+
+    name: str
+    exporter: str
+    backend: str
+    # Precisions whose artifact takes another form, written by another module.
+    precision_exporters: dict[str, str] = field(default_factory=dict)
+
+    def exporter_for(self, precision: str) -> str:
+        """The module that exports this format at `precision`."""
+        return self.precision_exporters.get(precision, self.exporter)
+
+    def exporters(self) -> tuple[str, ...]:
+        """Every exporter module this format uses."""
+        return (self.exporter, *self.precision_exporters.values())
+
+
+# The one registration of each format; targets name a format, the converter and the benchmark read its exporter.
+FORMATS: dict[str, ArtifactFormat] = {f.name: f for f in (
+    # INT8 for ONNX Runtime's fused integer kernels, not TensorRT's Q/DQ placement.
+    ArtifactFormat("onnx", exporter="edgeseg.convert.onnx_export", backend="onnxruntime",
+                   precision_exporters={"int8": "edgeseg.convert.ort_int8"}),
+    ArtifactFormat("tflite", exporter="edgeseg.convert.tflite_export", backend="litert"),
+    ArtifactFormat("tensorrt-bundle", exporter="edgeseg.convert.tensorrt_bundle", backend="tensorrt"),
+)}
+
+
+# The edgeseg runtime's own floor (setup.cfg python_requires); a JetPack with an older Python can
+# still build and run the bundle's engine with its trtexec script.
+RUNTIME_MIN_PYTHON = (3, 10)
+
+
+@dataclass(frozen=True)
+class JetPackRelease:
+    """One JetPack release a board runs, with the Python and TensorRT it ships."""
+
+    release: str  # "6.1"
+    python: str  # "3.10"
+    tensorrt: str  # "10.3"
+
+    @property
+    def runtime_supported(self) -> bool:
+        """Whether the edgeseg runtime installs on this release's Python (else: the trtexec script only)."""
+        return tuple(int(p) for p in self.python.split(".")[:2]) >= RUNTIME_MIN_PYTHON
+
+    def to_dict(self) -> dict:
+        return {"release": self.release, "python": self.python, "tensorrt": self.tensorrt,
+                "edgeseg_runtime": self.runtime_supported}
 
 
 @dataclass(frozen=True)
 class TensorRTOptions:
     """The `tensorrt:` section, which only TensorRT targets have: how their engines are built."""
 
-    versions: tuple[str, ...]  # TensorRT versions the board's JetPack releases ship; the ONNX must parse on each
+    jetpack: tuple[JetPackRelease, ...]  # the releases this board runs; the ONNX must parse on each TensorRT
     workspace_mb: int = 1024
     dla_cores: int = 0
     gpu_fallback: bool = True
 
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """The TensorRT versions of the board's JetPack releases, oldest first, each once."""
+        return tuple(dict.fromkeys(r.tensorrt for r in self.jetpack))
+
     def to_dict(self) -> dict:
-        return {"versions": list(self.versions), "workspace_mb": self.workspace_mb, "dla_cores": self.dla_cores,
-                "gpu_fallback": self.gpu_fallback}
+        return {"versions": list(self.versions), "jetpack": [r.to_dict() for r in self.jetpack],
+                "workspace_mb": self.workspace_mb, "dla_cores": self.dla_cores, "gpu_fallback": self.gpu_fallback}
 
 
 @dataclass(frozen=True)
@@ -94,12 +152,26 @@ def _section(path: Path, raw: dict, key: str):
     unknown = set(fields) - set(cls.__dataclass_fields__)
     if unknown:
         raise ConfigError(f"{path}: unknown keys in '{key}:' {sorted(unknown)}")
-    if "versions" in fields:
-        fields["versions"] = tuple(str(v) for v in fields["versions"])
     try:
+        if "jetpack" in fields:
+            fields["jetpack"] = tuple(_jetpack_release(path, entry) for entry in fields["jetpack"])
         return cls(**fields)
     except TypeError as exc:
         raise ConfigError(f"{path}: '{key}:' section: {exc}") from None
+
+
+def _jetpack_release(path: Path, entry: dict) -> JetPackRelease:
+    """One `jetpack:` entry; versions are kept as strings ("3.10" must not become the float 3.1)."""
+    if not isinstance(entry, dict) or set(entry) != {"release", "python", "tensorrt"}:
+        raise ConfigError(f"{path}: each 'jetpack:' entry needs exactly release, python and tensorrt, got {entry!r}")
+    values = {k: str(v) for k, v in entry.items()}
+    for key in ("release", "python", "tensorrt"):
+        parts = values[key].split(".")
+        # An unquoted 3.10 reaches us as the float 3.1: only a quoted string keeps the version.
+        if not isinstance(entry[key], str) or len(parts) < 2 or not all(p.isdigit() for p in parts):
+            raise ConfigError(f"{path}: JetPack {values['release']}: {key} {entry[key]!r} must be a quoted "
+                              'MAJOR.MINOR string, e.g. "3.10"')
+    return JetPackRelease(**values)
 
 
 def _load(path: Path) -> TargetProfile:

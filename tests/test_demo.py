@@ -42,8 +42,11 @@ def onnx_model(sample_checkpoint, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def pytorch_model(onnx_model, sample_checkpoint, tmp_path_factory) -> Path:
     """A manifest that runs the sample checkpoint itself through the PyTorch backend, same input spec."""
+    from edgeseg.manifest import sha256_file
+
     data = json.loads(onnx_model.read_text())
-    data.update(artifact=str(sample_checkpoint.resolve()), backend="pytorch")
+    data.update(artifact=str(sample_checkpoint.resolve()), artifact_sha256=sha256_file(sample_checkpoint),
+                external_artifact=True, backend="pytorch")
     path = tmp_path_factory.mktemp("pytorch") / "sample-pytorch-128.pt.json"
     path.write_text(json.dumps(data))
     return path

@@ -89,6 +89,7 @@ def test_file_that_is_not_a_flatbuffer_is_refused(peer_manifest: Path, tmp_path:
     data = json.loads(peer_manifest.read_text())
     data["artifact"] = "broken.tflite"
     (tmp_path / "broken.tflite").write_bytes(b"PK\x03\x04 this is not a model" * 8)
+    data["artifact_sha256"] = sha256_file(tmp_path / "broken.tflite")  # past the sha256 check, to the backend's own
     (tmp_path / "broken.tflite.json").write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="broken.tflite: not a TFLite flatbuffer"):
         open_backend(tmp_path / "broken.tflite")
@@ -99,6 +100,7 @@ def test_truncated_flatbuffer_is_refused_in_one_line(peer_manifest: Path, tmp_pa
     data = json.loads(peer_manifest.read_text())
     data["artifact"] = "truncated.tflite"
     (tmp_path / "truncated.tflite").write_bytes(model.read_bytes()[:4096])
+    data["artifact_sha256"] = sha256_file(tmp_path / "truncated.tflite")
     (tmp_path / "truncated.tflite.json").write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="truncated.tflite: LiteRT cannot load it") as info:
         open_backend(tmp_path / "truncated.tflite")

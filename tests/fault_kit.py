@@ -1,0 +1,68 @@
+"""Helpers for the fault-injection tests: a tiny real ONNX model with an honest manifest, built in
+milliseconds (a 1x1 convolution to the sample model's 7 classes), and byte-level damage."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.scenes import SYNTHETIC_LABELS
+
+SIZE = 64
+CLASSES = len(SYNTHETIC_LABELS)
+
+
+def tiny_onnx_bytes(seed: int = 0) -> bytes:
+    """A 1x1 convolution 3 -> 7 classes at SIZE x SIZE, NCHW float32, as ONNX bytes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weight = numpy_helper.from_array(rng.standard_normal((CLASSES, 3, 1, 1)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(rng.standard_normal(CLASSES).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w", "b"], ["logits"])], "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, CLASSES, SIZE, SIZE])],
+        [weight, bias])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def tiny_manifest(artifact: Path) -> dict:
+    """The manifest conversion would write for `artifact` (the fields the runtime reads)."""
+    from edgeseg.manifest import MANIFEST_VERSION, sha256_file
+
+    return {
+        "format_version": MANIFEST_VERSION, "artifact": artifact.name, "artifact_sha256": sha256_file(artifact),
+        "backend": "onnxruntime", "target": "host-cpu", "precision": "fp32",
+        "model": {"architecture": "tiny", "num_classes": CLASSES, "labels": list(SYNTHETIC_LABELS)},
+        "input": {"height": SIZE, "width": SIZE, "layout": "NCHW", "dtype": "float32", "color_order": "RGB",
+                  "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": 1 / 255}},
+        "output": {"kind": "logits", "layout": "NCHW", "dtype": "float32"},
+        "runtime": {"threads": 1},
+    }
+
+
+def write_tiny_pair(folder: Path, name: str = "tiny.onnx", seed: int = 0) -> Path:
+    """A tiny model and its manifest in `folder`; returns the manifest's path."""
+    from edgeseg.atomic import write_bytes_atomic, write_json_atomic
+    from edgeseg.manifest import manifest_path_for
+
+    artifact = Path(folder) / name
+    write_bytes_atomic(artifact, tiny_onnx_bytes(seed))
+    write_json_atomic(manifest_path_for(artifact), tiny_manifest(artifact))
+    return manifest_path_for(artifact)
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    """Flip one byte in place, keeping the size. The mtime is moved on explicitly, so the test does
+    not depend on the filesystem's timestamp granularity."""
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
