@@ -78,7 +78,8 @@ class OrtInt8Model(qdq.QdqModel):
         record = super().to_dict()
         record.update({
             "format": "QDQ for ONNX Runtime's CPU integer kernels (QLinearConv, QLinearAdd, QLinearMul, ...)",
-            "activations": "uint8 asymmetric per-tensor", "weights": "int8 symmetric per-channel (axis 0), int8 initializers",
+            "activations": "uint8 asymmetric per-tensor",
+            "weights": "int8 symmetric per-channel (axis 0), int8 initializers",
             "reduce_range": self.reduce_range,
         })
         return record

@@ -96,7 +96,8 @@ def test_budget_search_keeps_sensitive_layers_in_float_in_the_ort_form(sample_ch
     model = onnx.load(str(result.artifact))
     inits = {t.name for t in model.graph.initializer}
     # Activations read in float; weights stay int8 initializers behind their DequantizeLinear.
-    activation_dq = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in inits}
+    activation_dq = {n.output[0] for n in model.graph.node
+                     if n.op_type == "DequantizeLinear" and n.input[0] not in inits}
     nodes = {n.name: n for n in model.graph.node}
     for name in kept:
         assert not set(nodes[name].input) & activation_dq, f"{name} still reads a quantized activation"
