@@ -195,7 +195,10 @@ def int8_ratio_table(results: dict[str, Any]) -> str | None:
     pairs: dict[tuple, dict[str, dict]] = {}
     for row in results["rows"]:
         if row.get("precision") in ("fp32", "int8"):
-            key = (model_text(row), target_text(row), row.get("resolution"))
+            # The same weights, whatever each artifact's display name: architecture and weights sha256.
+            model = (_get(row, "model", "architecture") or model_text(row), _get(row, "model", "weights_sha256"),
+                     row.get("variant"))
+            key = (model, target_text(row), row.get("resolution"))
             pairs.setdefault(key, {})[row["precision"]] = row
     pairs = {k: v for k, v in pairs.items() if len(v) == 2}
     if not pairs:
@@ -203,8 +206,9 @@ def int8_ratio_table(results: dict[str, Any]) -> str | None:
     head = ("model", "target", "resolution", "FP32 infer p50 ms", "INT8 infer p50 ms", "INT8 / FP32", "INT8 ΔmIoU",
             "INT8 agreement", "INT8 XNNPACK partitions")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 6) + "|"]
-    for (model, target, res), pair in pairs.items():
+    for (_, target, res), pair in pairs.items():
         fp32, int8 = pair["fp32"], pair["int8"]
+        model = model_text(fp32)
         if not fp32["status"] == int8["status"] == "ok":
             why = "; ".join(f"{r['precision']}: {status_text(r)}" for r in (fp32, int8) if r["status"] != "ok")
             lines.append(f"| {model} | {target} | {res} | {why.replace('|', '/')} | – | – | – | – | – |")
