@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from edgeseg.atomic import atomic_path, ensure_writable_dir, locked_temp_file
+from edgeseg.atomic import atomic_path, crash_point, ensure_writable_dir, locked_temp_file
 from edgeseg.datasets import IGNORE_INDEX, SegmentationDataset, open_dataset
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD, build_model, zoo_entry
@@ -45,6 +45,9 @@ class AugmentedPairs(torch.utils.data.Dataset):
         # have at evaluation on average even when the crop is smaller.
         self.dataset, self.crop, self.scale, self.augment = dataset, crop, scale, augment
         self.base = base or crop
+        # The augmentation of image `index` in epoch `epoch` is drawn from (seed, epoch, index) alone: the
+        # same in a resumed run as in an uninterrupted one, whichever worker process draws it.
+        self.seed, self.epoch = 0, 0
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -56,7 +59,7 @@ class AugmentedPairs(torch.utils.data.Dataset):
             image = cv2.resize(image, (crop, crop), interpolation=cv2.INTER_LINEAR)
             mask = cv2.resize(mask, (crop, crop), interpolation=cv2.INTER_NEAREST)
         else:
-            rng = np.random.default_rng((torch.initial_seed() + index) % 2**63)
+            rng = np.random.default_rng((self.seed, self.epoch, index))
             side = rng.uniform(*self.scale) * self.base
             f = side / min(image.shape[:2])
             size = (max(int(round(image.shape[1] * f)), 1), max(int(round(image.shape[0] * f)), 1))
@@ -204,14 +207,18 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history, init = state["epoch"], state["history"], state["init"]
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
         tqdm.write(f"resuming after epoch {start_epoch} of {config.epochs}")
 
     generator = torch.Generator().manual_seed(config.seed)
+    pairs = AugmentedPairs(train_set, config.crop or config.resolution, (config.scale_min, config.scale_max),
+                           augment=True, base=config.resolution)
+    pairs.seed = config.seed
+    # Workers are started per epoch (not persistent) so that each sees that epoch's `pairs.epoch`.
     loader = torch.utils.data.DataLoader(
-        AugmentedPairs(train_set, config.crop or config.resolution, (config.scale_min, config.scale_max), augment=True,
-                       base=config.resolution),
-        batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=config.workers,
-        generator=generator, persistent_workers=config.workers > 0,
+        pairs, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=config.workers,
+        generator=generator,
     )
     bn_loader = torch.utils.data.DataLoader(
         AugmentedPairs(train_set, config.resolution, (1.0, 1.0), augment=False), batch_size=config.batch_size,
@@ -223,6 +230,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     for epoch in range(start_epoch, config.epochs):
         model.train()
         generator.manual_seed(config.seed + epoch)  # the same epoch sees the same batches after a resume
+        pairs.epoch = epoch
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, unit="batch")
         losses, started = [], time.time()
         for step, (images, targets) in enumerate(loader):
@@ -250,7 +258,9 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
                    f"pixel acc {scores['pixel_accuracy']:.2f}  ({time.time() - started:.0f} s)")
         with atomic_path(state_path) as tmp:
             torch.save({"config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "epoch": epoch + 1, "history": history, "init": init}, tmp)
+                        "epoch": epoch + 1, "history": history, "init": init,
+                        "torch_rng": torch.get_rng_state()}, tmp)  # dropout draws from it: restored on resume
+        crash_point("train:epoch-saved")
 
     # Score exactly what is saved: the weights rounded to the checkpoint's dtype.
     save_dtype = {"fp32": torch.float32, "fp16": torch.float16}[config.save_dtype]
