@@ -26,7 +26,7 @@ CSV_COLUMNS = (
     "dataset", "threads", "total_ms_mean", "total_ms_p50", "total_ms_p90", "total_ms_p99", "total_ms_min", "total_ms_max",
     "fps", "preprocess_ms_p50", "inference_ms_p50", "inference_ms_p90", "postprocess_ms_p50", "miou", "pixel_accuracy",
     "reference_miou", "miou_delta", "argmax_agreement", "size_mb", "gflops", "achieved_gflops_per_s",
-    "roofline_fraction", "verification_agrees",
+    "roofline_fraction", "verification_agrees", "xnnpack_partitions",
 )
 
 
@@ -73,6 +73,7 @@ def flat_row(row: dict[str, Any]) -> dict[str, Any]:
         "size_mb": _get(cost, "size_mb") if cost else _get(row, "artifact", "size_mb"), "gflops": _get(cost, "gflops"),
         "achieved_gflops_per_s": _get(cost, "achieved_gflops_per_s"), "roofline_fraction": _get(cost, "roofline_fraction"),
         "verification_agrees": _get(row, "verification_check", "agrees"),
+        "xnnpack_partitions": partitions(row),
     }
 
 
@@ -133,8 +134,8 @@ def main_table(results: dict[str, Any]) -> str:
 def detail_table(results: dict[str, Any]) -> str:
     """Stage breakdown, agreement and cost of the rows that ran."""
     head = ("model", "target", "resolution", "precision", "threads", "pre p50 ms", "infer p50 ms", "post p50 ms",
-            "pixel acc %", "agreement", "GFLOPs", "GFLOP/s", "of peak")
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 9) + "|"]
+            "pixel acc %", "agreement", "GFLOPs", "GFLOP/s", "of peak", "XNNPACK partitions")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 10) + "|"]
     for row in results["rows"]:
         if row["status"] != "ok":
             continue
@@ -146,7 +147,8 @@ def detail_table(results: dict[str, Any]) -> str:
                  _num(lat["postprocess_ms"]["p50"], ".1f"), _num(acc.get("pixel_accuracy"), ".2f"),
                  _num(agreement * 100 if agreement is not None else None, ".2f") + ("%" if agreement is not None else ""),
                  _num(cost.get("gflops"), ".2f"), _num(cost.get("achieved_gflops_per_s"), ".1f"),
-                 _num(roof * 100 if roof is not None else None, ".1f") + ("%" if roof is not None else ""))
+                 _num(roof * 100 if roof is not None else None, ".1f") + ("%" if roof is not None else ""),
+                 _num(partitions(row), "d"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -175,6 +177,39 @@ def aspp_table(results: dict[str, Any]) -> str | None:
                      f"{t_on:.1f} / {t_off:.1f} | {t_on / t_off:.2f} | "
                      f"{_num(on['accuracy'].get('miou'), '.2f')} / {_num(off['accuracy'].get('miou'), '.2f')} |")
     return "\n".join(lines)
+
+
+def int8_ratio_table(results: dict[str, Any]) -> str | None:
+    """INT8 beside FP32 from the same run: per model, target and resolution, INT8's median inference
+    time over FP32's, next to INT8's accuracy and (LiteRT) its XNNPACK partition count."""
+    pairs: dict[tuple, dict[str, dict]] = {}
+    for row in results["rows"]:
+        if row.get("precision") in ("fp32", "int8"):
+            key = (model_text(row), target_text(row), row.get("resolution"))
+            pairs.setdefault(key, {})[row["precision"]] = row
+    pairs = {k: v for k, v in pairs.items() if len(v) == 2}
+    if not pairs:
+        return None
+    head = ("model", "target", "resolution", "FP32 infer p50 ms", "INT8 infer p50 ms", "INT8 / FP32", "INT8 ΔmIoU",
+            "INT8 agreement", "INT8 XNNPACK partitions")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 6) + "|"]
+    for (model, target, res), pair in pairs.items():
+        fp32, int8 = pair["fp32"], pair["int8"]
+        if not fp32["status"] == int8["status"] == "ok":
+            why = "; ".join(f"{r['precision']}: {status_text(r)}" for r in (fp32, int8) if r["status"] != "ok")
+            lines.append(f"| {model} | {target} | {res} | {why.replace('|', '/')} | – | – | – | – | – |")
+            continue
+        t32, t8 = fp32["latency"]["inference_ms"]["p50"], int8["latency"]["inference_ms"]["p50"]
+        agreement = int8["accuracy"].get("argmax_agreement")
+        lines.append(f"| {model} | {target} | {res} | {t32:.1f} | {t8:.1f} | {t8 / t32:.2f} | "
+                     f"{_num(int8['accuracy'].get('miou_delta'), '.2f', True)} | {_num(agreement, '.4f')} | "
+                     f"{_num(partitions(int8), 'd')} |")
+    return "\n".join(lines)
+
+
+def partitions(row: dict[str, Any]) -> int | None:
+    """XNNPACK partitions of a LiteRT row's artifact (recorded at conversion), else None."""
+    return _get(row, "artifact", "conversion", "xnnpack_partitions")
 
 
 def machine_lines(results: dict[str, Any]) -> list[str]:
@@ -224,6 +259,7 @@ def to_markdown(results: dict[str, Any]) -> str:
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "not run", "failed")}
     calib = config.get("calibration") or {}
     aspp = aspp_table(results)
+    int8 = int8_ratio_table(results)
     parts = [
         "# edgeseg benchmark",
         "",
@@ -259,6 +295,17 @@ def to_markdown(results: dict[str, Any]) -> str:
         "fraction of the measured matmul peak above (the roofline fraction). Agreement: share of pixels whose class "
         "matches the PyTorch FP32 model's, at model resolution.",
         "",
+        *([] if int8 is None else [
+            "### INT8 against FP32, same run",
+            "",
+            int8,
+            "",
+            "INT8 / FP32: median inference time of the INT8 artifact over the FP32 artifact's, both measured in this "
+            "run on the same frames and threads. ΔmIoU against the PyTorch FP32 model; agreement: share of pixels "
+            "whose class matches it. XNNPACK partitions: how many pieces LiteRT's CPU runtime cuts the graph into "
+            "(1 = all of it in the delegate).",
+            "",
+        ]),
         *([] if aspp is None else [
             "### The exact ASPP rewrite, with and without (`--aspp-compare`)",
             "",

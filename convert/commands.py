@@ -21,7 +21,8 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert weights for a target; verify against PyTorch; write artifact + manifest",
                        description="Convert weights to a target's format at a fixed resolution, verify the result "
                                    "against the PyTorch FP32 reference, and write the artifact and its manifest "
-                                   "atomically into --out.")
+                                   "atomically into --out as <weights>-<target>-<precision>-<resolution>.<ext>. "
+                                   "The whole request is checked before any model is built.")
     p.add_argument("--target", default="host-cpu", help="target profile (see `edgeseg targets`; default: %(default)s)")
     p.add_argument("--precision", default="fp32", help="fp32, fp16, int8 or int8-dynamic, as the target supports (default: %(default)s)")
     p.add_argument("--resolution", default="320", help="320, 640, 1024, any multiple of 8 from 64, or HxW (default: %(default)s)")
@@ -46,6 +47,11 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
                         "at this resolution (see docs/aspp-rewrite.md)")
     p.add_argument("--verify-data", default=None, help="images to verify on (default: ../shared/data/voc-sample when present, else synthetic scenes)")
     p.add_argument("--verify-images", type=int, default=8, help="how many verification images per set (default: %(default)s)")
+    p.add_argument("--name", default=None,
+                   help="the weights' name in the artifact's file name (default: 'sample' for the sample model, "
+                        "the file stem of a checkpoint, the architecture for torchvision's download)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an artifact of other weights that has the same name (the same weights always may)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(run=_convert)
@@ -58,7 +64,7 @@ def _convert(args: argparse.Namespace) -> int:
         target=args.target, precision=args.precision, resolution=args.resolution, weights=args.weights,
         out=args.out, arch=args.model, labels_file=args.labels, output_kind=args.output,
         fuse_preprocessing=args.fuse_preprocessing, calibration=args.calib, verify_data=args.verify_data,
-        verify_images=args.verify_images, progress=not args.json,
+        verify_images=args.verify_images, progress=not args.json, name=args.name, force=args.force,
         options={"calib_images": args.calib_images, "calib_method": args.calib_method, "calib_percentile": args.calib_percentile,
                  "int8_io": args.int8_io,
                  "aspp_rewrite": not args.no_aspp_rewrite},
@@ -101,6 +107,10 @@ def _info(args: argparse.Namespace) -> int:
         f"normalization {'in model' if norm == 'in_model' else norm}",
         f"output       {out['kind']} {out.get('layout')} {out.get('dtype')}",
     ]
+    parts = d.get("conversion", {}).get("xnnpack_partitions")
+    if parts is not None:  # LiteRT artifacts: 1 = the whole graph runs inside the XNNPACK delegate
+        lines.append(f"xnnpack      {parts} partition{'s' if parts != 1 else ''}"
+                     + (" (the whole graph delegated)" if parts == 1 else " (ops between them run outside XNNPACK)"))
     v = d.get("verification")
     if v:
         lines.append(f"verification argmax agreement {v['argmax_agreement']:.5f}, max |logit diff| {v.get('max_abs_logit_diff')}, "
@@ -149,8 +159,10 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate, poly decay (default: %(default)s)")
     p.add_argument("--train-split", default=d.train_split, help="split list for training (default: %(default)s)")
     p.add_argument("--val-split", default=d.val_split, help="split list for validation (default: %(default)s)")
-    p.add_argument("--init", choices=("torchvision", "scratch"), default=d.init,
-                   help="start from torchvision's weights (falls back to scratch offline) or from scratch (default: %(default)s)")
+    p.add_argument("--init", default=d.init, metavar="sample|CKPT|torchvision|scratch",
+                   help="start from the sample model or an edgeseg checkpoint (fine-tuning keeps its labels unless the "
+                        "data's differ, then the classifier head is re-initialised), from torchvision's weights (falls "
+                        "back to scratch offline) or from scratch (default: %(default)s)")
     p.add_argument("--save-dtype", choices=("fp32", "fp16"), default=d.save_dtype, help="dtype of the saved weights (default: %(default)s)")
     p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
@@ -158,21 +170,29 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--resume", action="store_true", help="continue from the training state saved beside --out")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (usable as --weights)")
+    p.add_argument("--json", action="store_true", help="print the checkpoint path and validation mIoU as JSON on stdout")
     p.set_defaults(run=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
-    import torch
-
-    from edgeseg.convert.train import train
     from edgeseg.convert.train_config import TrainConfig
 
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     config = TrainConfig(
         data=str(args.data), arch=args.model, resolution=args.resolution, crop=args.crop, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, train_split=args.train_split, val_split=args.val_split,
         seed=args.seed, workers=args.workers, save_dtype=args.save_dtype, bf16=not args.no_bf16, init=args.init,
     )
+    from edgeseg.atomic import ensure_writable_dir
+    from edgeseg.convert.train_config import check_init
+
+    check_init(config.init)  # before torch is imported: a wrong --init answers at once
+    ensure_writable_dir(args.out.parent)
+    from edgeseg.convert.train import train
+
     result = train(config, args.out, resume=args.resume, max_steps_per_epoch=args.max_steps_per_epoch)
-    print(json.dumps({"checkpoint": result["checkpoint"], "val_miou": result["val_miou"]}))
+    if args.json:
+        print(json.dumps({"checkpoint": result["checkpoint"], "val_miou": result["val_miou"]}))
+    else:
+        print(f"wrote {result['checkpoint']}  (validation mIoU {result['val_miou']:.2f}, "
+              f"{len(result['history'])} epochs; convert it with --weights {result['checkpoint']})")
     return 0

@@ -2,7 +2,9 @@
 
 An exporter is a module with `export(job: ExportJob, staging: Path) -> ExportResult`; the
 pipeline picks it by the target's format from `EXPORTERS`, so adding a format is one new file
-and one line here.
+and one line here. `PRECISION_EXPORTERS` overrides that for one (format, precision) whose artifact
+takes another form: host-cpu INT8 is written for ONNX Runtime's integer kernels, while the
+TensorRT bundles keep TensorRT's Q/DQ form.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ EXPORTERS = {
     "tflite": "edgeseg.convert.tflite_export",
     "tensorrt-bundle": "edgeseg.convert.tensorrt_bundle",
 }
+PRECISION_EXPORTERS = {
+    ("onnx", "int8"): "edgeseg.convert.ort_int8",
+}
+
+
+def exporter_name(fmt: str, precision: str) -> str:
+    """The module that exports `precision` artifacts of format `fmt`."""
+    return PRECISION_EXPORTERS.get((fmt, precision), EXPORTERS[fmt])
 
 
 @dataclass

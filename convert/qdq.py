@@ -73,14 +73,15 @@ def _ort_quantization():
     return quantization
 
 
-def calibration_method(name: str, percentile: float = DEFAULT_PERCENTILE):
-    """onnxruntime's `CalibrationMethod` and calibrator options for one of `CALIBRATION_METHODS`."""
+def calibration_method(name: str, percentile: float = DEFAULT_PERCENTILE, *, symmetric: bool = True):
+    """onnxruntime's `CalibrationMethod` and calibrator options for one of `CALIBRATION_METHODS`
+    (symmetric ranges for int8 activations; `symmetric=False` for uint8 ones with a zero point)."""
     q = _ort_quantization()
     if name not in CALIBRATION_METHODS:
         raise ConfigError(f"--calib-method {name}: choose one of {', '.join(CALIBRATION_METHODS)}")
     if name == "percentile" and not 50.0 < percentile <= 100.0:
         raise ConfigError(f"--calib-percentile {percentile}: expected a percentile in (50, 100]")
-    options: dict = {"symmetric": True}
+    options: dict = {"symmetric": symmetric}
     if name == "minmax-mean":
         return q.CalibrationMethod.MinMax, {**options, "moving_average": True}
     if name == "minmax":
@@ -93,13 +94,13 @@ def calibration_method(name: str, percentile: float = DEFAULT_PERCENTILE):
 
 def calibrate(float_onnx: Path, images: list[np.ndarray], spec: InputSpec, cache: Path, *, method: str,
               percentile: float = DEFAULT_PERCENTILE, op_types: tuple[str, ...] = QUANTIZED_OP_TYPES,
-              progress: bool = True) -> Path:
+              progress: bool = True, symmetric: bool = True) -> Path:
     """Estimate the range of every tensor INT8 will quantize and save them to `cache` (onnxruntime's
     calibration-cache JSON, which `quantize_static` reads instead of calibrating itself)."""
     _ort_quantization()  # one clear line when onnxruntime is missing
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
-    enum, options = calibration_method(method, percentile)
+    enum, options = calibration_method(method, percentile, symmetric=symmetric)
     reader = _ImageReader(images, spec, _input_name(float_onnx), progress, f"calibrate {method}")
     with tempfile.TemporaryDirectory(prefix="edgeseg-calib-") as tmp, _quiet():
         calibrator = create_calibrator(Path(float_onnx), list(op_types),
@@ -365,16 +366,18 @@ def _attempt(excluded: list[str], summary: dict) -> dict:
 def quantize_within_budget(float_onnx: Path, out: Path, images: list[np.ndarray], spec: InputSpec,
                            verify: Callable[[Path], dict], *, method: str = DEFAULT_CALIBRATION_METHOD,
                            percentile: float = DEFAULT_PERCENTILE, max_float_layers: int | None = None,
-                           sensitivity_images: int = 4, progress: bool = True) -> tuple[QdqModel, dict, dict]:
+                           sensitivity_images: int = 4, progress: bool = True,
+                           quantize: Callable[..., QdqModel] = quantize_qdq) -> tuple[QdqModel, dict, dict]:
     """Quantize, verify, and if the budget is missed keep the layers INT8 hurts most in float.
 
     `verify(path)` scores a Q/DQ model and returns `convert.verify.compare`'s summary. On a miss the
     quantized layers are ranked by `layer_sensitivity` (on the first `sensitivity_images` calibration
     images) and the worst 1, 2, 4, ... of them (at most `max_float_layers`, by default half) are kept in
     float with `keep_in_float`, the very switch the ranking measured, until the model fits.
+    `quantize` writes the all-INT8 model (`quantize_qdq`'s signature; another Q/DQ form plugs in here).
     Returns the model, its verification and the manifest's quantization record.
     """
-    qdq = quantize_qdq(float_onnx, out, images, spec, method=method, percentile=percentile, progress=progress)
+    qdq = quantize(float_onnx, out, images, spec, method=method, percentile=percentile, progress=progress)
     verification = verify(out)
     attempts = [_attempt([], verification)]
     ranking: list[tuple[str, float]] = []

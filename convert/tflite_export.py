@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgeseg.convert import tflite_ops
+from edgeseg.convert import tflite_ops, xnnpack
 from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
 from edgeseg.convert.export import ExportJob, ExportResult
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD
@@ -55,7 +55,8 @@ QUANTIZATION = {
     "fp16": "float16 weights (ai-edge-quantizer float casting, weight-only), float32 activations",
     "int8-dynamic": "ai-edge-quantizer dynamic_wi8_afp32: per-channel int8 weights, activations quantized at run time",
     "int8": "ai-edge-quantizer static_wi8_ai8: per-channel symmetric int8 weights, per-tensor asymmetric int8 "
-            "activations from min/max over the calibration images",
+            "activations from min/max over the calibration images; HARD_SWISH kept in float (XNNPACK runs it only "
+            "in float), so the graph is one XNNPACK partition",
 }
 
 
@@ -180,10 +181,9 @@ def quantize(job: ExportJob, model: bytes, spec: InputSpec, images: list[np.ndar
         q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
         calibration = None
     else:
-        q.load_quantization_recipe(recipe.static_wi8_ai8())
-        # Float in and out (QUANTIZE / DEQUANTIZE inside); `set_io_type` narrows them on request.
-        for boundary in (ops.INPUT, ops.OUTPUT):
-            q.update_quantization_recipe(".*", boundary, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+        # Float in and out (QUANTIZE / DEQUANTIZE inside; `set_io_type` narrows them on request), and
+        # one XNNPACK partition (convert.xnnpack).
+        xnnpack.int8_recipe(q)
         key, input_name = _signature_input_name(model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -329,6 +329,8 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         "labels_inside": f"{LABELS_FILE} (associated file: a zip appended to the flatbuffer)",
         "builtin_ops_only": True,
         "ops": tflite_ops.op_counts(ops),
+        # How many pieces LiteRT's CPU runtime (XNNPACK) cuts the graph into; 1 = all of it delegated.
+        "xnnpack_partitions": xnnpack.partitions(path),
     }
     if job.precision == "int8":
         details["int8_io"] = int8_io

@@ -1,6 +1,8 @@
 """`edgeseg train`: fine-tune a zoo model on a labelled folder (VOC layout or images/ + masks/).
 
-Starts from torchvision's weights where they can be had and from scratch where they cannot.
+Starts from an edgeseg checkpoint (`--init sample` or a file: fine-tuning keeps its labels unless the
+data's differ, then the classifier head is re-initialised), from torchvision's weights where they can
+be had, or from scratch.
 After short training BatchNorm's running statistics lag far behind the weights, and eval mode
 then predicts background everywhere; so before every validation and before saving, the
 statistics are recomputed over training images (a "precise BN" pass).
@@ -25,9 +27,9 @@ from edgeseg.atomic import atomic_path, crash_point, ensure_writable_dir, locked
 from edgeseg.datasets import IGNORE_INDEX, SegmentationDataset, open_dataset
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD, build_model, zoo_entry
-from edgeseg.convert.train_config import TrainConfig
-from edgeseg.convert.weights import save_checkpoint
 from edgeseg.convert.resolution import MAX_SIDE
+from edgeseg.convert.train_config import TrainConfig, check_init
+from edgeseg.convert.weights import LoadedWeights, load_weights, save_checkpoint
 from edgeseg.errors import ConfigError, DatasetError, WeightsError
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
@@ -84,7 +86,7 @@ class AugmentedPairs(torch.utils.data.Dataset):
 
 
 @torch.no_grad()
-def recompute_bn_statistics(model: torch.nn.Module, loader, max_images: int) -> None:
+def recompute_bn_statistics(model: torch.nn.Module, loader, max_images: int, progress: bool = False) -> None:
     """Replace BatchNorm running statistics by exact averages over `max_images` training images."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -95,12 +97,15 @@ def recompute_bn_statistics(model: torch.nn.Module, loader, max_images: int) -> 
         m.momentum = None  # cumulative moving average
     was_training = model.training
     model.train()
-    seen = 0
-    for images, _ in loader:
-        model(images)
-        seen += images.shape[0]
-        if seen >= max_images:
-            break
+    total = min(max_images, len(loader.dataset))
+    with tqdm(total=total, desc="BatchNorm statistics", disable=not progress, leave=False, unit="img") as bar:
+        seen = 0
+        for images, _ in loader:
+            model(images)
+            seen += images.shape[0]
+            bar.update(images.shape[0])
+            if seen >= max_images:
+                break
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.train(was_training)
@@ -122,21 +127,53 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, resolution: i
     return matrix.compute().to_dict()
 
 
-def _initial_model(config: TrainConfig, num_classes: int) -> tuple[torch.nn.Module, str]:
-    model = build_model(config.arch, num_classes=num_classes)
+def init_weights(config: TrainConfig) -> LoadedWeights | None:
+    """The checkpoint `--init` names (sample or a file), loaded and checked against --model; else None."""
+    if config.init in ("torchvision", "scratch"):
+        return None
+    weights = load_weights(config.init)
+    if weights.arch != config.arch:
+        raise ConfigError(f"--init {config.init}: is a {weights.arch} checkpoint but --model is {config.arch}; "
+                          f"pass --model {weights.arch}")
+    return weights
+
+
+def _from_checkpoint(model: torch.nn.Module, weights: LoadedWeights, labels: tuple[str, ...]) -> tuple[str, str | None]:
+    """Load a checkpoint into `model`; the head too when the labels agree. Returns (init record, message)."""
+    state = {k: v.float() if v.is_floating_point() else v for k, v in weights.state_dict.items()}
+    message = None
+    if tuple(labels) != tuple(weights.labels):
+        # Other classes: the classifier's last layer means nothing for them. Start it afresh.
+        head = set(zoo_entry(weights.arch).classifier_keys)
+        state = {k: v for k, v in state.items() if k not in head}
+        message = (f"the data's labels ({', '.join(labels)}) differ from {Path(weights.source).name}'s "
+                   f"({', '.join(weights.labels)}): the classifier head is re-initialised, the rest fine-tuned")
+    own = model.state_dict()
+    model.load_state_dict({k: v for k, v in state.items() if k in own and own[k].shape == v.shape}, strict=False)
+    return f"checkpoint:{weights.source}", message
+
+
+def initial_model(config: TrainConfig, labels: tuple[str, ...],
+                  weights: LoadedWeights | None = None) -> tuple[torch.nn.Module, str]:
+    """The model training starts from, and a record of where it came from."""
+    model = build_model(config.arch, num_classes=len(labels))
+    if weights is not None:
+        init, message = _from_checkpoint(model, weights, labels)
+        tqdm.write(f"fine-tuning from {weights.source}" + (f"; {message}" if message else ", keeping its labels"))
+        return model, init
     if config.init == "scratch":
         return model, "scratch"
     # Fine-tune: backbone and ASPP from torchvision's weights, a fresh classifier for our classes.
-    weights = zoo_entry(config.arch).weights_enum.DEFAULT
+    enum = zoo_entry(config.arch).weights_enum.DEFAULT
     try:
-        state = weights.get_state_dict(progress=True, check_hash=True)
+        state = enum.get_state_dict(progress=True, check_hash=True)
     except Exception as exc:  # offline: any download error means the same thing
         tqdm.write(f"torchvision weights unavailable ({type(exc).__name__}); training from scratch")
         return model, "scratch"
     own = model.state_dict()
     compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(compatible, strict=False)
-    return model, f"torchvision:{weights}"
+    return model, f"torchvision:{enum}"
 
 
 def _state_path(out: Path) -> Path:
@@ -173,49 +210,28 @@ def _load_state(path: Path) -> dict:
     return state
 
 
-def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: bool = True,
-          max_steps_per_epoch: int | None = None) -> dict:
-    """Train, validate every epoch, keep resumable state beside `out`, write the checkpoint to `out`."""
-    zoo_entry(config.arch)
-    if config.resolution % 8 or config.resolution < 64 or config.resolution > MAX_SIDE:
-        raise ConfigError(f"--resolution {config.resolution}: must be a multiple of 8 from 64 to {MAX_SIDE}")
-    _check_writable(Path(out))  # before an epoch of work, not after
-    torch.manual_seed(config.seed)
+def _open_data(config: TrainConfig, weights: LoadedWeights | None):
+    """(train set, val set, labels), checked in full before any training."""
     train_set = open_dataset(config.data, config.train_split)
     val_set = open_dataset(config.data, config.val_split)
     labels = train_set.labels
+    if labels is None and weights is not None:
+        labels = weights.labels  # a plain folder without labels.txt: the checkpoint names its classes
     if labels is None:
         raise ConfigError(f"{config.data}: no labels.txt naming the classes (one per line, background first)")
-    num_classes = len(labels)
-    used = train_set.check(num_classes) | val_set.check(num_classes)
-    if train_set.labels_assumed and max(used, default=0) < num_classes - 1:
+    used = train_set.check(len(labels)) | val_set.check(len(labels))
+    if train_set.labels_assumed and max(used, default=0) < len(labels) - 1:
         raise DatasetError(
-            f"{config.data}: has no labels.txt, so its classes would be taken as VOC's {num_classes}, but its masks use "
+            f"{config.data}: has no labels.txt, so its classes would be taken as VOC's {len(labels)}, but its masks use "
             f"class ids up to {max(used, default=0)} only; write labels.txt naming its classes, one per line, background first")
-    dataset_sha = train_set.fingerprint()
+    return train_set, val_set, tuple(labels)
 
-    state_path = _state_path(out)
-    model, init = _initial_model(config, num_classes)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    start_epoch, history = 0, []
-    if resume:
-        if not state_path.is_file():
-            raise WeightsError(f"{state_path}: no training state to resume from")
-        state = _load_state(state_path)
-        if state["config"] != asdict(config) | {"epochs": state["config"]["epochs"]}:
-            raise ConfigError(f"{state_path}: was written with other training options; start a new run instead of --resume")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, history, init = state["epoch"], state["history"], state["init"]
-        if "torch_rng" in state:
-            torch.set_rng_state(state["torch_rng"])
-        tqdm.write(f"resuming after epoch {start_epoch} of {config.epochs}")
 
-    generator = torch.Generator().manual_seed(config.seed)
+def _loaders(config: TrainConfig, train_set: SegmentationDataset, generator: torch.Generator):
     pairs = AugmentedPairs(train_set, config.crop or config.resolution, (config.scale_min, config.scale_max),
                            augment=True, base=config.resolution)
     pairs.seed = config.seed
-    # Workers are started per epoch (not persistent) so that each sees that epoch's `pairs.epoch`.
+    # Workers are started per epoch (not persistent), so each sees that epoch's `pairs.epoch`.
     loader = torch.utils.data.DataLoader(
         pairs, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=config.workers,
         generator=generator,
@@ -223,56 +239,104 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     bn_loader = torch.utils.data.DataLoader(
         AugmentedPairs(train_set, config.resolution, (1.0, 1.0), augment=False), batch_size=config.batch_size,
     )
+    return loader, bn_loader
+
+
+def _resume(state_path: Path, config: TrainConfig, model: torch.nn.Module, optimizer) -> tuple[int, list, str]:
+    if not state_path.is_file():
+        raise WeightsError(f"{state_path}: no training state to resume from")
+    state = _load_state(state_path)
+    if state["config"] != asdict(config) | {"epochs": state["config"]["epochs"]}:
+        raise ConfigError(f"{state_path}: was written with other training options; start a new run instead of --resume")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if "torch_rng" in state:  # dropout draws from it: an uninterrupted run would be here now
+        torch.set_rng_state(state["torch_rng"])
+    tqdm.write(f"resuming after epoch {state['epoch']} of {config.epochs}")
+    return state["epoch"], state["history"], state["init"]
+
+
+def _train_epoch(model, loader, optimizer, config: TrainConfig, epoch: int, steps_per_epoch: int,
+                 progress: bool) -> list[float]:
+    """One epoch of AdamW with the poly schedule; returns the batch losses."""
+    model.train()
+    total_steps = steps_per_epoch * config.epochs
+    losses: list[float] = []
+    bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, unit="batch")
+    for step, (images, targets) in enumerate(loader):
+        if step >= steps_per_epoch:
+            break
+        lr = config.lr * (1 - (epoch * steps_per_epoch + step) / total_steps) ** 0.9  # poly schedule
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            logits = model(images)["out"]
+        loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{lr:.2e}")
+        bar.update()
+    bar.close()
+    return losses
+
+
+@torch.no_grad()
+def _round_to(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Round the weights to the checkpoint's dtype in place, so what is scored is exactly what is saved."""
+    for tensor in model.state_dict().values():
+        if tensor.is_floating_point():
+            tensor.copy_(tensor.to(dtype))
+
+
+def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: bool = True,
+          max_steps_per_epoch: int | None = None) -> dict:
+    """Train, validate every epoch, keep resumable state beside `out`, write the checkpoint to `out`."""
+    zoo_entry(config.arch)
+    if config.resolution % 8 or config.resolution < 64 or config.resolution > MAX_SIDE:
+        raise ConfigError(f"--resolution {config.resolution}: must be a multiple of 8 from 64 to {MAX_SIDE}")
+    check_init(config.init)
+    _check_writable(Path(out))  # before an epoch of work, not after
+    torch.manual_seed(config.seed)
+    weights = init_weights(config)
+    train_set, val_set, labels = _open_data(config, weights)
+    model, init = initial_model(config, labels, weights)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state_path = _state_path(out)
+    start_epoch, history = 0, []
+    if resume:
+        start_epoch, history, init = _resume(state_path, config, model, optimizer)
+    generator = torch.Generator().manual_seed(config.seed)
+    loader, bn_loader = _loaders(config, train_set, generator)
     steps_per_epoch = min(len(loader), max_steps_per_epoch or len(loader))
     if steps_per_epoch == 0:
         raise ConfigError(f"{config.data}: {len(train_set)} training images is fewer than one batch of {config.batch_size}")
-    total_steps = steps_per_epoch * config.epochs
+    save_dtype = {"fp32": torch.float32, "fp16": torch.float16}[config.save_dtype]
+    scores: dict = {}
     for epoch in range(start_epoch, config.epochs):
-        model.train()
         generator.manual_seed(config.seed + epoch)  # the same epoch sees the same batches after a resume
-        pairs.epoch = epoch
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, unit="batch")
-        losses, started = [], time.time()
-        for step, (images, targets) in enumerate(loader):
-            if step >= steps_per_epoch:
-                break
-            global_step = epoch * steps_per_epoch + step
-            lr = config.lr * (1 - global_step / total_steps) ** 0.9  # poly schedule
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-                logits = model(images)["out"]
-            loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{lr:.2e}")
-            bar.update()
-        bar.close()
-        recompute_bn_statistics(model, bn_loader, config.bn_images)
-        scores = evaluate(model, val_set, config.resolution, num_classes, progress=progress)
+        loader.dataset.epoch = epoch
+        started = time.time()
+        losses = _train_epoch(model, loader, optimizer, config, epoch, steps_per_epoch, progress)
+        recompute_bn_statistics(model, bn_loader, config.bn_images, progress=progress)
+        if epoch == config.epochs - 1:
+            _round_to(model, save_dtype)  # the last validation scores the weights exactly as saved
+        scores = evaluate(model, val_set, config.resolution, len(labels), progress=progress)
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_miou": scores["miou"],
                         "seconds": round(time.time() - started, 1)})
         tqdm.write(f"epoch {epoch + 1}: loss {np.mean(losses):.3f}  val mIoU {scores['miou']:.2f}  "
                    f"pixel acc {scores['pixel_accuracy']:.2f}  ({time.time() - started:.0f} s)")
         with atomic_path(state_path) as tmp:
             torch.save({"config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "epoch": epoch + 1, "history": history, "init": init,
-                        "torch_rng": torch.get_rng_state()}, tmp)  # dropout draws from it: restored on resume
+                        "epoch": epoch + 1, "history": history, "init": init, "torch_rng": torch.get_rng_state()}, tmp)
         crash_point("train:epoch-saved")
-
-    # Score exactly what is saved: the weights rounded to the checkpoint's dtype.
-    save_dtype = {"fp32": torch.float32, "fp16": torch.float16}[config.save_dtype]
-    with torch.no_grad():
-        for tensor in model.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(tensor.to(save_dtype))
-    final = evaluate(model, val_set, config.resolution, num_classes, progress=progress)
+    if not scores:  # resumed a run that had already finished: score what is saved, once
+        _round_to(model, save_dtype)
+        scores = evaluate(model, val_set, config.resolution, len(labels), progress=progress)
     save_checkpoint(
-        out, model, arch=config.arch, labels=labels, resolution=config.resolution,
-        dtype=save_dtype,
-        extra={"dataset": str(config.data), "dataset_sha256": dataset_sha, "val_miou": final["miou"],
-               "val_scores": final, "init": init, "history": history, "train_config": asdict(config)},
+        out, model, arch=config.arch, labels=labels, resolution=config.resolution, dtype=save_dtype,
+        extra={"dataset": str(config.data), "dataset_sha256": train_set.fingerprint(), "val_miou": scores["miou"],
+               "val_scores": scores, "init": init, "history": history, "train_config": asdict(config)},
     )
-    return {"checkpoint": str(out), "val_miou": final["miou"], "history": history}
+    return {"checkpoint": str(out), "val_miou": scores["miou"], "history": history}

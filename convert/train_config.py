@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.errors import ConfigError
+
+INIT_CHOICES = ("sample", "torchvision", "scratch")  # or the path of an edgeseg checkpoint
 
 
 @dataclass(frozen=True)
@@ -24,4 +29,10 @@ class TrainConfig:
     bn_images: int = 128
     save_dtype: str = "fp32"
     bf16: bool = True
-    init: str = "torchvision"  # or "scratch"
+    init: str = "torchvision"  # "sample", "scratch", or the path of an edgeseg checkpoint
+
+
+def check_init(init: str) -> None:
+    """Refuse an unknown --init before any data is read or torch imported."""
+    if init not in INIT_CHOICES and not Path(init).is_file():
+        raise ConfigError(f"--init {init}: choose {', '.join(INIT_CHOICES)} or the path of an edgeseg checkpoint")

@@ -13,6 +13,7 @@ import traceback
 
 from edgeseg import __version__
 from edgeseg.errors import EdgesegError
+from edgeseg.optional import missing_package_message
 
 # Modules that each define `register(subparsers)`; the order is the order in --help.
 COMMAND_MODULES = (
@@ -55,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         return _stdout_gone()
     except EdgesegError as exc:
         _error(args.command, str(exc))
+        return 2
+    except ModuleNotFoundError as exc:
+        # A package of another install profile (torch on a device install): name the extra, not a traceback.
+        message = missing_package_message(exc.name or "", "this command")
+        if message is None:
+            raise
+        print(f"edgeseg {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         _error(args.command, "interrupted", prefix="")

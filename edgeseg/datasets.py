@@ -12,9 +12,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from edgeseg.errors import DatasetError
+from edgeseg.palette_png import read_class_ids_png
 
 VOC_LABELS = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -42,16 +42,28 @@ def read_image_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _pillow():
+    """Pillow's Image module, or None: the device install has no Pillow (edgeseg.palette_png reads masks there)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    return Image
+
+
 def read_mask(path: Path) -> np.ndarray:
     """Class ids as uint8 HxW: palette indices of a VOC PNG, or grey values of a plain mask."""
+    image_module = _pillow()
+    if image_module is None:
+        return read_class_ids_png(path)
     try:
-        with Image.open(path) as im:
+        with image_module.open(path) as im:
             if im.mode not in ("P", "L"):
                 raise DatasetError(f"{path}: mask must be a palette or greyscale PNG of class ids, got mode {im.mode}")
             return np.array(im, dtype=np.uint8)
     except FileNotFoundError:
         raise DatasetError(f"{path}: mask file not found") from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except OSError as exc:  # Pillow's UnidentifiedImageError is an OSError
         raise DatasetError(f"{path}: not a readable mask ({exc})") from None
 
 
@@ -105,14 +117,7 @@ class SegmentationDataset:
             if sample.mask_path is None:
                 raise DatasetError(f"{sample.image_path}: no ground-truth mask")
             mask = read_mask(sample.mask_path)
-            try:
-                with Image.open(sample.image_path) as im:
-                    im.load()  # decode it all: a truncated file passes a header check and fails mid-training
-                    size = im.size
-            except FileNotFoundError:
-                raise DatasetError(f"{sample.image_path}: image file not found") from None
-            except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-                raise DatasetError(f"{sample.image_path}: not a readable image ({exc})") from None
+            size = _decoded_size(sample.image_path)
             if size != (mask.shape[1], mask.shape[0]):
                 raise DatasetError(
                     f"{sample.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {size[0]}x{size[1]}"
@@ -135,6 +140,23 @@ class SegmentationDataset:
                 if path is not None:
                     digest.update(path.read_bytes())
         return digest.hexdigest()
+
+
+def _decoded_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image decoded in full (a truncated file passes a header check and fails
+    mid-training): with Pillow where it is installed, else with OpenCV."""
+    image_module = _pillow()
+    if image_module is None:
+        height, width = read_image_rgb(path).shape[:2]
+        return width, height
+    try:
+        with image_module.open(path) as im:
+            im.load()
+            return im.size
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: image file not found") from None
+    except (OSError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
+        raise DatasetError(f"{path}: not a readable image ({exc})") from None
 
 
 def _read_labels(root: Path) -> tuple[str, ...] | None:

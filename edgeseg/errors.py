@@ -33,5 +33,9 @@ class SourceError(EdgesegError):
     """A camera, stream or file source that cannot be opened or stopped delivering frames."""
 
 
+class MissingPackageError(EdgesegError):
+    """An optional package this command needs is not installed; the message names the extra to install."""
+
+
 class OutputError(EdgesegError):
     """An output that could not be written completely (a full disk, an unwritable place)."""

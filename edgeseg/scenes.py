@@ -16,11 +16,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from edgeseg.atomic import write_bytes_atomic
 from edgeseg.errors import ConfigError
+from edgeseg.optional import require
 
 SYNTHETIC_LABELS = ("background", "disc", "box", "triangle", "star", "ring", "cross")
 IGNORE_INDEX = 255
@@ -229,6 +229,8 @@ def write_voc_dataset(
     """Write `train` + `val` scenes in the VOC layout (JPEGImages/, SegmentationClass/, ImageSets/)."""
     if train < 0 or val < 0 or train + val == 0:
         raise ConfigError(f"{out_dir}: asked for {train} train and {val} val scenes; need at least one")
+    # Palette PNGs (class ids as values, VOC colours) are Pillow's job; the device install has no Pillow.
+    Image = require("PIL.Image", purpose="writing palette PNG masks")  # noqa: N806
     out_dir = Path(out_dir)
     (out_dir / "JPEGImages").mkdir(parents=True, exist_ok=True)
     (out_dir / "SegmentationClass").mkdir(parents=True, exist_ok=True)

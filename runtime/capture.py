@@ -145,10 +145,26 @@ def _quiet_opencv() -> Iterator[None]:
         logging.setLogLevel(previous)
 
 
+def video_io_backends(build_information: str | None = None) -> dict[str, bool]:
+    """Which capture back-ends this OpenCV was built with, from its "Video I/O" build information."""
+    info = cv2.getBuildInformation() if build_information is None else build_information
+    found = {}
+    for key, pattern in (("gstreamer", r"GStreamer:\s*(\S+)"), ("v4l2", r"v4l/v4l2:\s*(\S+)"),
+                         ("ffmpeg", r"FFMPEG:\s*(\S+)")):
+        match = re.search(pattern, info)
+        found[key] = bool(match) and match.group(1).upper() == "YES"
+    return found
+
+
 def gstreamer_available() -> bool:
-    info = cv2.getBuildInformation()
-    match = re.search(r"GStreamer:\s*(\S+)", info)
-    return bool(match) and match.group(1).upper() == "YES"
+    return video_io_backends()["gstreamer"]
+
+
+def no_gstreamer_message(uri: str) -> str:
+    """Why csi:// cannot open here, naming the OpenCV that is loaded, and what to do (docs/jetson.md)."""
+    return (f"{uri}: the loaded OpenCV {cv2.__version__} ({cv2.__file__}) was built without GStreamer, which "
+            "the Jetson CSI camera needs; use JetPack's OpenCV: a venv made with --system-site-packages and no "
+            "pip OpenCV in it (pip uninstall opencv-python opencv-python-headless; see docs/jetson.md)")
 
 
 def csi_pipeline(sensor_id: int, width: int, height: int, fps: float) -> str:
@@ -349,8 +365,7 @@ def parse_source(uri: str, options: SourceOptions = SourceOptions()) -> FrameSou
         if not rest.isdigit():
             raise SourceError(f"{uri}: expected csi://N with N the sensor id, e.g. csi://0")
         if not gstreamer_available():
-            raise SourceError(f"{uri}: needs OpenCV built with GStreamer (the Jetson's system OpenCV has it; "
-                              "the opencv-python wheel does not)")
+            raise SourceError(no_gstreamer_message(uri))
         width = options.width or CSI_DEFAULT[0]
         height = options.height or CSI_DEFAULT[1]
         fps = options.fps or CSI_DEFAULT[2]

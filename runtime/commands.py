@@ -1,4 +1,4 @@
-"""The device-side subcommand: `edgeseg demo`.
+"""The device-side subcommands: `edgeseg demo` and `edgeseg predict`.
 
 Its options come from the parts that own them (capture: the source; rendering: how masks are
 drawn; sinks: where frames go), so the usage text and the code cannot drift apart.
@@ -41,6 +41,57 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_render_arguments(p)
     add_sink_arguments(p)
     p.set_defaults(run=_demo)
+    _register_predict(sub)
+    _register_doctor(sub)
+
+
+def _register_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict", help="segment images, folders, videos or streams and keep the class-id masks",
+        description="Segment every input with a converted model and write, under --out:\n"
+                    "  masks/<name>.png         class ids as pixel values, PASCAL VOC palette, the source's size\n"
+                    "  overlay/, side-by-side/  renderings, when --save asks (a video: one .mp4 per kind)\n"
+                    "  probs/<name>.npy         float16 class probabilities (C x H x W, model resolution), when asked\n"
+                    "  predictions.json         per input: size, classes present, pixel shares, inference ms\n"
+                    "A video's frames are named <video>_000000 …. An input that cannot be decoded is skipped with\n"
+                    "one line naming it; the exit status is non-zero only when nothing could be processed.",
+        epilog="examples:\n"
+               "  edgeseg predict --model out/sample-host-cpu-fp32-320.onnx --source photos/ --out pred\n"
+               "  edgeseg predict --model model.tflite --source clip.mp4 --out pred --save mask,overlay\n"
+               "  edgeseg predict --model model.onnx --source rtsp://cam/stream --out pred --max-frames 100",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, type=Path, metavar="ARTIFACT",
+                   help="a converted model: the artifact, its manifest, or a folder holding one")
+    p.add_argument("--source", required=True, metavar="IMAGE|DIR|VIDEO|URI",
+                   help="an image, a folder of images (a VOC folder: its JPEGImages/), a video file, or a stream/camera URI")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument("--save", default="mask", metavar="KINDS",
+                   help="comma-separated: mask (always), overlay, side-by-side, probs (default: %(default)s)")
+    p.add_argument("--classes", default=None, metavar="NAMES",
+                   help="comma-separated class names or ids to keep; other pixels become background (class 0)")
+    p.add_argument("--video-frames", action="store_true",
+                   help="videos: write overlay/side-by-side as one PNG per frame instead of one .mp4 per kind")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="videos and streams: stop after N frames")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for the engine (default: the manifest's target profile)")
+    p.add_argument("--alpha", type=float, default=0.5, metavar="A", help="overlay opacity, 0..1 (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from edgeseg.runtime.predict import PredictConfig, parse_save, run_predict
+    from edgeseg.runtime.render import RenderOptions
+
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) if args.classes else None
+    config = PredictConfig(model=args.model, source=args.source, out=args.out, save=parse_save(args.save),
+                           classes=classes, threads=args.threads, max_frames=args.max_frames,
+                           video_frames=args.video_frames, progress=not args.no_progress,
+                           render=RenderOptions(alpha=args.alpha, hud=False))
+    summary = run_predict(config)
+    print(summary.format(args.out))
+    return 0
 
 
 @contextlib.contextmanager
@@ -80,4 +131,26 @@ def _demo(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print("edgeseg demo: interrupted", file=sys.stderr)
         return 130
+    return 0
+
+
+def _register_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "doctor", help="what this machine can convert and run, and why not",
+        description="Report Python, the edgeseg install (its extras), OpenCV and its capture back-ends (GStreamer, "
+                    "V4L2, FFmpeg), ONNX Runtime and its providers, LiteRT and its delegates, TensorRT, the GPU and "
+                    "DLA cores, pycuda, and whether the conversion stack is installed; then, for every target "
+                    "profile, whether this machine can convert for it and run it, and why not. A missing or "
+                    "broken package is reported, never fatal.")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=_doctor)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    import json
+
+    from edgeseg.runtime.doctor import diagnose, format_report
+
+    report = diagnose()
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

@@ -27,16 +27,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from edgeseg.errors import ConfigError
-from edgeseg.manifest import load_manifest
 from edgeseg.runtime.backends import open_backend
-from edgeseg.runtime.capture import (SOURCE_LOST, CapturedFrame, FrameGrabber, FrameSource, SourceOptions,
-                                     open_source)
+from edgeseg.runtime.capture import (
+    SOURCE_LOST,
+    CapturedFrame,
+    FrameGrabber,
+    FrameSource,
+    ImageFilesSource,
+    SourceOptions,
+    open_source,
+)
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import Renderer, RenderOptions, hud_line
-from edgeseg.runtime.sinks import ImageSequenceSink, Sink, SinkSet, VideoFileSink, window_sink_or_none
+from edgeseg.runtime.sinks import (
+    ImageSequenceSink,
+    Sink,
+    SinkSet,
+    VideoFileSink,
+    window_sink_or_none,
+)
+
+from edgeseg.errors import ConfigError
+from edgeseg.manifest import load_manifest
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "write")
 _END = object()  # end marker on the inference -> main queue
@@ -108,6 +121,64 @@ class DemoSummary:
         return "\n".join(lines)
 
 
+class RollingFps:
+    """Frames per second over the last `window` frames, for the heads-up line.
+
+    Starts at the first frame's read time, so the very first frame already shows a rate (1 / its
+    own latency) and the rate never reads 0.0 while frames flow: `rate(now)` counts the frame being
+    drawn plus those written since the oldest time kept.
+    """
+
+    def __init__(self, started_at: float, window: int = 30) -> None:
+        self.times: collections.deque[float] = collections.deque([started_at], maxlen=window)
+
+    def rate(self, now: float) -> float:
+        elapsed = now - self.times[0]
+        return len(self.times) / elapsed if elapsed > 0 else 0.0
+
+    def add(self, written_at: float) -> None:
+        self.times.append(written_at)
+
+
+class _NamedImageFiles(FrameSource):
+    """An image-file source that remembers which file each delivered frame came from."""
+
+    def __init__(self, inner: ImageFilesSource) -> None:
+        self.inner = inner
+        self.uri, self.live, self.fps = inner.uri, inner.live, inner.fps
+        self.names: list[str] = []  # names[i]: the file of the i-th frame delivered
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def read(self) -> np.ndarray | None:
+        frame = self.inner.read()
+        if frame is not None:  # read() moved past the file it returned
+            self.names.append(self.inner.paths[self.inner.position - 1].stem)
+        return frame
+
+    def rewind(self) -> bool:
+        return self.inner.rewind()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _NamedImageSink(ImageSequenceSink):
+    """--save-frames for an image folder: each rendered image as DIR/<source name>.png, at its own size."""
+
+    def __init__(self, folder: Path, source: _NamedImageFiles) -> None:
+        super().__init__(folder)
+        self.source = source
+        self.index = 0
+
+    def name_next(self, index: int) -> None:
+        self.index = index
+
+    def next_name(self) -> str:
+        return f"{self.source.names[self.index]}.png"
+
+
 class _Pipeline:
     """The running state of one demo; `run()` returns the summary and always cleans up."""
 
@@ -127,6 +198,11 @@ class _Pipeline:
         self.infer_error: BaseException | None = None
         self.max_frames_reached = False
         self.backend = None
+        self.first_read_at: float | None = None
+        self.last_written_at: float | None = None
+        self.fps: RollingFps | None = None
+        self.mask_buffer: np.ndarray | None = None  # frame-sized class ids, reused every frame
+        self.frame_names: _NamedImageSink | None = None
         self.grabber: FrameGrabber | None = None
         self.sinks: Sink | None = None
         self.source: FrameSource | None = None
@@ -136,6 +212,10 @@ class _Pipeline:
             video = VideoFileSink(config.save) if config.save is not None else None
             frames = ImageSequenceSink(config.save_frames) if config.save_frames is not None else None
             self.source = source if source is not None else open_source(config.source, config.source_options)
+            if frames is not None and isinstance(self.source, ImageFilesSource):
+                # A folder of images: each saved frame keeps its image's name (and, as always, its size).
+                self.source = _NamedImageFiles(self.source)
+                frames = self.frame_names = _NamedImageSink(config.save_frames, self.source)
             if video is not None:
                 video.fps = video.fps or self.source.fps  # a file's own rate; a camera's requested one
             sinks = [window_sink_or_none(config.headless, on_message), video, frames]
@@ -185,44 +265,17 @@ class _Pipeline:
         summary = self.summary
         progress = None
         infer_thread = threading.Thread(target=self._infer_loop, name="edgeseg-inference", daemon=True)
-        first_read_at: float | None = None
-        last_written_at: float | None = None
-        recent = collections.deque(maxlen=30)  # output times for the on-screen FPS
         try:
             self.grabber = FrameGrabber(self.source, self.config.source_options,
                                         prepare=lambda frame: preprocess_bgr(frame, self.spec),
                                         on_message=self.on_message).start()
             infer_thread.start()
-            if self.config.progress:
-                from tqdm import tqdm
-
-                progress = tqdm(total=self.config.max_frames, unit="frame", desc="demo", mininterval=0.5,
-                                file=sys.stderr, leave=False)
-            mask_buffer = None  # frame-sized class ids, reused every frame
+            progress = self._progress_bar()
             while True:
                 message = self.results.get()
                 if message is _END:
                     break
-                captured, output, inference_ms = message
-                if first_read_at is None:
-                    first_read_at = captured.captured_at
-                height, width = captured.image.shape[:2]
-                t0 = time.perf_counter()
-                mask_buffer = resize_mask(output_to_mask(output, self.output_kind, self.output_layout), height, width,
-                                          out=mask_buffer)
-                mask = mask_buffer
-                t1 = time.perf_counter()
-                fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
-                hud = hud_line(fps, {"pre": captured.prepare_ms, "infer": inference_ms, "post": (t1 - t0) * 1000,
-                                     "render": self.timings["render"][-1] if self.timings["render"] else 0.0})
-                canvas = self.renderer.render(captured.image, mask, hud)
-                t2 = time.perf_counter()
-                self.sinks.write(canvas)
-                t3 = time.perf_counter()
-                last_written_at = t3
-                recent.append(t3)
-                self._record(captured, inference_ms, (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
-                summary.frames += 1
+                self._show(*message)
                 if progress is not None:
                     progress.update(1)
                 if self.sinks.wants_stop:
@@ -240,8 +293,38 @@ class _Pipeline:
             raise self.infer_error
         if self.grabber.error is not None:
             raise self.grabber.error
-        self._summarize(first_read_at, last_written_at)
+        self._summarize(self.first_read_at, self.last_written_at)
         return summary
+
+    def _progress_bar(self):
+        if not self.config.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.config.max_frames, unit="frame", desc="demo", mininterval=0.5, file=sys.stderr, leave=False)
+
+    def _show(self, captured: CapturedFrame, output: np.ndarray, inference_ms: float) -> None:
+        """Postprocess, render and write one frame (the main thread's per-frame work)."""
+        if self.first_read_at is None:
+            self.first_read_at = captured.captured_at
+            self.fps = RollingFps(captured.captured_at)
+        height, width = captured.image.shape[:2]
+        t0 = time.perf_counter()
+        self.mask_buffer = resize_mask(output_to_mask(output, self.output_kind, self.output_layout), height, width,
+                                       out=self.mask_buffer)
+        t1 = time.perf_counter()
+        hud = hud_line(self.fps.rate(t1), {"pre": captured.prepare_ms, "infer": inference_ms, "post": (t1 - t0) * 1000,
+                                           "render": self.timings["render"][-1] if self.timings["render"] else 0.0})
+        canvas = self.renderer.render(captured.image, self.mask_buffer, hud)
+        t2 = time.perf_counter()
+        if self.frame_names is not None:
+            self.frame_names.name_next(captured.index)
+        self.sinks.write(canvas)
+        t3 = time.perf_counter()
+        self.last_written_at = t3
+        self.fps.add(t3)
+        self._record(captured, inference_ms, (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
+        self.summary.frames += 1
 
     def _record(self, captured: CapturedFrame, inference_ms: float, post_ms: float, render_ms: float,
                 write_ms: float) -> None:

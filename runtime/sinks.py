@@ -35,7 +35,7 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("output", "where rendered frames go")
     g.add_argument("--save", type=Path, default=None, metavar="VIDEO",
                    help=f"write the rendered video ({', '.join(sorted(VIDEO_CODECS))}); finished and playable on every exit")
-    g.add_argument("--save-frames", type=Path, default=None, metavar="DIR", help="write every rendered frame as DIR/frame_000000.png")
+    g.add_argument("--save-frames", type=Path, default=None, metavar="DIR", help="write every rendered frame as DIR/frame_000000.png (images: DIR/<image name>.png, each at its own size)")
     g.add_argument("--headless", action="store_true", help="no window (the default where no display exists)")
 
 
@@ -191,7 +191,7 @@ class ImageSequenceSink(Sink):
     def write(self, canvas: np.ndarray) -> None:
         if self.frames == 0:
             ensure_writable_dir(self.folder)  # created with the first frame, not for a run that fails to start
-        path = self.folder / f"frame_{self.frames:06d}.png"
+        path = self.folder / self.next_name()
         # Encoded in memory and written by Python, whose writes report a full disk (cv2.imwrite may not);
         # under a temporary name and renamed, so a frame file is never half-written.
         ok, encoded = cv2.imencode(".png", canvas)
@@ -208,6 +208,10 @@ class ImageSequenceSink(Sink):
             raise OutputError(f"--save-frames {self.folder}: cannot write {path.name} ({exc.strerror or exc}); "
                               f"{self.frames} frames were written before it") from None
         self.frames += 1
+
+    def next_name(self) -> str:
+        """The file name of the frame about to be written."""
+        return f"frame_{self.frames:06d}.png"
 
     def describe(self) -> str:
         return f"{self.folder}/ ({self.frames} PNG frames)"

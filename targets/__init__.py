@@ -18,18 +18,46 @@ ALL_PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
 FORMATS = ("onnx", "tflite", "tensorrt-bundle")
 
 
+# The edgeseg runtime's own floor (setup.cfg python_requires); a JetPack with an older Python can
+# still build and run the bundle's engine with its trtexec script.
+RUNTIME_MIN_PYTHON = (3, 10)
+
+
+@dataclass(frozen=True)
+class JetPackRelease:
+    """One JetPack release a board runs, with the Python and TensorRT it ships."""
+
+    release: str  # "6.1"
+    python: str  # "3.10"
+    tensorrt: str  # "10.3"
+
+    @property
+    def runtime_supported(self) -> bool:
+        """Whether the edgeseg runtime installs on this release's Python (else: the trtexec script only)."""
+        return tuple(int(p) for p in self.python.split(".")[:2]) >= RUNTIME_MIN_PYTHON
+
+    def to_dict(self) -> dict:
+        return {"release": self.release, "python": self.python, "tensorrt": self.tensorrt,
+                "edgeseg_runtime": self.runtime_supported}
+
+
 @dataclass(frozen=True)
 class TensorRTOptions:
     """The `tensorrt:` section, which only TensorRT targets have: how their engines are built."""
 
-    versions: tuple[str, ...]  # TensorRT versions the board's JetPack releases ship; the ONNX must parse on each
+    jetpack: tuple[JetPackRelease, ...]  # the releases this board runs; the ONNX must parse on each TensorRT
     workspace_mb: int = 1024
     dla_cores: int = 0
     gpu_fallback: bool = True
 
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """The TensorRT versions of the board's JetPack releases, oldest first, each once."""
+        return tuple(dict.fromkeys(r.tensorrt for r in self.jetpack))
+
     def to_dict(self) -> dict:
-        return {"versions": list(self.versions), "workspace_mb": self.workspace_mb, "dla_cores": self.dla_cores,
-                "gpu_fallback": self.gpu_fallback}
+        return {"versions": list(self.versions), "jetpack": [r.to_dict() for r in self.jetpack],
+                "workspace_mb": self.workspace_mb, "dla_cores": self.dla_cores, "gpu_fallback": self.gpu_fallback}
 
 
 @dataclass(frozen=True)
@@ -94,12 +122,26 @@ def _section(path: Path, raw: dict, key: str):
     unknown = set(fields) - set(cls.__dataclass_fields__)
     if unknown:
         raise ConfigError(f"{path}: unknown keys in '{key}:' {sorted(unknown)}")
-    if "versions" in fields:
-        fields["versions"] = tuple(str(v) for v in fields["versions"])
     try:
+        if "jetpack" in fields:
+            fields["jetpack"] = tuple(_jetpack_release(path, entry) for entry in fields["jetpack"])
         return cls(**fields)
     except TypeError as exc:
         raise ConfigError(f"{path}: '{key}:' section: {exc}") from None
+
+
+def _jetpack_release(path: Path, entry: dict) -> JetPackRelease:
+    """One `jetpack:` entry; versions are kept as strings ("3.10" must not become the float 3.1)."""
+    if not isinstance(entry, dict) or set(entry) != {"release", "python", "tensorrt"}:
+        raise ConfigError(f"{path}: each 'jetpack:' entry needs exactly release, python and tensorrt, got {entry!r}")
+    values = {k: str(v) for k, v in entry.items()}
+    for key in ("release", "python", "tensorrt"):
+        parts = values[key].split(".")
+        # An unquoted 3.10 reaches us as the float 3.1: only a quoted string keeps the version.
+        if not isinstance(entry[key], str) or len(parts) < 2 or not all(p.isdigit() for p in parts):
+            raise ConfigError(f"{path}: JetPack {values['release']}: {key} {entry[key]!r} must be a quoted "
+                              'MAJOR.MINOR string, e.g. "3.10"')
+    return JetPackRelease(**values)
 
 
 def _load(path: Path) -> TargetProfile:

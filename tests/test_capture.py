@@ -189,9 +189,27 @@ def test_unreadable_image_and_empty_folder_are_source_errors(tmp_path):
 
 
 @pytest.mark.skipif(gstreamer_available(), reason="this OpenCV has GStreamer: csi:// would try the camera")
-def test_csi_without_gstreamer_says_what_is_missing():
-    with pytest.raises(SourceError, match="csi://0: needs OpenCV built with GStreamer"):
+def test_csi_without_gstreamer_names_the_loaded_opencv_and_what_to_do():
+    import re
+
+    import cv2
+
+    with pytest.raises(SourceError) as caught:
         open_source("csi://0")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"csi://0: the loaded OpenCV {cv2.__version__} ({cv2.__file__}) was built without GStreamer")
+    assert re.search(r"--system-site-packages .*docs/jetson\.md", message)
+
+
+def test_video_io_backends_read_opencvs_build_information():
+    from edgeseg.runtime.capture import video_io_backends
+
+    jetpack_like = ("  Video I/O:\n    DC1394:                      NO\n    FFMPEG:                      NO\n"
+                    "    GStreamer:                   YES (1.20.3)\n    v4l/v4l2:                    YES (linux/videodev2.h)\n")
+    assert video_io_backends(jetpack_like) == {"gstreamer": True, "v4l2": True, "ffmpeg": False}
+    assert video_io_backends("") == {"gstreamer": False, "v4l2": False, "ffmpeg": False}
+    assert video_io_backends()["gstreamer"] == gstreamer_available()
 
 
 def test_csi_pipeline_carries_sensor_size_and_rate_and_keeps_only_the_newest_buffer():

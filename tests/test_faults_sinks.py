@@ -101,9 +101,10 @@ def test_full_disk_frames_fail_in_one_line_naming_the_frame(model, source, tmp_p
     frames = tmp_path / "rendered"
     code, _, err = demo(model, source, capsys, "--save-frames", str(frames))
     assert code == 2
-    assert err == (f"edgeseg demo: error: --save-frames {frames}: cannot write frame_000002.png "
+    # a folder source's frames keep their images' names (00.png, 01.png, ...)
+    assert err == (f"edgeseg demo: error: --save-frames {frames}: cannot write 02.png "
                    "(No space left on device); 2 frames were written before it")
-    assert sorted(p.name for p in frames.iterdir()) == ["frame_000000.png", "frame_000001.png"]  # no temporaries
+    assert sorted(p.name for p in frames.iterdir()) == ["00.png", "01.png"]  # no temporaries
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc (a folder nothing can write into)")

@@ -48,3 +48,37 @@ def test_android_targets_name_their_delegate():
 def test_unsupported_precision_says_what_is_supported():
     with pytest.raises(ConfigError, match="android-cpu does not support precision 'int4'; it supports: fp32, fp16, int8, int8-dynamic"):
         get_target("android-cpu").check_precision("int4")
+
+
+def test_jetson_profiles_carry_the_jetpack_software_matrix():
+    matrix = {(r.release, r.python, r.tensorrt) for r in get_target("jetson-orin-nx").tensorrt_options().jetpack}
+    assert matrix == {("5.1", "3.8", "8.5"), ("6.0", "3.10", "8.6"), ("6.1", "3.10", "10.3"), ("6.2", "3.10", "10.3")}
+    for name in ("jetson-orin-nano", "jetson-agx-orin"):
+        assert get_target(name).tensorrt_options().jetpack == get_target("jetson-orin-nx").tensorrt_options().jetpack
+    # JetPack 6 dropped Xavier
+    assert [r.release for r in get_target("jetson-xavier-nx").tensorrt_options().jetpack] == ["5.1"]
+    # the ONNX parser check runs on each TensorRT those releases ship, once each
+    assert get_target("jetson-orin-nx").tensorrt_options().versions == ("8.5", "8.6", "10.3")
+
+
+def test_the_edgeseg_runtime_needs_python_3_10_so_jetpack_5_builds_with_trtexec_only():
+    releases = {r.release: r for r in get_target("jetson-agx-orin").tensorrt_options().jetpack}
+    assert not releases["5.1"].runtime_supported
+    assert releases["6.0"].runtime_supported and releases["6.2"].runtime_supported
+    assert get_target("jetson-agx-orin").to_dict()["tensorrt"]["jetpack"][0] == {
+        "release": "5.1", "python": "3.8", "tensorrt": "8.5", "edgeseg_runtime": False}
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("{release: '6.0', python: 3.10, tensorrt: '8.6'}", "python 3.1 must be a quoted MAJOR.MINOR string"),
+    ("{release: '6.0', python: '3.10'}", "needs exactly release, python and tensorrt"),
+    ("{release: '6.0', python: 'three', tensorrt: '8.6'}", "python 'three' must be a quoted MAJOR.MINOR"),
+])
+def test_a_bad_jetpack_entry_is_refused(tmp_path, entry, message):
+    from edgeseg.targets import _load
+
+    (tmp_path / "board.yaml").write_text(
+        "name: board\ndescription: d\nbackend: tensorrt\nformat: tensorrt-bundle\nprecisions: [fp16]\n"
+        f"default_resolution: 320\nthreads: 1\ntensorrt:\n  jetpack:\n    - {entry}\n")
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path / "board.yaml")

@@ -73,10 +73,11 @@ def open_backend(model: Path | str | Manifest, *, threads: int | None = None) ->
 
 
 def require(module: str, what: str):
-    """Import an optional framework or raise one line saying what to install."""
+    """Import an optional framework or raise one line saying what to install (or that it is broken)."""
+    from edgeseg.errors import MissingPackageError
+    from edgeseg.optional import require as require_package
+
     try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        if isinstance(exc.__context__, KeyboardInterrupt):  # Ctrl-C during a slow import is not "not installed"
-            raise KeyboardInterrupt from None
-        raise BackendUnavailableError(f"{what} needs the '{module}' package, which is not installed here") from None
+        return require_package(module, purpose=what)
+    except MissingPackageError as exc:
+        raise BackendUnavailableError(str(exc)) from None

@@ -32,7 +32,7 @@ def interpreter_module():
         except ImportError:
             continue
     raise BackendUnavailableError(
-        "the LiteRT backend needs 'ai-edge-litert' (pip install ai-edge-litert) or 'tflite-runtime' (numpy<2), "
+        "the LiteRT backend needs 'ai-edge-litert' (pip install 'edgeseg[litert]') or 'tflite-runtime' (numpy<2), "
         "neither is installed here"
     )
 

@@ -1,0 +1,182 @@
+"""A conversion request, checked in full before any model is built or heavy framework imported.
+
+Everything a user can get wrong on the command line (target, precision, resolution, output kind,
+calibration needed and present, files present and readable, output folder writable, an artifact
+of other weights already under the same name) is answered here in milliseconds: numpy, torch
+and onnx are not imported by this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edgeseg.atomic import ensure_writable_dir
+from edgeseg.convert.resolution import parse_resolution, resolution_tag
+from edgeseg.errors import ConfigError, WeightsError
+from edgeseg.targets import TargetProfile, get_target
+
+OUTPUT_KINDS = ("logits", "mask")  # convert.wrap.OUTPUT_KINDS, without importing torch (a test keeps them equal)
+ARTIFACT_SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "tensorrt-bundle": ".onnx"}
+NEEDS_CALIBRATION = ("int8",)  # int8-dynamic quantizes weights only
+DEFAULT_ARCH = "deeplabv3_mobilenet_v3_large"  # convert.models.DEFAULT_ARCH (a test keeps them equal)
+SAMPLE_NAME = "deeplabv3_mobilenet_v3_large_synthetic.pt"  # convert.weights.SAMPLE_NAME (likewise)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+@dataclass(frozen=True)
+class ConvertRequest:
+    target: str
+    precision: str
+    resolution: str
+    weights: str
+    out: Path
+    arch: str | None = None
+    labels_file: Path | None = None
+    output_kind: str = "logits"
+    fuse_preprocessing: bool = False
+    calibration: str | None = None
+    verify_data: str | None = None
+    verify_images: int = 8
+    options: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+    name: str | None = None  # the weights' identity in the artifact name (default: see weights_identity)
+    force: bool = False  # replace an artifact of other weights under the same name
+    # Told each stage as it starts ("loading weights", "ASPP check", "export", "verification"): a caller's
+    # progress bar (the benchmark's) shows where a conversion is instead of sitting at "converting".
+    on_stage: Callable[[str], None] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ConvertPlan:
+    """What a valid request resolves to, before any work."""
+
+    target: TargetProfile
+    height: int
+    width: int
+    basename: str  # artifact file name without suffix
+    artifact: Path  # where the artifact will be published
+    weights_sha256: str | None  # of the weights file (None: torchvision's download)
+
+
+def weights_identity(weights: str, arch: str | None) -> str:
+    """The weights' part of an artifact name: 'sample', a checkpoint's file stem, or for torchvision's
+    download the architecture (its weights are known by the model's name)."""
+    if weights == "sample":
+        return "sample"
+    if weights == "torchvision":
+        return arch or DEFAULT_ARCH
+    path = Path(weights)
+    if path.name == SAMPLE_NAME and path.resolve() == sample_checkpoint_path():
+        return "sample"
+    return path.stem
+
+
+def sample_checkpoint_path() -> Path:
+    """The sample checkpoint inside this installation (convert.weights has the same, with torch)."""
+    import edgeseg
+
+    return Path(edgeseg.__file__).resolve().parent / "sample" / SAMPLE_NAME
+
+
+def artifact_basename(identity: str, target: str, precision: str, hw: tuple[int, int], output_kind: str,
+                      fused: bool) -> str:
+    """`<weights>-<target>-<precision>-<resolution>[-mask][-u8in]`: every choice that makes the file differ."""
+    parts = [identity, target, precision, resolution_tag(hw)]
+    if output_kind == "mask":
+        parts.append("mask")
+    if fused:
+        parts.append("u8in")
+    return "-".join(parts)
+
+
+def _weights_file(request: ConvertRequest) -> Path | None:
+    if request.weights == "torchvision":
+        return None
+    if request.weights == "sample":
+        path = sample_checkpoint_path()
+        if not path.is_file():
+            raise WeightsError(f"{path}: the sample checkpoint is missing from this installation")
+        return path
+    path = Path(request.weights)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    if not os.access(path, os.R_OK):
+        raise WeightsError(f"{path}: weights file is not readable (permission denied)")
+    return path
+
+
+def _check_calibration(request: ConvertRequest, target: TargetProfile) -> None:
+    if request.precision not in NEEDS_CALIBRATION:
+        return
+    spec = request.calibration
+    if not spec:
+        raise ConfigError(f"{request.precision} needs calibration images: pass --calib DIR (or --calib synthetic:N); "
+                          "edgeseg never calibrates on random data")
+    if spec.startswith("synthetic:"):
+        count = spec.split(":", 1)[1]
+        if not count.isdigit() or int(count) < 1:
+            raise ConfigError(f"--calib {spec}: expected synthetic:N with N a number of scenes, at least 1")
+    elif not Path(spec).is_dir():
+        raise ConfigError(f"--calib {spec}: no such folder (a folder of images, VOC layout or images/+masks/)")
+    if target.format == "tflite" and request.options.get("calib_method"):
+        raise ConfigError(f"--calib-method {request.options['calib_method']}: applies to Q/DQ ONNX (host-cpu, Jetson); "
+                          "TFLite INT8 uses ai-edge-quantizer's own calibration")
+
+
+def _check_files(request: ConvertRequest) -> None:
+    if request.labels_file is not None and not os.access(request.labels_file, os.R_OK):
+        raise WeightsError(f"{request.labels_file}: label names file not found or not readable")
+    if request.verify_data and not Path(request.verify_data).is_dir():
+        raise ConfigError(f"--verify-data {request.verify_data}: no such folder")
+    if request.name is not None and not _NAME.fullmatch(request.name):
+        raise ConfigError(f"--name {request.name}: use letters, digits, '.', '_', '+' and '-' (no '/' or spaces)")
+
+
+def check_name_free(artifact: Path, weights_sha256: str | None, force: bool) -> None:
+    """Refuse to replace an artifact of *other* weights unless `force`.
+
+    The same weights converted again may replace their artifact (a re-run after changing an option is
+    the normal case); weights are the same when their sha256 matches (torchvision's download: when the
+    existing artifact also came from torchvision).
+    """
+    manifest = artifact.with_name(artifact.name + ".json")
+    if force or not (artifact.exists() or manifest.exists()):
+        return
+    try:
+        existing = json.loads(manifest.read_text())["model"]
+        same = (existing.get("weights_sha256") == weights_sha256 if weights_sha256 is not None
+                else str(existing.get("weights_source", "")).startswith("torchvision:"))
+        other = existing.get("weights_source")
+    except (OSError, ValueError, KeyError, TypeError):
+        same, other = False, "unknown weights (no readable manifest)"
+    if not same:
+        raise ConfigError(f"{artifact}: already holds an artifact of other weights ({other}); "
+                          f"pass --name NAME to keep both, or --force to replace it")
+
+
+def plan(request: ConvertRequest) -> ConvertPlan:
+    """Check the whole request (no model built, nothing heavy imported); raise one line per problem."""
+    from edgeseg.manifest import sha256_file
+
+    target = get_target(request.target)
+    target.check_precision(request.precision)
+    height, width = parse_resolution(request.resolution)
+    if request.output_kind not in OUTPUT_KINDS:
+        raise ConfigError(f"--output {request.output_kind}: choose one of {', '.join(OUTPUT_KINDS)}")
+    _check_calibration(request, target)
+    _check_files(request)
+    weights_path = _weights_file(request)
+    ensure_writable_dir(request.out)
+    identity = request.name or weights_identity(request.weights, request.arch)
+    basename = artifact_basename(identity, target.name, request.precision, (height, width),
+                                 request.output_kind, request.fuse_preprocessing)
+    artifact = request.out / f"{basename}{ARTIFACT_SUFFIX[target.format]}"
+    sha = sha256_file(weights_path) if weights_path is not None else None
+    check_name_free(artifact, sha, request.force)
+    return ConvertPlan(target=target, height=height, width=width, basename=basename, artifact=artifact,
+                       weights_sha256=sha)

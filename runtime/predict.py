@@ -1,0 +1,371 @@
+"""`edgeseg predict`: segment images, folders, videos and streams, and keep the results under the sources' names.
+
+For every input it writes the class-id mask as a palette PNG (the PASCAL VOC palette, class ids as
+pixel values, the source's own size and name), the renderings asked for, and at the end
+`predictions.json` (per input: size, classes present, pixel shares, inference time) and a summary
+of pixel shares per class. It runs the runtime's own preprocessing, backend and postprocessing
+(the functions the demo and the benchmark call), so a mask here is the mask a device computes.
+
+An input that cannot be decoded is skipped with one line naming it and counted; the command fails
+only when nothing could be processed.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from edgeseg.atomic import atomic_path, ensure_writable_dir, write_json_atomic
+from edgeseg.errors import ConfigError, EdgesegError, SourceError
+from edgeseg.manifest import Manifest, load_manifest
+from edgeseg.runtime.backends import open_backend
+from edgeseg.runtime.capture import IMAGE_SUFFIXES, parse_source
+from edgeseg.runtime.postprocess import output_to_mask, resize_mask
+from edgeseg.runtime.preprocess import preprocess_bgr
+from edgeseg.runtime.render import Renderer, RenderOptions
+from edgeseg.runtime.sinks import VideoFileSink
+
+SAVE_KINDS = ("mask", "overlay", "side-by-side", "probs")
+RENDERED_KINDS = ("overlay", "side-by-side")
+FOLDERS = {"mask": "masks", "overlay": "overlay", "side-by-side": "side-by-side", "probs": "probs"}
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
+
+
+def _warn(message: str) -> None:
+    print(f"edgeseg predict: {message}", file=sys.stderr, flush=True)
+
+
+def parse_save(text: str) -> tuple[str, ...]:
+    """'mask,overlay' -> ('mask', 'overlay'); the mask is always written (it is the result)."""
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in SAVE_KINDS]
+    if unknown:
+        raise ConfigError(f"--save {text}: unknown {', '.join(unknown)}; choose from {', '.join(SAVE_KINDS)}")
+    return tuple(k for k in SAVE_KINDS if k in kinds or k == "mask")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """One predict run: which model, which inputs, where and what to write."""
+
+    model: Path | str
+    source: str
+    out: Path
+    save: tuple[str, ...] = ("mask",)
+    classes: tuple[str, ...] | None = None  # keep only these (names or ids); other pixels become background
+    threads: int | None = None
+    max_frames: int | None = None  # per video or stream
+    video_frames: bool = False  # videos: renderings as one PNG per frame instead of one mp4 per kind
+    progress: bool = True
+    render: RenderOptions = RenderOptions(hud=False, legend=True)
+
+    def __post_init__(self) -> None:
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ConfigError(f"--max-frames {self.max_frames}: must be 1 or more")
+
+
+def class_filter(names: tuple[str, ...] | None, labels: tuple[str, ...]) -> np.ndarray | None:
+    """A 256-entry look-up table: kept class ids map to themselves, all others to 0 (background)."""
+    if not names:
+        return None
+    lut = np.zeros(256, np.uint8)
+    for name in names:
+        if name.isdigit() and int(name) < len(labels):
+            lut[int(name)] = int(name)
+        elif name in labels:
+            lut[labels.index(name)] = labels.index(name)
+        else:
+            raise ConfigError(f"--classes {name}: the model has no such class; it has {', '.join(labels)}")
+    return lut
+
+
+@dataclass
+class InputResult:
+    """What one image or video frame gave."""
+
+    name: str  # the source file's name (a video frame: '<video>#<frame>')
+    path: str
+    height: int
+    width: int
+    counts: np.ndarray  # pixels per class id (256)
+    inference_ms: float
+    outputs: dict[str, str] = field(default_factory=dict)  # kind -> file, relative to --out
+
+    def to_json(self, labels: tuple[str, ...]) -> dict[str, Any]:
+        total = float(self.height * self.width)
+        present = [int(i) for i in np.flatnonzero(self.counts)]
+        return {"name": self.name, "path": self.path, "height": self.height, "width": self.width,
+                "classes_present": [_label(labels, i) for i in present],
+                "pixel_share": {_label(labels, i): round(float(self.counts[i]) / total, 6) for i in present},
+                "inference_ms": round(self.inference_ms, 3), "outputs": self.outputs}
+
+
+def _label(labels: tuple[str, ...], class_id: int) -> str:
+    return labels[class_id] if class_id < len(labels) else f"class_{class_id}"
+
+
+@dataclass
+class PredictSummary:
+    """Everything a run did; `format()` is what the command prints, `to_json()` is predictions.json."""
+
+    model: str
+    source: str
+    labels: tuple[str, ...]
+    results: list[InputResult] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    videos: list[str] = field(default_factory=list)  # rendered video files, relative to --out
+
+    def pixel_share(self) -> dict[str, float]:
+        counts = sum((r.counts for r in self.results), np.zeros(256, np.int64))
+        total = float(counts.sum()) or 1.0
+        return {_label(self.labels, int(i)): float(counts[i]) / total for i in np.flatnonzero(counts)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "source": self.source, "labels": list(self.labels),
+                "processed": len(self.results), "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+                "pixel_share": {k: round(v, 6) for k, v in self.pixel_share().items()},
+                "videos": self.videos, "inputs": [r.to_json(self.labels) for r in self.results]}
+
+    def format(self, out: Path) -> str:
+        lines = [f"predict: {len(self.results)} inputs from {self.source} with {Path(self.model).name}; "
+                 f"{len(self.skipped)} skipped"]
+        lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped]
+        present = {name: sum(1 for r in self.results if r.counts[i]) for i, name in enumerate(self.labels)}
+        lines.append(f"  {'class':<16}{'pixels':>9}{'inputs':>8}")
+        for name, share in sorted(self.pixel_share().items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {name:<16}{100 * share:8.2f}%{present.get(name, 0):>8}")
+        lines.append(f"  wrote {out}/ (predictions.json, {', '.join(sorted({k for r in self.results for k in r.outputs}))})")
+        return "\n".join(lines)
+
+
+def _jpeg_truncated(data: bytes) -> bool:
+    """True when a JPEG has no end-of-image marker after its last scan (OpenCV decodes such a file
+    into a half-grey picture with only a warning)."""
+    last_scan = data.rfind(b"\xff\xda")
+    return last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A BGR uint8 image, or SourceError saying why this file is not one."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None:
+        kind = "a corrupt or unsupported image" if path.suffix.lower() in IMAGE_SUFFIXES else "not an image"
+        raise SourceError(f"{path}: {kind}")
+    if data[:2] == b"\xff\xd8" and _jpeg_truncated(data):
+        raise SourceError(f"{path}: a truncated JPEG (no end-of-image marker)")
+    return image
+
+
+def list_inputs(source: str) -> tuple[list[Path], bool]:
+    """The files a path source names (a folder's files in name order; a VOC-layout folder's JPEGImages/),
+    and whether the source is a stream or camera URI instead (then the list is empty)."""
+    path = Path(source.removeprefix("file://"))
+    if "://" in source and not source.startswith("file://"):
+        return [], True
+    if not path.exists():
+        if source.isdigit() or source.startswith("/dev/video"):
+            return [], True
+        raise SourceError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if (path / "JPEGImages").is_dir():
+            path = path / "JPEGImages"
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise SourceError(f"{path}: an empty folder")
+        return files, False
+    return [path], False
+
+
+class _Predictor:
+    """The model and the writers of one run; `image()` and `video()` process one input each."""
+
+    def __init__(self, config: PredictConfig, manifest: Manifest, summary: PredictSummary) -> None:
+        self.config = config
+        self.summary = summary
+        self.manifest = manifest
+        self.spec = manifest.input_spec()
+        self.output_kind = manifest.output.get("kind", "logits")
+        self.output_layout = manifest.output.get("layout", "NCHW")
+        self.keep = class_filter(config.classes, manifest.labels)
+        self.renderers = {kind: Renderer(manifest.labels, RenderOptions(
+            mode=kind, alpha=config.render.alpha, outlines=config.render.outlines, legend=config.render.legend,
+            hud=False)) for kind in config.save if kind in RENDERED_KINDS}
+        self.palette = _voc_palette()
+        self.used_names: set[str] = set()
+        self.backend = open_backend(manifest, threads=config.threads)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def segment(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """(class ids at the frame's size, softmax probabilities at the model's size or None, inference ms)."""
+        output = self.backend.infer(preprocess_bgr(frame, self.spec))
+        mask = resize_mask(output_to_mask(output, self.output_kind, self.output_layout), *frame.shape[:2])
+        if self.keep is not None:
+            mask = cv2.LUT(mask, self.keep)
+        probs = _softmax(output, self.output_layout) if "probs" in self.config.save else None
+        return mask, probs, self.backend.last_inference_ms
+
+    def unique_stem(self, stem: str) -> str:
+        """Two sources with one stem (a.jpg, a.png) must not overwrite each other's outputs."""
+        name, n = stem, 1
+        while name in self.used_names:
+            n += 1
+            name = f"{stem}_{n}"
+        self.used_names.add(name)
+        return name
+
+    def write_outputs(self, stem: str, frame: np.ndarray, mask: np.ndarray, probs: np.ndarray | None,
+                      rendered: bool = True) -> dict[str, str]:
+        out = self.config.out
+        written = {"mask": f"{FOLDERS['mask']}/{stem}.png"}
+        write_palette_png(out / written["mask"], mask, self.palette)
+        if probs is not None:
+            written["probs"] = f"{FOLDERS['probs']}/{stem}.npy"
+            with atomic_path(out / written["probs"]) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, probs.astype(np.float16))
+        for kind, renderer in self.renderers.items() if rendered else ():
+            written[kind] = f"{FOLDERS[kind]}/{stem}.png"
+            _write_png(out / written[kind], renderer.render(frame, mask))
+        return written
+
+    def record(self, name: str, path: str, mask: np.ndarray, inference_ms: float, outputs: dict[str, str]) -> None:
+        counts = cv2.calcHist([mask], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+        self.summary.results.append(InputResult(name=name, path=path, height=mask.shape[0], width=mask.shape[1],
+                                                counts=counts, inference_ms=inference_ms, outputs=outputs))
+
+    def image(self, path: Path) -> None:
+        frame = read_image(path)
+        mask, probs, ms = self.segment(frame)
+        stem = self.unique_stem(path.stem)
+        self.record(path.name, str(path), mask, ms, self.write_outputs(stem, frame, mask, probs))
+
+    def video(self, uri: str, tick: Callable[[], None]) -> None:
+        """Every frame of a video or stream (up to --max-frames): masks as PNGs, renderings as one
+        video file per kind (or PNGs with --video-frames)."""
+        source = parse_source(uri)
+        source.open()
+        stem = self.unique_stem(Path(uri.rstrip("/")).stem or "stream")
+        sinks = {} if self.config.video_frames else {
+            kind: VideoFileSink(self.config.out / FOLDERS[kind] / f"{stem}.mp4", fps=source.fps) for kind in self.renderers}
+        try:
+            index = 0
+            while self.config.max_frames is None or index < self.config.max_frames:
+                frame = source.read()
+                if frame is None:
+                    break
+                mask, probs, ms = self.segment(frame)
+                outputs = self.write_outputs(f"{stem}_{index:06d}", frame, mask, probs, rendered=not sinks)
+                for kind, sink in sinks.items():
+                    sink.write(self.renderers[kind].render(frame, mask))
+                    outputs[kind] = f"{FOLDERS[kind]}/{stem}.mp4#{index}"
+                self.record(f"{Path(uri).name}#{index}", uri, mask, ms, outputs)
+                index += 1
+                tick()
+        finally:
+            source.close()
+            for kind, sink in sinks.items():
+                sink.close()
+                if sink.published:
+                    self.summary.videos.append(f"{FOLDERS[kind]}/{stem}.mp4")
+        if index == 0:
+            raise SourceError(f"{uri}: delivered no frame")
+
+
+def _voc_palette() -> list[int]:
+    from edgeseg.scenes import voc_palette
+
+    return voc_palette()
+
+
+def _softmax(output: np.ndarray, layout: str) -> np.ndarray:
+    """Logits of a batch of one -> class probabilities, classes first (C x H x W)."""
+    logits = output[0].astype(np.float32)
+    if layout == "NHWC":
+        logits = logits.transpose(2, 0, 1)
+    logits = logits - logits.max(axis=0, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=0, keepdims=True)
+    return logits
+
+
+def write_palette_png(path: Path, mask: np.ndarray, palette: list[int]) -> None:
+    """Class ids as the pixel values of a palette PNG (what VOC's SegmentationClass holds), atomically."""
+    from PIL import Image
+
+    mask = np.ascontiguousarray(mask, np.uint8)
+    image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
+    image.putpalette(palette)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), image):
+            raise ConfigError(f"{path}: cannot be written")
+
+
+def _check_request(config: PredictConfig, manifest: Manifest) -> None:
+    """What can be refused before the model loads."""
+    if "probs" in config.save and manifest.output.get("kind") == "mask":
+        raise ConfigError(f"--save probs: {manifest.artifact_path.name} outputs the argmax mask, not class scores; "
+                          "use an artifact converted with --output logits")
+    class_filter(config.classes, manifest.labels)
+    ensure_writable_dir(config.out)
+
+
+def run_predict(config: PredictConfig, *, on_message: Callable[[str], None] = _warn) -> PredictSummary:
+    """Segment every input of `config.source`; write masks, renderings and predictions.json into `config.out`.
+
+    Raises SourceError when no input could be processed (the skipped ones named in the message).
+    """
+    manifest = load_manifest(config.model)
+    _check_request(config, manifest)
+    files, is_stream = list_inputs(config.source)
+    summary = PredictSummary(model=str(manifest.artifact_path), source=config.source, labels=manifest.labels)
+    predictor = _Predictor(config, manifest, summary)
+    # One stream or video: the bar counts frames; a folder: it counts files.
+    by_frame = is_stream or (len(files) == 1 and files[0].suffix.lower() in VIDEO_SUFFIXES)
+    progress = _progress_bar(config, config.max_frames if by_frame else len(files), "frame" if by_frame else "input")
+    tick = progress.update if progress is not None and by_frame else (lambda: None)
+    try:
+        for item in ([Path(config.source)] if is_stream else files):
+            try:
+                if is_stream or item.suffix.lower() in VIDEO_SUFFIXES:
+                    predictor.video(config.source if is_stream else str(item), tick)
+                else:
+                    predictor.image(item)
+            except EdgesegError as exc:  # one bad input: named, counted, and the run goes on
+                summary.skipped.append((str(item), str(exc).removeprefix(f"{item}: ")))
+                if progress is not None:
+                    progress.clear()  # the line above the bar, not through it
+                on_message(f"skipped {exc}")
+            if progress is not None and not by_frame:
+                progress.update(1)
+    finally:
+        if progress is not None:
+            progress.close()
+        predictor.close()
+    if not summary.results:
+        names = "; ".join(f"{p}: {r}" for p, r in summary.skipped[:3])
+        raise SourceError(f"{config.source}: nothing could be processed ({len(summary.skipped)} skipped: {names})")
+    write_json_atomic(config.out / "predictions.json", summary.to_json())
+    return summary
+
+
+def _progress_bar(config: PredictConfig, total: int | None, unit: str) -> Any:
+    if not config.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="predict", unit=unit, file=sys.stderr, mininterval=0.5, leave=False)

@@ -1,0 +1,122 @@
+"""The device install runs the device commands without the workstation stack.
+
+A fresh virtual environment gets only the base install plus the two device engines
+(`edgeseg[onnxruntime,litert]`), built from a copy of this source tree the way pip installs it on
+a board; torch, torchvision, onnx, matplotlib and Pillow must not be importable there. The
+artifacts it runs are made here, by the full install. pip's cache makes a rerun quick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgeseg.cli import main
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE_PARTS = ("edgeseg", "runtime", "convert", "benchmarks", "targets", "setup.cfg", "pyproject.toml", "README.md")
+WORKSTATION_ONLY = ("torch", "torchvision", "onnx", "matplotlib", "PIL")
+RESOLUTION = "64"
+
+
+def _run(argv: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def device_venv(tmp_path_factory) -> dict:
+    """A fresh venv with `edgeseg[onnxruntime,litert]` installed from a copy of the source tree."""
+    root = tmp_path_factory.mktemp("device-install")
+    source = root / "src"
+    source.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
+    for part in SOURCE_PARTS:
+        (shutil.copytree if (REPO / part).is_dir() else shutil.copy2)(REPO / part, source / part, **(
+            {"ignore": ignore} if (REPO / part).is_dir() else {}))
+    venv = root / "venv"
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    install = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--progress-bar", "off",
+                    f"{source}[onnxruntime,litert]"], env)
+    assert install.returncode == 0, install.stdout + install.stderr
+    seconds = time.perf_counter() - started
+    print(f"\ndevice venv created and installed in {seconds:.1f} s")
+    return {"python": str(venv / "bin" / "python"), "edgeseg": str(venv / "bin" / "edgeseg"), "env": env,
+            "install_s": seconds}
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory, synthetic_voc) -> dict[str, Path]:
+    """A host-cpu ONNX and an android-cpu TFLite model at 64 px, made by this (full) install."""
+    pytest.importorskip("litert_torch", reason="the TFLite artifact needs the full install ('edgeseg[all]')")
+    made = {}
+    for kind, target in (("onnx", "host-cpu"), ("tflite", "android-cpu")):
+        out = tmp_path_factory.mktemp(kind)
+        assert main(["convert", "--target", target, "--resolution", RESOLUTION, "--verify-images", "2",
+                     "--verify-data", str(synthetic_voc), "--out", str(out)]) == 0
+        (made[kind],) = out.glob(f"*.{kind}")
+    return made
+
+
+@pytest.fixture(scope="module")
+def image_folder(synthetic_voc, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("frames")
+    for path in sorted((synthetic_voc / "JPEGImages").glob("*.jpg"))[:4]:
+        shutil.copy2(path, folder / path.name)
+    return folder
+
+
+def test_the_workstation_stack_is_not_importable_there(device_venv):
+    for module in WORKSTATION_ONLY:
+        probe = _run([device_venv["python"], "-c", f"import {module}"], device_venv["env"])
+        assert probe.returncode != 0 and f"No module named '{module}'" in probe.stderr, module
+
+
+@pytest.mark.parametrize("kind", ["onnx", "tflite"])
+def test_demo_info_and_bench_run_there(device_venv, artifacts, image_folder, synthetic_voc, tmp_path, kind):
+    edgeseg, env = device_venv["edgeseg"], device_venv["env"]
+    demo = _run([edgeseg, "demo", "--model", str(artifacts[kind]), "--source", str(image_folder), "--headless",
+                 "--max-frames", "4", "--threads", "1", "--save-frames", str(tmp_path / "frames")], env)
+    assert demo.returncode == 0, demo.stderr
+    assert len(list((tmp_path / "frames").iterdir())) == 4
+    info = _run([edgeseg, "info", str(artifacts[kind])], env)
+    assert info.returncode == 0 and str(artifacts[kind].name) in info.stdout, info.stderr
+    bench = _run([edgeseg, "bench", "--artifacts", str(artifacts[kind]), "--data", str(synthetic_voc),
+                  "--images", "2", "--runs", "3", "--warmup", "1", "--threads", "1", "--no-progress",
+                  "--out", str(tmp_path / "bench")], env)
+    assert bench.returncode == 0, bench.stdout + bench.stderr
+    (row,) = json.loads((tmp_path / "bench" / "results.json").read_text())["rows"]
+    assert row["status"] == "ok", row
+
+
+def test_convert_there_says_in_one_line_which_extra_it_needs(device_venv, tmp_path):
+    convert = _run([device_venv["edgeseg"], "convert", "--resolution", RESOLUTION, "--out", str(tmp_path)],
+                   device_venv["env"])
+    assert convert.returncode == 2
+    assert convert.stderr == ("edgeseg convert: error: this command needs 'torch', which is not installed here: "
+                              "pip install 'edgeseg[convert]'\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_doctor_there_says_it_runs_but_cannot_convert(device_venv):
+    doctor = _run([device_venv["edgeseg"], "doctor", "--json"], device_venv["env"])
+    assert doctor.returncode == 0, doctor.stderr
+    report = json.loads(doctor.stdout)
+    assert not report["conversion_available"]
+    assert report["edgeseg"]["extras"] == ["litert", "onnxruntime", "opencv"]
+    for target in ("host-cpu", "android-cpu"):
+        assert report["targets"][target]["run"]["ok"], report["targets"][target]
+        assert report["targets"][target]["convert"]["why"].startswith("cannot convert, because torch is not installed")
+    assert report["opencv"]["version"] == _run([device_venv["python"], "-c", "import cv2; print(cv2.__version__)"],
+                                               device_venv["env"]).stdout.strip()

@@ -1,0 +1,103 @@
+"""`edgeseg doctor`: reports what is installed, broken or missing, and never crashes on it."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from edgeseg.runtime import doctor
+from edgeseg.targets import all_targets
+
+from edgeseg.cli import main
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch):
+    """Plant packages on sys.path (name -> {file: text}); imports see them instead of the installed ones."""
+    def plant(name: str, files: dict[str, str]) -> None:
+        folder = tmp_path / name
+        folder.mkdir()
+        for file, text in files.items():
+            (folder / file).write_text(text)
+        for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            monkeypatch.delitem(sys.modules, module)
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return plant
+
+
+def test_json_report_has_every_section_and_every_target(capsys):
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"python", "edgeseg", "opencv", "onnxruntime", "litert", "tensorrt", "cuda", "conversion",
+                           "conversion_available", "targets"}
+    assert report["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
+    assert set(report["targets"]) == set(all_targets())
+    import cv2
+
+    assert report["opencv"]["version"] == cv2.__version__ and report["opencv"]["file"] == cv2.__file__
+    # this machine (CI too) has ONNX Runtime and no NVIDIA TensorRT
+    assert report["targets"]["host-cpu"]["run"] == {"ok": True, "why": "can run (ONNX Runtime, CPUExecutionProvider)"}
+    assert report["tensorrt"]["status"] in ("missing", "stubs-only")
+    assert not report["targets"]["jetson-orin-nx"]["run"]["ok"]
+
+
+def test_text_report_has_a_line_per_target(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    for name in all_targets():
+        assert any(line.strip().startswith(name + " ") and "convert" in line and "run" in line
+                   for line in out.splitlines()), name
+    assert "note (jetson-agx-orin, jetson-orin-nano, jetson-orin-nx, jetson-xavier-nx): JetPack 5.1 ships Python 3.8" in out
+
+
+def test_tensorrt_stubs_alone_are_not_tensorrt(planted):
+    planted("tensorrt", {"__init__.pyi": "def __getattr__(name: str): ...\n"})
+    info = doctor.tensorrt_info()
+    assert info["status"] == "stubs-only" and "only type stubs" in info["detail"]
+    verdict = doctor.target_verdict(all_targets()["jetson-orin-nano"], doctor.diagnose())
+    assert verdict["run"] == {"ok": False, "why": "cannot run, because TensorRT is only type stubs here "
+                                                  "(tensorrt-stubs), not NVIDIA's TensorRT"}
+
+
+def test_a_package_that_raises_on_import_is_reported_not_fatal(planted, capsys):
+    planted("tensorrt", {"__init__.py": "raise OSError('libnvinfer.so.10: cannot open shared object file')\n"})
+    planted("onnxruntime", {"__init__.py": "raise RuntimeError('built for another numpy')\n"})
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tensorrt"] == {"status": "broken", "error": "OSError: libnvinfer.so.10: cannot open shared object file"}
+    assert report["onnxruntime"] == {"status": "broken", "error": "RuntimeError: built for another numpy"}
+    assert report["targets"]["host-cpu"]["run"]["why"] == (
+        "cannot run, because onnxruntime is installed but broken (RuntimeError: built for another numpy)")
+    assert "TensorRT is installed but broken (OSError: libnvinfer.so.10" in report["targets"]["jetson-agx-orin"]["run"]["why"]
+
+
+def test_missing_engines_and_conversion_stack_name_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import raises ImportError, as when not installed
+    real_version = doctor.distribution_version
+    monkeypatch.setattr(doctor, "distribution_version",
+                        lambda name: None if name in ("torch", "litert-torch") else real_version(name))
+    report = doctor.diagnose()
+    assert report["onnxruntime"] == {"status": "missing"}
+    assert not report["conversion_available"]
+    host = report["targets"]["host-cpu"]
+    assert host["run"]["why"] == "cannot run, because onnxruntime is not installed (edgeseg[onnxruntime])"
+    assert host["convert"]["why"] == "cannot convert, because torch is not installed (edgeseg[convert])"
+    assert report["targets"]["android-cpu"]["convert"]["why"] == (
+        "cannot convert, because torch is not installed (edgeseg[convert]), litert-torch is not installed (edgeseg[tflite])")
+
+
+def test_a_jetson_release_without_the_runtimes_python_is_said_plainly():
+    notes = doctor.target_verdict(all_targets()["jetson-xavier-nx"], doctor.diagnose())["notes"]
+    assert notes == [("JetPack 5.1 ships Python 3.8 and TensorRT 8.5: the edgeseg runtime needs Python >= 3.10, so "
+                      "there the bundle's trtexec script builds the engine and trtexec runs it")]
+
+
+def test_install_profile_lists_only_complete_extras(monkeypatch):
+    real_version = doctor.distribution_version
+    monkeypatch.setattr(doctor, "distribution_version",
+                        lambda name: None if name == "matplotlib" else real_version(name))
+    extras = doctor.install_profile()["extras"]
+    assert extras is not None and "bench" not in extras and "all" not in extras
+    assert "jetson" not in extras  # pycuda is not installed here

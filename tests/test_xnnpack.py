@@ -1,0 +1,71 @@
+"""LiteRT full INT8 runs as one XNNPACK partition: counted from the written artifact by the LiteRT
+interpreter itself, recorded in the manifest and shown by `edgeseg info`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("litert_torch", reason="TFLite conversion needs litert-torch (pip install 'edgeseg[tflite]')")
+pytest.importorskip("ai_edge_quantizer", reason="INT8 needs ai-edge-quantizer")
+
+from edgeseg.cli import main  # noqa: E402
+from edgeseg.convert import tflite_export, xnnpack  # noqa: E402
+from edgeseg.convert.pipeline import ConvertRequest, convert  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def int8_and_float(sample_checkpoint: Path, tmp_path_factory) -> tuple[dict, bytes]:
+    """The android-cpu INT8 artifact at 128 px, and the FP32 flatbuffer it was quantized from."""
+    traced: list[bytes] = []
+    original = tflite_export.convert_float
+
+    def keep(job, spec):
+        traced.append(original(job, spec))
+        return traced[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tflite_export, "convert_float", keep)
+        m = convert(ConvertRequest(target="android-cpu", precision="int8", resolution="128",
+                                   weights=str(sample_checkpoint), out=tmp_path_factory.mktemp("xnnpack"),
+                                   calibration="synthetic:16", verify_images=4, progress=False,
+                                   options={"calib_images": 16}))
+    return m, traced[0]
+
+
+def test_full_int8_is_one_xnnpack_partition_counted_from_the_artifact(int8_and_float):
+    m, _ = int8_and_float
+    path = Path(m["manifest_path"][: -len(".json")])
+    assert xnnpack.partitions(path) == 1
+    assert not xnnpack.outside_ops(path)
+    assert m["conversion"]["xnnpack_partitions"] == 1
+    assert m["verification"]["passed"]
+
+
+def test_plain_static_recipe_leaves_int8_hard_swish_outside_xnnpack(int8_and_float):
+    """Why the recipe keeps HARD_SWISH in float: quantized, every one of them splits the graph."""
+    from ai_edge_quantizer import algorithm_manager, qtyping, quantizer, recipe
+
+    _, float_model = int8_and_float
+    q = quantizer.Quantizer(bytearray(float_model))
+    q.load_quantization_recipe(recipe.static_wi8_ai8())
+    for boundary in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
+        q.update_quantization_recipe(".*", boundary, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    key, input_name = tflite_export._signature_input_name(float_model)
+    import numpy as np
+
+    calibration = q.calibrate({key: [{input_name: np.zeros((1, 128, 128, 3), np.float32)}]})
+    plain = bytes(q.quantize(calibration).quantized_model)
+    outside = xnnpack.outside_ops(plain)
+    assert set(outside) == {"HARD_SWISH"} and outside["HARD_SWISH"] == 20
+    assert xnnpack.partitions(plain) == 21
+    assert xnnpack.partitions(float_model) == 1
+
+
+def test_info_shows_the_partition_count(int8_and_float, capsys):
+    m, _ = int8_and_float
+    assert main(["info", m["manifest_path"]]) == 0
+    assert "xnnpack      1 partition (the whole graph delegated)" in capsys.readouterr().out
