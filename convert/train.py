@@ -227,7 +227,9 @@ def _open_data(config: TrainConfig, weights: LoadedWeights | None):
     return train_set, val_set, tuple(labels)
 
 
-def _loaders(config: TrainConfig, train_set: SegmentationDataset, generator: torch.Generator):
+def _loaders(config: TrainConfig, train_set: SegmentationDataset, generator: torch.Generator
+             ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader, AugmentedPairs]:
+    """The training loader (its AugmentedPairs returned too: each epoch sets its `epoch`) and the BN-pass loader."""
     pairs = AugmentedPairs(train_set, config.crop or config.resolution, (config.scale_min, config.scale_max),
                            augment=True, base=config.resolution)
     pairs.seed = config.seed
@@ -239,7 +241,7 @@ def _loaders(config: TrainConfig, train_set: SegmentationDataset, generator: tor
     bn_loader = torch.utils.data.DataLoader(
         AugmentedPairs(train_set, config.resolution, (1.0, 1.0), augment=False), batch_size=config.batch_size,
     )
-    return loader, bn_loader
+    return loader, bn_loader, pairs
 
 
 def _resume(state_path: Path, config: TrainConfig, model: torch.nn.Module, optimizer) -> tuple[int, list, str]:
@@ -308,7 +310,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     if resume:
         start_epoch, history, init = _resume(state_path, config, model, optimizer)
     generator = torch.Generator().manual_seed(config.seed)
-    loader, bn_loader = _loaders(config, train_set, generator)
+    loader, bn_loader, pairs = _loaders(config, train_set, generator)
     steps_per_epoch = min(len(loader), max_steps_per_epoch or len(loader))
     if steps_per_epoch == 0:
         raise ConfigError(f"{config.data}: {len(train_set)} training images is fewer than one batch of {config.batch_size}")
@@ -316,7 +318,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     scores: dict = {}
     for epoch in range(start_epoch, config.epochs):
         generator.manual_seed(config.seed + epoch)  # the same epoch sees the same batches after a resume
-        loader.dataset.epoch = epoch
+        pairs.epoch = epoch
         started = time.time()
         losses = _train_epoch(model, loader, optimizer, config, epoch, steps_per_epoch, progress)
         recompute_bn_statistics(model, bn_loader, config.bn_images, progress=progress)
