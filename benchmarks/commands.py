@@ -8,11 +8,13 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("make-scenes", help="write seeded synthetic scenes with masks in the PASCAL VOC layout")
-    p.add_argument("--out", type=Path, required=True, help="folder to write (JPEGImages/, SegmentationClass/, ImageSets/)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder to write (JPEGImages/, SegmentationClass/, ImageSets/)")
     p.add_argument("--train", type=int, default=1600, help="training scenes (default: %(default)s)")
     p.add_argument("--val", type=int, default=200, help="validation scenes (default: %(default)s)")
     p.add_argument("--size", type=int, default=320, help="scene width and height in pixels (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed; the same seed writes the same files (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed; the same seed writes the same files (default: %(default)s)")
     p.set_defaults(run=_make_scenes)
     _register_bench(sub)
 
@@ -32,38 +34,55 @@ def _list(text: str) -> list[str]:
 
 
 def _register_bench(sub: argparse._SubParsersAction) -> None:
-    from edgeseg.benchmarks.bench import (DEFAULT_CALIB_IMAGES, DEFAULT_IMAGES, DEFAULT_RUNS, DEFAULT_VERIFY_IMAGES,
-                                          DEFAULT_WARMUP, QUICK)
+    from edgeseg.benchmarks.config import (
+        DEFAULT_CALIB_IMAGES,
+        DEFAULT_IMAGES,
+        DEFAULT_RUNS,
+        DEFAULT_VERIFY_IMAGES,
+        DEFAULT_WARMUP,
+        QUICK,
+    )
 
     p = sub.add_parser(
         "bench", help="latency, mIoU and cost per model x target x resolution x precision, in one report",
         description="Convert on demand (cached by the conversion inputs) or take given artifacts, run each through "
                     "the runtime on a labelled set, and write results.json, results.csv, report.md, pareto.png and "
                     "per_class_iou.png into --out. Every row ends ok, not run (with why) or failed (with where).")
-    p.add_argument("--data", type=Path, default=None, help="labelled set: VOC layout or images/ + masks/ (+ labels.txt)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="labelled set: VOC layout or images/ + masks/ (+ labels.txt)")
     p.add_argument("--split", default="val", help="split list of a VOC-layout --data (default: %(default)s)")
     p.add_argument("--weights", nargs="+", default=["sample"],
                    help="'sample', 'torchvision' or checkpoint paths; each is a model of the sweep (default: sample)")
     p.add_argument("--models", nargs="+", default=[None],
-                   help="zoo architectures of plain state dicts or of --weights torchvision (checkpoints carry their own)")
-    p.add_argument("--targets", type=_list, default=["host-cpu"], help="comma-separated target profiles (default: host-cpu)")
-    p.add_argument("--resolutions", type=_list, default=["320"], help="comma-separated, e.g. 320,640 or 480x640 (default: 320)")
-    p.add_argument("--precisions", type=_list, default=["fp32"], help="comma-separated: fp32,fp16,int8,int8-dynamic (default: fp32)")
-    p.add_argument("--images", type=int, default=DEFAULT_IMAGES, help="images scored per set, the first N of the split (default: %(default)s)")
+                   help="zoo architectures of plain state dicts or of --weights torchvision (checkpoints "
+                        "carry their own)")
+    p.add_argument("--targets", type=_list, default=["host-cpu"],
+                   help="comma-separated target profiles (default: host-cpu)")
+    p.add_argument("--resolutions", type=_list, default=["320"],
+                   help="comma-separated, e.g. 320,640 or 480x640 (default: 320)")
+    p.add_argument("--precisions", type=_list, default=["fp32"],
+                   help="comma-separated: fp32,fp16,int8,int8-dynamic (default: fp32)")
+    p.add_argument("--images", type=int, default=DEFAULT_IMAGES,
+                   help="images scored per set, the first N of the split (default: %(default)s)")
     p.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed frames per row (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed frames before them (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="inference threads (default: the target's, at most this machine's cores)")
+    p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
+                   help="untimed frames before them (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="inference threads (default: the target's, at most this machine's cores)")
     p.add_argument("--calib", default=None,
                    help="INT8 calibration: folder or synthetic:N (default: --data's train split, else synthetic scenes "
                         "for a model of the synthetic classes)")
-    p.add_argument("--calib-images", type=int, default=DEFAULT_CALIB_IMAGES, help="calibration images (default: %(default)s)")
+    p.add_argument("--calib-images", type=int, default=DEFAULT_CALIB_IMAGES,
+                   help="calibration images (default: %(default)s)")
     p.add_argument("--verify-images", type=int, default=DEFAULT_VERIFY_IMAGES,
                    help="images verified at conversion, the first of --data (default: %(default)s)")
     p.add_argument("--artifacts", nargs="+", type=Path, default=[],
                    help="measure these converted artifacts (or manifests) instead of a sweep")
     p.add_argument("--peer", action="store_true", help="add the public peers (benchmarks/peers/*.json) on VOC val")
-    p.add_argument("--peer-manifest", nargs="+", type=Path, default=[], help="peer manifests (default: benchmarks/peers/*.json)")
-    p.add_argument("--peer-data", type=Path, default=None, help="VOC folder for the peers (default: ../shared/data/voc-sample)")
+    p.add_argument("--peer-manifest", nargs="+", type=Path, default=[],
+                   help="peer manifests (default: benchmarks/peers/*.json)")
+    p.add_argument("--peer-data", type=Path, default=None,
+                   help="VOC folder for the peers (default: ../shared/data/voc-sample)")
     p.add_argument("--aspp-compare", action="store_true", help="each row with and without the ASPP rewrite")
     p.add_argument("--quick", action="store_true",
                    help=f"CI size: first resolution only, {QUICK['images']} images, {QUICK['runs']} runs, "

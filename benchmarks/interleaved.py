@@ -18,8 +18,6 @@ import os
 import statistics
 from pathlib import Path
 
-import numpy as np
-
 from edgeseg.manifest import load_manifest
 from edgeseg.runtime.backends import open_backend
 from edgeseg.runtime.preprocess import preprocess_rgb

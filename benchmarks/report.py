@@ -23,20 +23,18 @@ from edgeseg.atomic import publish, staging_dir
 REPORT_FILES = ("results.json", "results.csv", "report.md", "pareto.png", "per_class_iou.png")
 CSV_COLUMNS = (
     "id", "model", "variant", "target", "backend", "host_proxy", "resolution", "precision", "status", "stage", "reason",
-    "dataset", "threads", "total_ms_mean", "total_ms_p50", "total_ms_p90", "total_ms_p99", "total_ms_min", "total_ms_max",
+    "dataset", "threads",
+    "total_ms_mean", "total_ms_p50", "total_ms_p90", "total_ms_p99", "total_ms_min", "total_ms_max",
     "fps", "preprocess_ms_p50", "inference_ms_p50", "inference_ms_p90", "postprocess_ms_p50", "miou", "pixel_accuracy",
     "reference_miou", "miou_delta", "argmax_agreement", "size_mb", "gflops", "achieved_gflops_per_s",
     "roofline_fraction", "verification_agrees", "xnnpack_partitions",
 )
 
 
-def load_results(path: Path | str) -> dict[str, Any]:
-    """Read a results.json back (e.g. to re-render a report)."""
-    return json.loads(Path(path).read_text())
-
-
 def write_report(results: dict[str, Any], out: Path) -> list[Path]:
     """Write every report file into `out` atomically; return their paths."""
+    from edgeseg.benchmarks.plots import plot_pareto, plot_per_class_iou  # matplotlib: only when writing
+
     with staging_dir(Path(out)) as stage:
         (stage / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (stage / "results.csv").write_text(to_csv(results))
@@ -60,18 +58,21 @@ def flat_row(row: dict[str, Any]) -> dict[str, Any]:
     """One row as CSV columns (missing measurements stay empty, never zero)."""
     lat, acc, cost = row.get("latency"), row.get("accuracy"), row.get("cost")
     return {
-        "id": row["id"], "model": _get(row, "model", "name"), "variant": row.get("variant"), "target": row.get("target"),
-        "backend": row.get("backend"), "host_proxy": row.get("host_proxy"), "resolution": row.get("resolution"),
-        "precision": row.get("precision"), "status": row["status"], "stage": row.get("stage"), "reason": row.get("reason"),
+        "id": row["id"], "model": _get(row, "model", "name"), "variant": row.get("variant"),
+        "target": row.get("target"), "backend": row.get("backend"), "host_proxy": row.get("host_proxy"),
+        "resolution": row.get("resolution"), "precision": row.get("precision"),
+        "status": row["status"], "stage": row.get("stage"), "reason": row.get("reason"),
         "dataset": row.get("dataset"), "threads": row.get("threads"),
         **{f"total_ms_{k}": _get(lat, "total_ms", k) for k in ("mean", "p50", "p90", "p99", "min", "max")},
         "fps": _get(lat, "fps"), "preprocess_ms_p50": _get(lat, "preprocess_ms", "p50"),
         "inference_ms_p50": _get(lat, "inference_ms", "p50"), "inference_ms_p90": _get(lat, "inference_ms", "p90"),
         "postprocess_ms_p50": _get(lat, "postprocess_ms", "p50"),
-        "miou": _get(acc, "miou"), "pixel_accuracy": _get(acc, "pixel_accuracy"), "reference_miou": _get(acc, "reference_miou"),
+        "miou": _get(acc, "miou"), "pixel_accuracy": _get(acc, "pixel_accuracy"),
+        "reference_miou": _get(acc, "reference_miou"),
         "miou_delta": _get(acc, "miou_delta"), "argmax_agreement": _get(acc, "argmax_agreement"),
         "size_mb": _get(cost, "size_mb") if cost else _get(row, "artifact", "size_mb"), "gflops": _get(cost, "gflops"),
-        "achieved_gflops_per_s": _get(cost, "achieved_gflops_per_s"), "roofline_fraction": _get(cost, "roofline_fraction"),
+        "achieved_gflops_per_s": _get(cost, "achieved_gflops_per_s"),
+        "roofline_fraction": _get(cost, "roofline_fraction"),
         "verification_agrees": _get(row, "verification_check", "agrees"),
         "xnnpack_partitions": partitions(row),
     }
@@ -106,6 +107,10 @@ def model_text(row: dict[str, Any]) -> str:
     return f"{name} ({row['variant']})" if row.get("variant") else name
 
 
+def _percent(fraction: float | None, fmt: str) -> str:
+    return "–" if fraction is None else format(fraction * 100, fmt) + "%"
+
+
 def _num(value: Any, fmt: str, signed: bool = False) -> str:
     if value is None:
         return "–"
@@ -125,7 +130,8 @@ def main_table(results: dict[str, Any]) -> str:
         cells = (model_text(row), target_text(row), row.get("backend") or "–", row.get("resolution") or "–",
                  row.get("precision") or "–", status_text(row).replace("|", "/"),
                  _num(_get(lat, "total_ms", "p50"), ".1f"), _num(_get(lat, "total_ms", "p90"), ".1f"),
-                 _num(_get(lat, "fps"), ".1f"), _num(_get(acc, "miou"), ".2f"), _num(_get(acc, "miou_delta"), ".2f", True),
+                 _num(_get(lat, "fps"), ".1f"), _num(_get(acc, "miou"), ".2f"),
+                 _num(_get(acc, "miou_delta"), ".2f", True),
                  _num(size, ".2f"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -145,10 +151,8 @@ def detail_table(results: dict[str, Any]) -> str:
         cells = (model_text(row), target_text(row), row["resolution"], row["precision"], str(row.get("threads")),
                  _num(lat["preprocess_ms"]["p50"], ".1f"), _num(lat["inference_ms"]["p50"], ".1f"),
                  _num(lat["postprocess_ms"]["p50"], ".1f"), _num(acc.get("pixel_accuracy"), ".2f"),
-                 _num(agreement * 100 if agreement is not None else None, ".2f") + ("%" if agreement is not None else ""),
-                 _num(cost.get("gflops"), ".2f"), _num(cost.get("achieved_gflops_per_s"), ".1f"),
-                 _num(roof * 100 if roof is not None else None, ".1f") + ("%" if roof is not None else ""),
-                 _num(partitions(row), "d"))
+                 _percent(agreement, ".2f"), _num(cost.get("gflops"), ".2f"),
+                 _num(cost.get("achieved_gflops_per_s"), ".1f"), _percent(roof, ".1f"), _num(partitions(row), "d"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -219,7 +223,8 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         f"- CPU: {m.get('cpu_model')}, {m.get('cpu_cores')} cores ({m.get('cpu_cores_usable')} usable), "
         f"{m.get('memory_gb', '?')} GB RAM; GPU: {gpu}; {m.get('os')}",
-        f"- measured float32 matmul peak: {peak.get('gflops_per_s')} GFLOP/s ({peak.get('method')}, {peak.get('threads')} threads)",
+        f"- measured float32 matmul peak: {peak.get('gflops_per_s')} GFLOP/s "
+        f"({peak.get('method')}, {peak.get('threads')} threads)",
         f"- load average (1/5/15 min) at start {m.get('load_average_at_start')}, at end {m.get('load_average_at_end')}"
         " (above the core count means something else shared the CPU)",
         "- tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()),
@@ -251,33 +256,44 @@ def check_lines(results: dict[str, Any]) -> list[str]:
 
 
 def to_markdown(results: dict[str, Any]) -> str:
+    """report.md: the run, the machine and data, the tables with their legends, the checks, the pictures."""
+    created = f"{results['created']}, {results['duration_s']} s"
+    command = f", `{results['command']}`" if results.get("command") else ""
+    parts = [
+        "# edgeseg benchmark", "", created + command, "",
+        "## Machine", *machine_lines(results), "",
+        "## Data", *data_lines(results), "",
+        *result_sections(results),
+        "## Checks", *check_lines(results), "",
+        "![latency against mIoU](pareto.png)", "",
+        "![per-class IoU](per_class_iou.png)", "",
+    ]
+    return "\n".join(parts)
+
+
+def data_lines(results: dict[str, Any]) -> list[str]:
+    """The sets scored, how many frames and images per row, and each model's INT8 calibration."""
     config = results["config"]
-    datasets = results.get("datasets", {})
-    data_lines = [f"- `{key}`: {d['name']}: {d['images']} images of {d['path']}"
-                  + (f" (split {d['split']})" if d.get("split") else "") for key, d in datasets.items()]
+    lines = [f"- `{key}`: {d['name']}: {d['images']} images of {d['path']}"
+             + (f" (split {d['split']})" if d.get("split") else "") for key, d in results.get("datasets", {}).items()]
+    lines.append(f"- latency: {config['warmup']} warm-up + {config['runs']} timed frames per row; accuracy: "
+                 f"{config['images']} images at most per set" + ("; `--quick`" if config.get("quick") else ""))
+    lines.extend(f"- INT8 calibration of {m}: {c['images']} ({c['source']})"
+                 for m, c in (config.get("calibration") or {}).items())
+    return lines
+
+
+def result_sections(results: dict[str, Any]) -> list[str]:
+    """The main table, stages and cost, INT8 against FP32 (when both ran) and the ASPP table (--aspp-compare),
+    each with its legend."""
     rows = results["rows"]
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "not run", "failed")}
-    calib = config.get("calibration") or {}
+    partial = ("" if results.get("complete", True)
+               else f"; PARTIAL: {len(rows)} of {results.get('rows_planned')} rows so far")
     aspp = aspp_table(results)
     int8 = int8_ratio_table(results)
-    parts = [
-        "# edgeseg benchmark",
-        "",
-        f"{results['created']}, {results['duration_s']} s" + (f", `{results['command']}`" if results.get("command") else ""),
-        "",
-        "## Machine",
-        *machine_lines(results),
-        "",
-        "## Data",
-        *data_lines,
-        f"- latency: {config['warmup']} warm-up + {config['runs']} timed frames per row; accuracy: "
-        f"{config['images']} images at most per set"
-        + ("; `--quick`" if config.get("quick") else ""),
-        *[f"- INT8 calibration of {m}: {c['images']} ({c['source']})" for m, c in calib.items()],
-        "",
-        f"## Results ({counts['ok']} ok, {counts['not run']} not run, {counts['failed']} failed"
-        + ("" if results.get("complete", True) else f"; PARTIAL: {len(rows)} of {results.get('rows_planned')} rows so far")
-        + ")",
+    return [
+        f"## Results ({counts['ok']} ok, {counts['not run']} not run, {counts['failed']} failed{partial})",
         "",
         main_table(results),
         "",
@@ -315,112 +331,4 @@ def to_markdown(results: dict[str, Any]) -> str:
             "changes no output (see docs/aspp-rewrite.md), so the two mIoUs should be equal.",
             "",
         ]),
-        "## Checks",
-        *check_lines(results),
-        "",
-        "![latency against mIoU](pareto.png)",
-        "",
-        "![per-class IoU](per_class_iou.png)",
-        "",
     ]
-    return "\n".join(parts)
-
-
-# --------------------------------------------------------------------------- pictures
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on a server or in CI
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "int8-dynamic": "v"}
-
-
-def plot_pareto(results: dict[str, Any], path: Path) -> None:
-    """Latency (p50, end to end) against mIoU, a panel per dataset: a labelled marker per
-    target/precision/resolution, a dotted line joining the rows of one resolution."""
-    plt = _pyplot()
-    ok = [r for r in results["rows"] if r["status"] == "ok" and _get(r, "accuracy", "miou") is not None]
-    datasets = sorted({r["dataset"] for r in ok}) or ["(no rows ran)"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(7.5 * len(datasets), 5.5), squeeze=False)
-    targets = sorted({r["target"] for r in ok})
-    colours = {t: plt.cm.tab10(i % 10) for i, t in enumerate(targets)}
-    for ax, dataset in zip(axes[0], datasets):
-        rows = [r for r in ok if r["dataset"] == dataset]
-        for res in sorted({r["resolution"] for r in rows}, key=lambda s: [int(v) for v in s.split("x")]):
-            group = sorted((r for r in rows if r["resolution"] == res and not _get(r, "model", "peer")),
-                           key=lambda r: r["latency"]["total_ms"]["p50"])
-            if len(group) > 1:
-                ax.plot([r["latency"]["total_ms"]["p50"] for r in group], [r["accuracy"]["miou"] for r in group],
-                        ":", color="grey", linewidth=1, label=f"{res} px")
-        for r in rows:
-            x, y = r["latency"]["total_ms"]["p50"], r["accuracy"]["miou"]
-            peer = _get(r, "model", "peer")
-            ax.scatter([x], [y], s=90 if peer else 60, marker="*" if peer else PRECISION_MARKERS.get(r["precision"], "o"),
-                       color=colours[r["target"]], edgecolor="black", linewidth=0.5, zorder=3)
-            name = f"{'peer ' if peer else ''}{r['target']} {r['precision']} {r['resolution']}"
-            ax.annotate(name + (f" {r['variant']}" if r.get("variant") else ""), (x, y), textcoords="offset points",
-                        xytext=(5, 4), fontsize=7)
-        ax.set_xlabel("latency p50, ms per frame (end to end)")
-        ax.set_ylabel("mIoU (points)")
-        ax.set_title(dataset, fontsize=10)
-        ax.grid(True, alpha=0.3)
-        handles = [plt.Line2D([], [], linestyle="", marker="o", color=colours[t], label=t) for t in targets]
-        handles += [plt.Line2D([], [], linestyle="", marker=m, color="grey", label=p) for p, m in PRECISION_MARKERS.items()
-                    if any(r["precision"] == p for r in rows)]
-        line_handles, _ = ax.get_legend_handles_labels()
-        if handles or line_handles:
-            ax.legend(handles=handles + line_handles, fontsize=7, loc="best")
-        if not rows:
-            ax.text(0.5, 0.5, "no row ran", transform=ax.transAxes, ha="center")
-    fig.suptitle("edgeseg bench: latency against accuracy", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_per_class_iou(results: dict[str, Any], path: Path) -> None:
-    """Grouped bars: per-class IoU of each measured row, and the PyTorch FP32 reference per resolution."""
-    plt = _pyplot()
-    import numpy as np
-
-    ok = [r for r in results["rows"] if r["status"] == "ok" and _get(r, "accuracy", "per_class_iou")]
-    datasets = sorted({r["dataset"] for r in ok}) or ["(no rows ran)"]
-    fig, axes = plt.subplots(len(datasets), 1, figsize=(11, 4.5 * len(datasets)), squeeze=False)
-    for ax, dataset in zip(axes[:, 0], datasets):
-        rows = [r for r in ok if r["dataset"] == dataset]
-        if not rows:
-            ax.text(0.5, 0.5, "no row ran", transform=ax.transAxes, ha="center")
-            continue
-        classes = list(rows[0]["accuracy"]["per_class_iou"])
-        series = []
-        seen_ref = set()
-        for r in rows:
-            ref = r["accuracy"].get("reference_per_class_iou")
-            key = (_get(r, "model", "name"), r["resolution"])
-            if ref and key not in seen_ref:
-                seen_ref.add(key)
-                series.append((f"PyTorch FP32 {r['resolution']}", ref, True))
-            series.append((f"{r['target']} {r['precision']} {r['resolution']}" + (f" {r['variant']}" if r.get("variant") else ""),
-                           r["accuracy"]["per_class_iou"], False))
-        width = 0.8 / len(series)
-        x = np.arange(len(classes))
-        for i, (label, values, is_ref) in enumerate(series):
-            heights = [np.nan if values.get(c) is None else values[c] for c in classes]
-            ax.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, label=label,
-                   color="none" if is_ref else plt.cm.tab20(i % 20), edgecolor="black" if is_ref else None,
-                   hatch="//" if is_ref else None, linewidth=0.6)
-        ax.set_xticks(x, classes, rotation=30 if len(classes) > 10 else 0, ha="right" if len(classes) > 10 else "center",
-                      fontsize=8)
-        ax.set_ylabel("IoU (points)")
-        ax.set_ylim(0, 100)
-        ax.set_title(f"per-class IoU: {dataset}", fontsize=10)
-        ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=6, ncol=max(1, len(series) // 8 + 1), loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

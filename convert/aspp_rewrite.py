@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from edgeseg.metrics import Agreement
+
 
 @dataclass(frozen=True)
 class ConvCall:
@@ -215,17 +217,16 @@ def compare_models(original: nn.Module, rewritten: nn.Module, images: list[np.nd
     FP32) on `images`, preprocessed as the verification reference is."""
     from edgeseg.convert.verify import reference_logits
 
-    max_diff, max_logit, agree, pixels = 0.0, 0.0, 0, 0
+    max_diff, max_logit, agreement = 0.0, 0.0, Agreement()
     for image in tqdm(images, desc="rewrite vs original", disable=not progress, unit="img"):
         ref = reference_logits(original, image, height, width)
         out = reference_logits(rewritten, image, height, width)
         max_diff = max(max_diff, float(np.abs(out - ref).max()))
         max_logit = max(max_logit, float(np.abs(ref).max()))
-        agree += int((out.argmax(1) == ref.argmax(1)).sum())
-        pixels += ref.shape[0] * ref.shape[2] * ref.shape[3]
+        agreement.update(out.argmax(1), ref.argmax(1))
     return {"reference": "original PyTorch FP32 model", "images": len(images),
             "max_abs_logit_diff": float(f"{max_diff:.6g}"), "max_abs_logit": float(f"{max_logit:.6g}"),
-            "argmax_agreement": round(agree / pixels, 6)}
+            "argmax_agreement": round(agreement.compute(), 6)}
 
 
 # The rewrite is exact in real arithmetic; in float32 the two models sum the same products in a

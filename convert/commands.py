@@ -18,22 +18,34 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert weights for a target; verify against PyTorch; write artifact + manifest",
+    p = sub.add_parser("convert",
+                       help="convert weights for a target; verify against PyTorch; write artifact + manifest",
                        description="Convert weights to a target's format at a fixed resolution, verify the result "
                                    "against the PyTorch FP32 reference, and write the artifact and its manifest "
                                    "atomically into --out as <weights>-<target>-<precision>-<resolution>.<ext>. "
                                    "The whole request is checked before any model is built.")
-    p.add_argument("--target", default="host-cpu", help="target profile (see `edgeseg targets`; default: %(default)s)")
-    p.add_argument("--precision", default="fp32", help="fp32, fp16, int8 or int8-dynamic, as the target supports (default: %(default)s)")
-    p.add_argument("--resolution", default="320", help="320, 640, 1024, any multiple of 8 from 64, or HxW (default: %(default)s)")
+    p.add_argument("--target", default="host-cpu",
+                   help="target profile (see `edgeseg targets`; default: %(default)s)")
+    p.add_argument("--precision", default="fp32",
+                   help="fp32, fp16, int8 or int8-dynamic, as the target supports (default: %(default)s)")
+    p.add_argument("--resolution", default="320",
+                   help="320, 640, 1024, any multiple of 8 from 64, or HxW (default: %(default)s)")
     p.add_argument("--weights", default="sample",
-                   help="'sample' (the trained sample model), 'torchvision' (download), or a .pth state dict / edgeseg checkpoint (default: %(default)s)")
-    p.add_argument("--model", default=None, help="zoo architecture of a plain state dict (default: deeplabv3_mobilenet_v3_large; checkpoints carry their own)")
-    p.add_argument("--labels", type=Path, default=None, help="text file of label names, one per line, for a plain state dict")
-    p.add_argument("--output", choices=("logits", "mask"), default="logits", help="model output: class logits or the uint8 argmax mask (default: %(default)s)")
-    p.add_argument("--fuse-preprocessing", action="store_true", help="uint8 NHWC RGB input with the normalization inside the model")
-    p.add_argument("--calib", default=None, help="INT8 calibration images: a folder (images, VOC layout or images/+masks/) or synthetic:N")
-    p.add_argument("--calib-images", type=int, default=64, help="how many calibration images to use (default: %(default)s)")
+                   help="'sample' (the trained sample model), 'torchvision' (download), or a .pth state dict / "
+                        "edgeseg checkpoint (default: %(default)s)")
+    p.add_argument("--model", default=None,
+                   help="zoo architecture of a plain state dict (default: deeplabv3_mobilenet_v3_large; "
+                        "checkpoints carry their own)")
+    p.add_argument("--labels", type=Path, default=None,
+                   help="text file of label names, one per line, for a plain state dict")
+    p.add_argument("--output", choices=("logits", "mask"), default="logits",
+                   help="model output: class logits or the uint8 argmax mask (default: %(default)s)")
+    p.add_argument("--fuse-preprocessing", action="store_true",
+                   help="uint8 NHWC RGB input with the normalization inside the model")
+    p.add_argument("--calib", default=None,
+                   help="INT8 calibration images: a folder (images, VOC layout or images/+masks/) or synthetic:N")
+    p.add_argument("--calib-images", type=int, default=64,
+                   help="how many calibration images to use (default: %(default)s)")
     p.add_argument("--calib-method", choices=CALIBRATION_METHODS, default=None,
                    help="activation range estimator for INT8 Q/DQ ONNX (host-cpu, Jetson): minmax-mean (the default: "
                         "the mean over the images of each image's min and max), minmax, entropy or percentile; "
@@ -43,10 +55,12 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
                    help="input/output type of a full-INT8 TFLite model (default: %(default)s)")
     p.add_argument("--no-aspp-rewrite", action="store_true",
-                   help="export the dilated convolutions as they are, even where their off-centre taps only read padding "
-                        "at this resolution (see docs/aspp-rewrite.md)")
-    p.add_argument("--verify-data", default=None, help="images to verify on (default: ../shared/data/voc-sample when present, else synthetic scenes)")
-    p.add_argument("--verify-images", type=int, default=8, help="how many verification images per set (default: %(default)s)")
+                   help="export the dilated convolutions as they are, even where their off-centre taps only read "
+                        "padding at this resolution (see docs/aspp-rewrite.md)")
+    p.add_argument("--verify-data", default=None,
+                   help="images to verify on (default: ../shared/data/voc-sample when present, else synthetic scenes)")
+    p.add_argument("--verify-images", type=int, default=8,
+                   help="how many verification images per set (default: %(default)s)")
     p.add_argument("--name", default=None,
                    help="the weights' name in the artifact's file name (default: 'sample' for the sample model, "
                         "the file stem of a checkpoint, the architecture for torchvision's download)")
@@ -65,8 +79,8 @@ def _convert(args: argparse.Namespace) -> int:
         out=args.out, arch=args.model, labels_file=args.labels, output_kind=args.output,
         fuse_preprocessing=args.fuse_preprocessing, calibration=args.calib, verify_data=args.verify_data,
         verify_images=args.verify_images, progress=not args.json, name=args.name, force=args.force,
-        options={"calib_images": args.calib_images, "calib_method": args.calib_method, "calib_percentile": args.calib_percentile,
-                 "int8_io": args.int8_io,
+        options={"calib_images": args.calib_images, "calib_method": args.calib_method,
+                 "calib_percentile": args.calib_percentile, "int8_io": args.int8_io,
                  "aspp_rewrite": not args.no_aspp_rewrite},
     ))
     if args.json:
@@ -82,44 +96,85 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _register_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print an artifact's manifest readably")
+    p = sub.add_parser("info", help="print an artifact's manifest and its embedded metadata readably",
+                       description="Print an artifact's manifest, the metadata the artifact carries itself (TFLite "
+                                   "Model Metadata, ONNX metadata_props) and whether the two agree. A .tflite "
+                                   "without a manifest is described from its metadata alone.")
     p.add_argument("artifact", help="artifact, its manifest, or a folder holding one manifest")
-    p.add_argument("--json", action="store_true", help="print the raw manifest")
+    p.add_argument("--json", action="store_true", help="print the raw manifest and the embedded metadata as JSON")
     p.set_defaults(run=_info)
 
 
-def _info(args: argparse.Namespace) -> int:
-    from edgeseg.manifest import load_manifest
+def _metadata_lines(m, embedded: dict | None) -> list[str]:
+    from edgeseg.runtime.model_metadata import disagreements
 
-    m = load_manifest(args.artifact)
+    if embedded is None:
+        return [f"metadata     none inside {m.artifact_path.name}"]
+    if "unread" in embedded:
+        return [f"metadata     {embedded['format']} not read: {embedded['unread']}"]
+    if embedded["format"] == "TFLite Model Metadata":
+        norm = embedded["normalization"]
+        normalization = (f"NormalizationOptions mean {norm['mean']} std {norm['std']} (0..255)" if norm
+                         else "no NormalizationOptions")
+        lines = [f"metadata     {embedded['format']}: {embedded['name']} (version {embedded['version']}, "
+                 f"author {embedded['author']}, license {embedded['license']}, "
+                 f"parser >= {embedded['min_parser_version']})",
+                 f"               input {embedded['color_space']} {embedded['size']}, {normalization}",
+                 f"               output {embedded['output']} (activation {embedded['activation']})",
+                 f"               labels {embedded['labels']}"]
+    else:
+        lines = [f"metadata     {embedded['format']}: " + ", ".join(f"{k}={v}" for k, v in embedded.items()
+                                                                  if k not in ("format", "labels")),
+                 f"               labels {embedded.get('labels')}"]
+    if m.data.get("from_metadata"):
+        lines.append("               (no manifest: edgeseg runs this model from its metadata)")
+    else:
+        found = disagreements(m, embedded)
+        lines.append("               agrees with the manifest" if not found
+                     else f"               DISAGREES with the manifest on: {', '.join(found)}")
+    return lines
+
+
+def _info(args: argparse.Namespace) -> int:
+    from edgeseg.runtime.backends import load_model_manifest
+    from edgeseg.runtime.model_metadata import embedded_summary
+
+    m = load_model_manifest(args.artifact)
     d = m.data
+    embedded = embedded_summary(m.artifact_path)
     if args.json:
-        print(json.dumps(d, indent=2))
+        print(json.dumps({**d, "embedded_metadata": embedded}, indent=2))
         return 0
     model, inp, out = d["model"], d["input"], d["output"]
     norm = inp.get("normalization")
     lines = [
-        f"artifact     {m.artifact_path}  ({d.get('size_mb', '?')} MB, sha256 {d.get('artifact_sha256', '?')[:12]})",
+        (f"artifact     {m.artifact_path}  ({d.get('size_mb', '?')} MB, "
+         f"sha256 {str(d.get('artifact_sha256', '?'))[:12]})"),
         f"target       {d['target']}  backend {d['backend']}  precision {d['precision']}",
         f"model        {model['architecture']}, {model['num_classes']} classes: {', '.join(model['labels'])}",
         f"weights      {model.get('weights_source')}  (sha256 {str(model.get('weights_sha256'))[:12]})",
-        f"input        {inp['height']}x{inp['width']} {inp.get('layout')} {inp.get('dtype')} {inp.get('color_order', 'RGB')}, "
-        f"normalization {'in model' if norm == 'in_model' else norm}",
+        (f"input        {inp['height']}x{inp['width']} {inp.get('layout')} {inp.get('dtype')} "
+         f"{inp.get('color_order', 'RGB')}, normalization {'in model' if norm == 'in_model' else norm}"),
         f"output       {out['kind']} {out.get('layout')} {out.get('dtype')}",
     ]
+    lines += _metadata_lines(m, embedded)
     parts = d.get("conversion", {}).get("xnnpack_partitions")
     if parts is not None:  # LiteRT artifacts: 1 = the whole graph runs inside the XNNPACK delegate
         lines.append(f"xnnpack      {parts} partition{'s' if parts != 1 else ''}"
                      + (" (the whole graph delegated)" if parts == 1 else " (ops between them run outside XNNPACK)"))
     v = d.get("verification")
     if v:
-        lines.append(f"verification argmax agreement {v['argmax_agreement']:.5f}, max |logit diff| {v.get('max_abs_logit_diff')}, "
-                     f"mIoU change {v.get('miou_delta')}, passed {v.get('passed')}")
+        lines.append(f"verification argmax agreement {v['argmax_agreement']:.5f}, "
+                     f"max |logit diff| {v.get('max_abs_logit_diff')}, mIoU change {v.get('miou_delta')}, "
+                     f"passed {v.get('passed')}")
         for s in v.get("sets", []):
             extra = f", mIoU {s['miou']:.2f} (reference {s['reference_miou']:.2f})" if "miou" in s else ""
-            lines.append(f"               {s['set']}: {s['images']} images, agreement {s['argmax_agreement']:.5f}{extra}")
-    lines.append(f"tools        {', '.join(f'{k} {v}' for k, v in d.get('tools', {}).items())}")
-    lines.append(f"created      {d.get('created')}")
+            lines.append(f"               {s['set']}: {s['images']} images, "
+                         f"agreement {s['argmax_agreement']:.5f}{extra}")
+    if d.get("tools"):
+        lines.append(f"tools        {', '.join(f'{k} {v}' for k, v in d['tools'].items())}")
+    if d.get("created"):
+        lines.append(f"created      {d.get('created')}")
     print("\n".join(lines))
     return 0
 
@@ -152,8 +207,10 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune a zoo model on a labelled folder and write an edgeseg checkpoint")
     p.add_argument("--data", required=True, help="VOC-layout folder or images/ + masks/ folder with labels.txt")
     p.add_argument("--model", default=d.arch, help="zoo architecture (default: %(default)s)")
-    p.add_argument("--resolution", type=int, default=d.resolution, help="training crop and validation size (default: %(default)s)")
-    p.add_argument("--crop", type=int, default=None, help="training crop size (default: --resolution; smaller trains faster)")
+    p.add_argument("--resolution", type=int, default=d.resolution,
+                   help="training crop and validation size (default: %(default)s)")
+    p.add_argument("--crop", type=int, default=None,
+                   help="training crop size (default: --resolution; smaller trains faster)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate, poly decay (default: %(default)s)")
@@ -163,14 +220,16 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
                    help="start from the sample model or an edgeseg checkpoint (fine-tuning keeps its labels unless the "
                         "data's differ, then the classifier head is re-initialised), from torchvision's weights (falls "
                         "back to scratch offline) or from scratch (default: %(default)s)")
-    p.add_argument("--save-dtype", choices=("fp32", "fp16"), default=d.save_dtype, help="dtype of the saved weights (default: %(default)s)")
+    p.add_argument("--save-dtype", choices=("fp32", "fp16"), default=d.save_dtype,
+                   help="dtype of the saved weights (default: %(default)s)")
     p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     p.add_argument("--no-bf16", action="store_true", help="train in float32 instead of bfloat16 autocast")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--resume", action="store_true", help="continue from the training state saved beside --out")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (usable as --weights)")
-    p.add_argument("--json", action="store_true", help="print the checkpoint path and validation mIoU as JSON on stdout")
+    p.add_argument("--json", action="store_true",
+                   help="print the checkpoint path and validation mIoU as JSON on stdout")
     p.set_defaults(run=_train)
 
 

@@ -1,10 +1,10 @@
 """The contract between the conversion pipeline and each format's exporter.
 
 An exporter is a module with `export(job: ExportJob, staging: Path) -> ExportResult`; the
-pipeline picks it by the target's format from `EXPORTERS`, so adding a format is one new file
-and one line here. `PRECISION_EXPORTERS` overrides that for one (format, precision) whose artifact
-takes another form: host-cpu INT8 is written for ONNX Runtime's integer kernels, while the
-TensorRT bundles keep TensorRT's Q/DQ form.
+pipeline picks it by the target's format and the precision from `edgeseg.targets.FORMATS` (a format's
+registration names its exporter, and another module for a precision whose artifact takes another form:
+host-cpu INT8 is written for ONNX Runtime's integer kernels, while the TensorRT bundles keep TensorRT's
+Q/DQ form), so adding a format is one new file and one registration line there (docs/developing.md).
 """
 
 from __future__ import annotations
@@ -16,21 +16,12 @@ from typing import Any
 import torch
 
 from edgeseg.convert.weights import LoadedWeights
-from edgeseg.targets import TargetProfile
-
-EXPORTERS = {
-    "onnx": "edgeseg.convert.onnx_export",
-    "tflite": "edgeseg.convert.tflite_export",
-    "tensorrt-bundle": "edgeseg.convert.tensorrt_bundle",
-}
-PRECISION_EXPORTERS = {
-    ("onnx", "int8"): "edgeseg.convert.ort_int8",
-}
+from edgeseg.targets import FORMATS, TargetProfile
 
 
 def exporter_name(fmt: str, precision: str) -> str:
     """The module that exports `precision` artifacts of format `fmt`."""
-    return PRECISION_EXPORTERS.get((fmt, precision), EXPORTERS[fmt])
+    return FORMATS[fmt].exporter_for(precision)
 
 
 @dataclass

@@ -17,22 +17,21 @@ class ZooEntry:
     # State-dict keys whose first dimension is the class count.
     classifier_keys: tuple[str, ...]
     has_aux: bool
-    has_aspp: bool
 
 
 ZOO: dict[str, ZooEntry] = {
     e.name: e
     for e in (
         ZooEntry("deeplabv3_mobilenet_v3_large", tvseg.deeplabv3_mobilenet_v3_large,
-                 tvseg.DeepLabV3_MobileNet_V3_Large_Weights, ("classifier.4.weight",), True, True),
+                 tvseg.DeepLabV3_MobileNet_V3_Large_Weights, ("classifier.4.weight",), True),
         ZooEntry("deeplabv3_resnet50", tvseg.deeplabv3_resnet50,
-                 tvseg.DeepLabV3_ResNet50_Weights, ("classifier.4.weight",), True, True),
+                 tvseg.DeepLabV3_ResNet50_Weights, ("classifier.4.weight",), True),
         ZooEntry("deeplabv3_resnet101", tvseg.deeplabv3_resnet101,
-                 tvseg.DeepLabV3_ResNet101_Weights, ("classifier.4.weight",), True, True),
+                 tvseg.DeepLabV3_ResNet101_Weights, ("classifier.4.weight",), True),
         ZooEntry("lraspp_mobilenet_v3_large", tvseg.lraspp_mobilenet_v3_large,
                  tvseg.LRASPP_MobileNet_V3_Large_Weights,
-                 ("classifier.low_classifier.weight", "classifier.high_classifier.weight"), False, False),
-        ZooEntry("fcn_resnet50", tvseg.fcn_resnet50, tvseg.FCN_ResNet50_Weights, ("classifier.4.weight",), True, False),
+                 ("classifier.low_classifier.weight", "classifier.high_classifier.weight"), False),
+        ZooEntry("fcn_resnet50", tvseg.fcn_resnet50, tvseg.FCN_ResNet50_Weights, ("classifier.4.weight",), True),
     )
 }
 DEFAULT_ARCH = "deeplabv3_mobilenet_v3_large"

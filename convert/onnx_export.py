@@ -1,15 +1,21 @@
-"""ONNX export at a fixed resolution (opset 17, static shapes): the first conversion of every target."""
+"""ONNX export at a fixed resolution (opset 17, static shapes): the first conversion of every target.
+
+The artifact describes itself in ONNX `metadata_props` (labels, normalization, colour order, layout,
+resolution, output, edgeseg version), so Netron and ONNX Runtime users see them without the manifest.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import warnings
 from pathlib import Path
 
 import onnx
 import torch
 
+import edgeseg
 from edgeseg.convert.export import ExportJob, ExportResult
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.convert.wrap import ExportWrapper
@@ -91,6 +97,28 @@ def quantize_job(job: ExportJob, float_onnx: Path, artifact: Path, output_dict: 
     return verification, {**record, "calibration": job.calibration}
 
 
+def metadata_props(job: ExportJob, spec: InputSpec, output: dict) -> dict[str, str]:
+    """The facts an ONNX artifact carries in `metadata_props` (values are strings; lists as JSON)."""
+    normalization = "in_model" if spec.mean is None else json.dumps(
+        {"mean": list(spec.mean), "std": list(spec.std), "pixel_scale": "1/255 (x = (pixel / 255 - mean) / std)"})
+    return {
+        "edgeseg_version": edgeseg.__version__, "architecture": job.weights.arch, "precision": job.precision,
+        "target": job.target.name, "labels": json.dumps(list(job.weights.labels)),
+        "num_classes": str(job.weights.num_classes), "resolution": f"{job.height}x{job.width}",
+        "input_layout": spec.layout, "input_dtype": spec.dtype, "color_order": spec.color_order,
+        "normalization": normalization, "output_kind": output["kind"], "output_layout": output["layout"],
+        "weights_sha256": job.weights.sha256 or "unknown",
+    }
+
+
+def write_metadata_props(path: Path, props: dict[str, str]) -> None:
+    """Replace the model's `metadata_props` with `props` (before the manifest takes its sha256)."""
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(path))
+
+
 def export(job: ExportJob, staging: Path) -> ExportResult:
     path = staging / f"{job.basename}.onnx"
     details = {"opset": OPSET, "exporter": "torch.onnx.export (TorchScript)"}
@@ -107,6 +135,8 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
             folded.unlink(missing_ok=True)
     else:
         export_onnx_file(job, path)
+    write_metadata_props(path, metadata_props(job, input_spec(job), output_spec(job)))
+    details["metadata_props"] = sorted(metadata_props(job, input_spec(job), output_spec(job)))
     return ExportResult(
         artifact=path, input=input_spec(job).to_dict(), output=output_spec(job), details=details,
         tools={"onnx": onnx.__version__}, verification=verification,

@@ -40,9 +40,8 @@ def convert(request: ConvertRequest) -> dict:
     # The conversion stack, imported only for a request that can succeed.
     from edgeseg.convert.aspp_rewrite import apply_for_export
     from edgeseg.convert.export import ExportJob, exporter_name
-    from edgeseg.convert.verify import compare, enforce, image_sets_for
+    from edgeseg.convert.verify import enforce, image_sets_for
     from edgeseg.convert.weights import load_weights
-    from edgeseg.runtime.backends import open_backend
 
     target, height, width = checked.target, checked.height, checked.width
     stage = request.on_stage or (lambda name: None)
@@ -55,50 +54,63 @@ def convert(request: ConvertRequest) -> dict:
     export_model, aspp_record = apply_for_export(
         model, height, width, enabled=request.options.get("aspp_rewrite") is not False,
         images=[image for s in sets for image in s.images], progress=request.progress)
-    basename = checked.basename
     exporter = importlib.import_module(exporter_name(target.format, request.precision))
     job = ExportJob(weights=weights, model=export_model, target=target, precision=request.precision, height=height,
                     width=width, output_kind=request.output_kind, fuse_preprocessing=request.fuse_preprocessing,
-                    basename=basename, calibration=request.calibration, options=dict(request.options),
+                    basename=checked.basename, calibration=request.calibration, options=dict(request.options),
                     progress=request.progress, reference=model, verify_sets=sets)
     stage(f"export to {target.format} {request.precision}"
           + (" (calibration, accuracy search)" if request.precision == "int8" else ""))
     with staging_dir(request.out) as staging:
         result = exporter.export(job, staging)
-        manifest = {
-            "format_version": MANIFEST_VERSION,
-            "artifact": result.artifact.name,
-            "artifact_sha256": sha256_file(result.artifact),
-            "size_mb": round(result.artifact.stat().st_size / 2**20, 3),
-            "backend": target.backend,
-            "target": target.name,
-            "precision": request.precision,
-            "model": {
-                "architecture": weights.arch, "num_classes": weights.num_classes, "labels": list(weights.labels),
-                "weights_source": weights.source, "weights_sha256": weights.sha256,
-                "trained_resolution": weights.trained_resolution,
-            },
-            "input": result.input,
-            "output": result.output,
-            "runtime": {"threads": target.threads, **({"delegate": target.litert.delegate} if target.litert else {})},
-            "target_profile": target.to_dict(),
-            "conversion": {**result.details, "aspp_rewrite": aspp_record},
-            "tools": {**tool_versions(), **result.tools},
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        }
+        manifest = _manifest(request, checked, weights, result, aspp_record)
         staged_manifest = manifest_path_for(result.artifact)
         write_json_atomic(staged_manifest, manifest)
-        verification = result.verification
-        if verification is None:
+        if result.verification is None:
             stage("verification")
-            with open_backend(load_manifest(staged_manifest)) as backend:
-                verification = compare(model, backend, sets, precision=request.precision,
-                                       num_classes=weights.num_classes, progress=request.progress)
-        manifest["verification"] = verification
-        enforce(verification, result.artifact.name)
+        manifest["verification"] = _verification(result, staged_manifest, model, sets, request, weights.num_classes)
+        enforce(manifest["verification"], result.artifact.name)
         write_json_atomic(staged_manifest, manifest)
         # Again at the end: another run may have published under this name in the meantime.
         check_name_free(checked.artifact, checked.weights_sha256, request.force)
         publish([result.artifact, *result.extra_files, staged_manifest], request.out)
     manifest["manifest_path"] = str(manifest_path_for(request.out / result.artifact.name))
     return manifest
+
+
+def _manifest(request: ConvertRequest, checked: ConvertPlan, weights, result, aspp_record: dict) -> dict:
+    """The manifest of a staged artifact, before verification is added."""
+    target = checked.target
+    return {
+        "format_version": MANIFEST_VERSION,
+        "artifact": result.artifact.name,
+        "artifact_sha256": sha256_file(result.artifact),
+        "size_mb": round(result.artifact.stat().st_size / 2**20, 3),
+        "backend": target.backend,
+        "target": target.name,
+        "precision": request.precision,
+        "model": {
+            "architecture": weights.arch, "num_classes": weights.num_classes, "labels": list(weights.labels),
+            "weights_source": weights.source, "weights_sha256": weights.sha256,
+            "trained_resolution": weights.trained_resolution,
+        },
+        "input": result.input,
+        "output": result.output,
+        "runtime": {"threads": target.threads, **({"delegate": target.litert.delegate} if target.litert else {})},
+        "target_profile": target.to_dict(),
+        "conversion": {**result.details, "aspp_rewrite": aspp_record},
+        "tools": {**tool_versions(), **result.tools},
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _verification(result, staged_manifest, model, sets: list, request: ConvertRequest, num_classes: int) -> dict:
+    """The exporter's own verification, else the staged artifact run through the runtime against `model`."""
+    if result.verification is not None:
+        return result.verification
+    from edgeseg.convert.verify import compare
+    from edgeseg.runtime.backends import open_backend
+
+    with open_backend(load_manifest(staged_manifest)) as backend:
+        return compare(model, backend, sets, precision=request.precision, num_classes=num_classes,
+                       progress=request.progress)

@@ -1,15 +1,15 @@
-"""Explicit INT8 quantization: Q/DQ nodes in the ONNX, the way TensorRT 8.6/10 wants it.
+"""Explicit INT8 quantization: Q/DQ nodes in the ONNX, placed the way TensorRT 8.5/8.6/10 wants them.
 
-`onnxruntime.quantization.quantize_static` in QDQ format with what TensorRT's explicit
-quantization accepts: symmetric INT8 activations (zero point 0), symmetric per-channel INT8
-weights kept as float initializers behind a QuantizeLinear -> DequantizeLinear pair (the
-TensorRT 8.x parser form), float biases, and a dedicated Q/DQ pair per consumer (TensorRT does
-not share one pair between nodes). Only the inputs of Conv and of the residual Add are
-quantized: NVIDIA's placement recommendation (quantize the inputs of weighted ops and the
-residual input so Conv+Add fuse in INT8, leave the outputs of weighted ops in high precision).
+Ranges come from onnxruntime's calibrators (`calibrate`: minmax-mean, minmax, entropy,
+percentile) run on real images through the manifest's preprocessing; `convert.qdq_placement` then
+puts one symmetric QuantizeLinear -> DequantizeLinear pair on each tensor TensorRT's placement
+guidance quantizes: Conv inputs (activation per tensor, weight per output channel, kept float behind
+the pair), the residual input of each residual Add; never a weighted op's output for its own sake,
+never a pair per consumer.
 
 The same Q/DQ ONNX runs under ONNX Runtime on any CPU, so its accuracy is measured before any
-engine is built; the benchmark may also run it there directly.
+engine is built; when it misses the budget, `quantize_within_budget` keeps the layers INT8 hurts
+most in float.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ import contextlib
 import io
 import logging
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import onnx
+from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 from tqdm import tqdm
 
 from edgeseg.errors import ConfigError
-from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 QUANTIZED_OP_TYPES = ("Conv", "Add")
 # How a tensor's INT8 range is estimated from the calibration images:
@@ -41,15 +41,6 @@ CALIBRATION_METHODS = ("minmax-mean", "minmax", "entropy", "percentile")
 DEFAULT_CALIBRATION_METHOD = "minmax-mean"
 DEFAULT_PERCENTILE = 99.99
 HISTOGRAM_BATCH = 8  # images whose activations a histogram calibrator holds at once (memory at 1024 px)
-# TensorRT-compatible QDQ layout (see the module docstring for why each is set).
-TENSORRT_QDQ_OPTIONS = {
-    "ActivationSymmetric": True,
-    "WeightSymmetric": True,
-    "CalibTensorRangeSymmetric": True,
-    "AddQDQPairToWeight": True,
-    "QuantizeBias": False,
-    "DedicatedQDQPair": True,
-}
 
 
 @contextlib.contextmanager
@@ -115,10 +106,15 @@ def calibrate(float_onnx: Path, images: list[np.ndarray], spec: InputSpec, cache
 def fold_constants(src: Path, dst: Path) -> Path:
     """Constant-fold the static-shape ONNX (shape arithmetic, Resize sizes) with ONNX Runtime's
     basic graph optimizations and infer all shapes: the graph TensorRT parses and the quantizer
-    calibrates. Only standard ONNX ops come out (functions such as HardSwish may be inlined)."""
+    calibrates. Only standard ONNX ops come out (functions such as HardSwish may be inlined), and only
+    the opset domains the nodes use are declared."""
+    from edgeseg.convert.qdq_placement import prune_opset_imports
+
     q = _ort_quantization()
     with _quiet():
         q.quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+    # The optimizer declares every domain it knows (com.microsoft, org.pytorch.aten, ...): keep the used ones.
+    onnx.save(prune_opset_imports(onnx.load(str(dst))), str(dst))
     return dst
 
 
@@ -166,7 +162,8 @@ class QdqModel:
     percentile: float | None = None
 
     def to_dict(self) -> dict:
-        return {"format": "QDQ (explicit quantization)", "tool": "onnxruntime.quantization.quantize_static",
+        return {"format": "QDQ (explicit quantization)", "tool": "edgeseg TensorRT Q/DQ placement, onnxruntime calibrators",
+                "placement": "one pair per tensor: Conv inputs and weights, residual Add skip inputs",
                 "activations": "int8 symmetric per-tensor", "weights": "int8 symmetric per-channel (axis 0)",
                 "calibration_method": self.method,
                 **({"calibration_percentile": self.percentile} if self.percentile is not None else {}),
@@ -187,28 +184,44 @@ def quantized_nodes(path: Path, op_types: Iterable[str] = QUANTIZED_OP_TYPES) ->
     return [n.name for n in model.graph.node if n.op_type in wanted and any(i in dq_outputs for i in n.input)]
 
 
+def _absmax_ranges(cache: Path) -> dict[str, float]:
+    """tensor -> max(|low|, |high|) from an onnxruntime calibration cache."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    return {name: float(max(np.abs(np.asarray(t.range_value[0])).max(), np.abs(np.asarray(t.range_value[1])).max()))
+            for name, t in load_tensors_data(cache).items()}
+
+
 def quantize_qdq(float_onnx: Path, out: Path, images: list[np.ndarray], spec: InputSpec, *,
                  method: str = DEFAULT_CALIBRATION_METHOD, percentile: float = DEFAULT_PERCENTILE,
                  op_types: tuple[str, ...] = QUANTIZED_OP_TYPES, progress: bool = True) -> QdqModel:
     """Write the Q/DQ INT8 model of `float_onnx` (already constant-folded) to `out`.
 
     `images` are RGB uint8 calibration images; they go through `preprocess_rgb(image, spec)`,
-    the manifest's preprocessing; `calibrate` estimates the ranges and `quantize_static` reads them.
+    the manifest's preprocessing; `calibrate` estimates the ranges of the inputs of `op_types`, and
+    `qdq_placement` inserts one pair per tensor where TensorRT's guidance puts them.
     """
+    from edgeseg.convert.qdq_placement import (
+        insert_qdq,
+        prune_opset_imports,
+        sorted_topologically,
+        tensorrt_placement,
+    )
+
     if not images:
         raise ConfigError("INT8 needs at least one calibration image")
-    q = _ort_quantization()
-    enum, _ = calibration_method(method, percentile)
+    calibration_method(method, percentile)  # one clear line for a bad method before calibrating
     with tempfile.TemporaryDirectory(prefix="edgeseg-qdq-") as tmp:
         cache = calibrate(float_onnx, images, spec, Path(tmp) / "ranges.json", method=method, percentile=percentile,
                           op_types=op_types, progress=progress)
-        with _quiet():
-            q.quantize_static(
-                str(float_onnx), str(out), None, quant_format=q.QuantFormat.QDQ, per_channel=True,
-                reduce_range=False, activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
-                op_types_to_quantize=list(op_types), calibrate_method=enum,
-                extra_options=dict(TENSORRT_QDQ_OPTIONS), calibration_cache_path=str(cache),
-            )
+        ranges = _absmax_ranges(cache)
+    model = onnx.load(str(float_onnx))
+    placement = tensorrt_placement(model)
+    missing = sorted(set(placement.activations) - set(ranges))
+    if missing:
+        raise ConfigError(f"{float_onnx.name}: calibration measured no range for tensor {missing[0]!r}")
+    insert_qdq(model, ranges, placement)
+    onnx.save(prune_opset_imports(sorted_topologically(model)), str(out))
     return QdqModel(path=out, method=method, calibration_images=len(images), op_types=tuple(op_types),
                     quantized_nodes=quantized_nodes(out, op_types),
                     percentile=percentile if method == "percentile" else None)
@@ -225,14 +238,17 @@ def _qdq_inputs(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto]) -> It
 
 
 def keep_in_float(qdq_path: Path, out: Path, nodes: Iterable[str]) -> Path:
-    """Write the Q/DQ model with `nodes` running in float: the dedicated QuantizeLinear ->
-    DequantizeLinear pairs on their inputs (activations and weights) are bypassed and dropped,
-    so each reads the float tensor its pair wrapped. No other node changes (each consumer has its
-    own pair), and the calibrated ranges of everything else are kept as they are.
+    """Write the Q/DQ model with `nodes` running in float: each of them reads the float tensors its
+    QuantizeLinear -> DequantizeLinear inputs (activations and weights) wrap. Only their reads are
+    rewired: another node that quantizes the same tensor keeps reading the shared pair, and a pair
+    nobody reads any more is dropped. The calibrated ranges of everything else are kept as they are.
 
     This is exactly what `layer_sensitivity` switches per node, so its ranking predicts the effect.
-    TensorRT runs such a layer in FP16 (the INT8 build also enables FP16).
+    TensorRT runs such a layer in high precision (the graph's float type on a strongly typed
+    TensorRT 10 network; FP16 on 8.x, whose INT8 build also enables FP16).
     """
+    from edgeseg.convert.qdq_placement import drop_unused
+
     model = onnx.load(str(qdq_path))
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
@@ -244,34 +260,19 @@ def keep_in_float(qdq_path: Path, out: Path, nodes: Iterable[str]) -> Path:
         if node.name in wanted:
             for i, source in list(_qdq_inputs(node, producer)):
                 node.input[i] = source
-    _drop_unused(model)
+    drop_unused(model)
     onnx.save(model, str(out))
     return out
-
-
-def _drop_unused(model: onnx.ModelProto) -> None:
-    """Remove nodes whose outputs nothing reads (bypassed Q/DQ pairs) and initializers left unread."""
-    graph = model.graph
-    outputs = {o.name for o in graph.output}
-    while True:
-        read = {i for n in graph.node for i in n.input} | outputs
-        dead = [n for n in graph.node if not any(o in read for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            graph.node.remove(n)
-    read = {i for n in graph.node for i in n.input}
-    for init in [t for t in graph.initializer if t.name not in read]:
-        graph.initializer.remove(init)
 
 
 def _gated_qdq_model(qdq_path: Path, nodes: list[str]) -> onnx.ModelProto:
     """The Q/DQ model with one switch per node: input `qdq_gates[k]` = 1 runs node k on its Q/DQ
     inputs, 0 on the float tensors those Q/DQ pairs wrap (`Where`: an exact selection, no arithmetic).
 
-    One session then measures every node's effect; with a dedicated Q/DQ pair per consumer,
-    switching one node never changes what another node reads.
+    One session then measures every node's effect; a switch sits on the node's own reads, so
+    switching one node never changes what another node reads, even where they share a Q/DQ pair.
     """
+    from edgeseg.convert.qdq_placement import sorted_topologically
     from onnx import TensorProto, helper
 
     model = onnx.load(str(qdq_path))
@@ -293,27 +294,7 @@ def _gated_qdq_model(qdq_path: Path, nodes: list[str]) -> onnx.ModelProto:
             node.input[i] = f"{stem}_out"
     graph.node.extend(added)
     # Topological order: the gates read tensors produced anywhere in the graph.
-    return _sorted_topologically(model)
-
-
-def _sorted_topologically(model: onnx.ModelProto) -> onnx.ModelProto:
-    graph = model.graph
-    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        rest = []
-        for node in pending:
-            if all(i in ready for i in node.input):
-                ordered.append(node)
-                ready.update(node.output)
-            else:
-                rest.append(node)
-        if len(rest) == len(pending):
-            raise ValueError("graph has a cycle or a missing input")
-        pending = rest
-    del graph.node[:]
-    graph.node.extend(ordered)
-    return model
+    return sorted_topologically(model)
 
 
 def layer_sensitivity(float_onnx: Path, qdq: QdqModel, images: list[np.ndarray], spec: InputSpec, *,

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgeseg.atomic import ensure_writable_dir, interrupted_publish
 from edgeseg.convert.resolution import parse_resolution, resolution_tag

@@ -8,9 +8,10 @@ build it; it writes a bundle the Jetson builds from with no further decisions:
   explicit Q/DQ nodes (`convert.qdq`), calibrated on real images through the manifest's
   preprocessing; if the INT8 model misses the accuracy budget, the layers INT8 hurts most are
   kept in float until it fits, and the manifest names them.
-- `<name>.onnx.json`: the manifest, with `conversion.tensorrt.build` (precision flags, workspace,
-  DLA core, GPU fallback) that `edgeseg build-engine` reads.
-- `<name>.trtexec.sh`: the `trtexec` command line that builds the same engine by hand.
+- `<name>.onnx.json`: the manifest, with `conversion.tensorrt.build` (precision, workspace, DLA core,
+  GPU fallback) that `edgeseg build-engine` reads.
+- `<name>.trtexec.sh`: the `trtexec` command line that builds the same engine by hand, under the same
+  engine name and with the same manifest when edgeseg is installed on the board.
 
 The bundle's ONNX is verified here under ONNX Runtime against PyTorch (for INT8 that is the
 accuracy TensorRT's explicit quantization reproduces up to kernel rounding).
@@ -30,33 +31,19 @@ from edgeseg.convert.export import ExportJob, ExportResult
 from edgeseg.convert.onnx_export import OPSET, export_onnx_file, input_spec, output_spec, quantize_job, verify_onnx
 from edgeseg.convert.qdq import fold_constants
 from edgeseg.convert.trt_support import require_supported
+from edgeseg.runtime.engine import default_dla_core, trtexec_engine_name
 from edgeseg.targets import TargetProfile
 
 
-def precision_flags(precision: str) -> list[str]:
-    """TensorRT builder flags: INT8 builds also enable FP16 for the layers left outside Q/DQ."""
-    return {"fp32": [], "fp16": ["fp16"], "int8": ["fp16", "int8"]}[precision]
-
-
-def default_dla_core(target: TargetProfile, precision: str) -> tuple[int | None, str]:
-    """The DLA core the engine targets by default, and why."""
-    if target.tensorrt_options().dla_cores <= 0:
-        return None, f"{target.name} has no DLA: the engine runs on the GPU"
-    if precision == "fp32":
-        return None, "DLA runs FP16 and INT8 only: the FP32 engine runs on the GPU"
-    if precision == "int8":
-        return None, ("DLA does not run explicitly quantized (Q/DQ) networks: the INT8 engine runs on the GPU "
-                      "(pass --dla-core to build-engine only for FP16)")
-    return 0, "DLA core 0, with GPU fallback for the layers the DLA cannot run"
-
-
 def build_settings(target: TargetProfile, precision: str) -> dict:
-    """What `edgeseg build-engine` configures (the manifest's `conversion.tensorrt.build`)."""
-    dla_core, dla_reason = default_dla_core(target, precision)
+    """What `edgeseg build-engine` configures (the manifest's `conversion.tensorrt.build`); the DLA
+    rules and the TensorRT-version gate that turn it into builder calls live in `runtime.engine`."""
     options = target.tensorrt_options()
+    dla_core, dla_reason = default_dla_core(options.dla_cores, precision)
     return {
         "precision": precision,
-        "flags": precision_flags(precision),
+        "network": ("strongly typed on TensorRT >= 10 (the Q/DQ nodes set the precision), INT8 + FP16 flags on 8.x"
+                    if precision == "int8" else "FP16 flag" if precision == "fp16" else "FP32"),
         "workspace_mb": options.workspace_mb,
         "dla_core": dla_core,
         "dla_cores_on_board": options.dla_cores,
@@ -66,14 +53,12 @@ def build_settings(target: TargetProfile, precision: str) -> dict:
     }
 
 
-def trtexec_command(onnx_name: str, settings: dict) -> list[str]:
-    """The trtexec arguments that build the same engine `build-engine` builds (TensorRT 8.4+ and 10.x)."""
-    stem = onnx_name[: -len(".onnx")]
-    engine = f"{stem}.{settings['precision']}" + (f".dla{settings['dla_core']}" if settings["dla_core"] is not None else "")
-    args = ["--onnx=" + onnx_name, f"--saveEngine={engine}.engine"]
-    args += [f"--{flag}" for flag in settings["flags"]]
+def trtexec_arguments(onnx_name: str, settings: dict) -> list[str]:
+    """The trtexec arguments that build what `build-engine` builds, less the engine and timing cache
+    names and the INT8 precision switch, which the script sets on the board (TensorRT 8.5+ and 10.x)."""
+    args = ["--onnx=" + onnx_name]
+    args += {"fp32": [], "fp16": ["--fp16"], "int8": []}[settings["precision"]]
     args.append(f"--memPoolSize=workspace:{settings['workspace_mb']}")
-    args.append("--timingCacheFile=timing.cache")
     if settings["dla_core"] is not None:
         args.append(f"--useDLACore={settings['dla_core']}")
         if settings["gpu_fallback"]:
@@ -81,20 +66,43 @@ def trtexec_command(onnx_name: str, settings: dict) -> list[str]:
     return args
 
 
-def _write_trtexec_script(path: Path, onnx_name: str, settings: dict, target: TargetProfile) -> None:
-    args = " \\\n    ".join(shlex.quote(a) for a in trtexec_command(onnx_name, settings))
-    text = (
+def trtexec_script(onnx_name: str, manifest_name: str, settings: dict, target: TargetProfile) -> str:
+    """A shell script that builds the engine with trtexec under the engine name `build-engine` gives it
+    (asked of edgeseg when it is installed) and records it, so `edgeseg demo` finds it either way."""
+    fallback = trtexec_engine_name(onnx_name, settings["precision"], settings["dla_core"])
+    args = " \\\n    ".join(shlex.quote(a) for a in trtexec_arguments(onnx_name, settings))
+    int8 = settings["precision"] == "int8"
+    precision = (
+        "# Q/DQ INT8: a strongly typed network where trtexec has it (TensorRT 10), else --int8 --fp16 (8.x).\n"
+        'if "$TRTEXEC" --help 2>&1 | grep -q -- --stronglyTyped; then PRECISION=--stronglyTyped; '
+        'else PRECISION="--int8 --fp16"; fi\n') if int8 else "PRECISION=\n"
+    return (
         "#!/bin/sh\n"
         f"# Builds the {settings['precision'].upper()} TensorRT engine of {onnx_name} for {target.name} by hand,\n"
         "# with the settings `edgeseg build-engine` uses. Run it on the board itself: an engine only\n"
         f"# runs on the GPU and TensorRT version that built it (this bundle parses on TensorRT "
         f"{', '.join(target.tensorrt_options().versions)}).\n"
+        "# With edgeseg installed, the engine gets the name and manifest `edgeseg build-engine` would give\n"
+        f"# it; without, it is {fallback}, recorded the first time edgeseg uses this bundle.\n"
         "set -e\n"
         'cd "$(dirname "$0")"\n'
         'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}"\n'
-        f'"$TRTEXEC" \\\n    {args}\n'
+        "if command -v edgeseg >/dev/null 2>&1; then\n"
+        f"    NAMES=$(edgeseg build-engine {shlex.quote(manifest_name)} --names)\n"
+        '    ENGINE=$(echo "$NAMES" | sed -n 1p); TIMING=$(echo "$NAMES" | sed -n 2p)\n'
+        "else\n"
+        f"    ENGINE={shlex.quote(fallback)}; TIMING=timing.cache\n"
+        "fi\n"
+        f"{precision}"
+        f'"$TRTEXEC" \\\n    {args} \\\n    $PRECISION --saveEngine="$ENGINE" --timingCacheFile="$TIMING"\n'
+        "if command -v edgeseg >/dev/null 2>&1; then\n"
+        f'    edgeseg build-engine {shlex.quote(manifest_name)} --register "$ENGINE"\n'
+        "fi\n"
     )
-    path.write_text(text)
+
+
+def _write_trtexec_script(path: Path, onnx_name: str, settings: dict, target: TargetProfile) -> None:
+    path.write_text(trtexec_script(onnx_name, f"{onnx_name}.json", settings, target))
     os.chmod(path, 0o755)
 
 

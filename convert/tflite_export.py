@@ -12,20 +12,19 @@ then runs on that flatbuffer with ai-edge-quantizer:
   float (quantize/dequantize inside the model), int8 or uint8 (`--int8-io`).
 
 Every artifact is stored with inline, 16-byte aligned buffers (readable by any TFLite runtime),
-carries its label names as the associated file `labels.txt` (a zip appended to the flatbuffer,
-the TFLite Support convention), and holds builtin ops only (checked on the written file).
+carries TFLite Model Metadata for an image segmenter (convert/tflite_metadata.py: normalization,
+RGB, size, labels as a TENSOR_AXIS_LABELS associated file; what MediaPipe's ImageSegmenter and
+Android's tools read), and holds builtin ops only (checked on the written file).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-import io
 import os
 import sys
 import tempfile
 import warnings
-import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
@@ -34,13 +33,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgeseg.convert import tflite_ops, xnnpack
+import edgeseg
+from edgeseg.convert import tflite_metadata, tflite_ops, xnnpack
 from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
 from edgeseg.convert.export import ExportJob, ExportResult
-from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.convert.wrap import ExportWrapper
 from edgeseg.errors import BackendUnavailableError, ConfigError
-from edgeseg.runtime.backends.litert import LABELS_FILE
+from edgeseg.runtime.tflite_metadata import LABELS_FILE
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 INT8_IO = ("float", "int8", "uint8")
@@ -60,12 +59,20 @@ QUANTIZATION = {
 }
 
 
+# MediaPipe's ImageSegmenter applies one mean and one std to every channel (its NormalizationOptions
+# reader refuses per-channel values), so the ImageNet per-channel normalization lives inside the model
+# and a float input takes RGB pixels 0..255 as float: metadata mean 0, std 1 for every tool.
+FLOAT_PIXELS_MEAN = (0.0, 0.0, 0.0)
+FLOAT_PIXELS_STD = (1 / 255, 1 / 255, 1 / 255)  # the manifest's 0..1 domain: x = pixel
+
+
 def float_input_spec(job: ExportJob) -> InputSpec:
-    """What the float model takes: uint8 NHWC pixels (fused normalization) or normalized float NHWC."""
+    """What the float model takes: uint8 NHWC pixels (--fuse-preprocessing) or the same pixels as float32
+    NHWC; either way the ImageNet normalization is inside the model."""
     if job.fuse_preprocessing:
         return InputSpec(height=job.height, width=job.width, layout="NHWC", dtype="uint8", mean=None, std=None)
     return InputSpec(height=job.height, width=job.width, layout="NHWC", dtype="float32",
-                     mean=IMAGENET_MEAN, std=IMAGENET_STD)
+                     mean=FLOAT_PIXELS_MEAN, std=FLOAT_PIXELS_STD)
 
 
 class _ChannelsLastOutput(torch.nn.Module):
@@ -139,8 +146,8 @@ def convert_float(job: ExportJob, spec: InputSpec) -> bytes:
     with _native_logs_to_buffer():  # importing it already logs (absl, oneDNN, torchao notices)
         litert_torch = _require("litert_torch")
     litert_torch.config.show_progress = False  # its own per-pass log; the stage bar below reports progress
-    wrapper = ExportWrapper(job.model, output=job.output_kind, fuse_preprocessing=job.fuse_preprocessing,
-                            channels_last_input=not job.fuse_preprocessing).eval()
+    # NHWC pixels in (uint8, or float 0..255: `.float()` is a no-op) with the normalization in the graph.
+    wrapper = ExportWrapper(job.model, output=job.output_kind, fuse_preprocessing=True).eval()
     module = _ChannelsLastOutput(wrapper).eval()
     if spec.dtype == "uint8":
         sample = torch.randint(0, 256, (1, job.height, job.width, 3), dtype=torch.uint8)
@@ -247,12 +254,19 @@ def set_io_type(model: bytes, io_type: str, scratch: Path) -> bytes:
             path.unlink(missing_ok=True)
 
 
-def attach_labels(model: bytes, labels: tuple[str, ...]) -> bytes:
-    """Append `labels.txt` as an associated file (a stored zip after the flatbuffer)."""
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr(LABELS_FILE, "".join(f"{name}\n" for name in labels))
-    return model + archive.getvalue()
+def metadata_facts(job: ExportJob, spec: InputSpec) -> tflite_metadata.SegmenterFacts:
+    """What the model's TFLite Model Metadata says, from the job (author/licence where the checkpoint has them)."""
+    weights = job.weights
+    what = "class mask" if job.output_kind == "mask" else "logits"
+    return tflite_metadata.SegmenterFacts(
+        name=job.basename,
+        description=f"{weights.arch} semantic segmentation, {weights.num_classes} classes, {job.precision}, "
+                    f"{job.height}x{job.width} RGB in, {what} out; converted by edgeseg for {job.target.name}.",
+        version=f"edgeseg {edgeseg.__version__}; weights sha256 {(weights.sha256 or 'unknown')[:16]} ({weights.source})",
+        labels=tuple(weights.labels), height=job.height, width=job.width, output_kind=job.output_kind,
+        mean=spec.mean, std=spec.std,
+        author=weights.metadata.get("author"), license=weights.metadata.get("license"),
+    )
 
 
 def _tensor_quantization(detail: dict) -> dict | None:
@@ -315,7 +329,10 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         if int8_io != "float":
             model = set_io_type(model, int8_io, staging)
         path = staging / f"{job.basename}.tflite"
-        path.write_bytes(attach_labels(model, job.weights.labels))
+        # Metadata last (the sha256 the manifest records covers it); populate re-packs, inline_buffers re-aligns.
+        facts = metadata_facts(job, spec)
+        path.write_bytes(tflite_metadata.populate(model, facts, repack=inline_buffers))
+        tflite_metadata.verify(path, facts)
         ops = tflite_ops.read_ops(path)
         tflite_ops.require_builtin_only(ops, path.name)
         bar.update()
@@ -326,7 +343,9 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         "exporter": "litert-torch",
         "layout": "NHWC input" + (", NHWC logits" if job.output_kind == "logits" else ", NHW uint8 mask"),
         "quantization": QUANTIZATION[job.precision],
-        "labels_inside": f"{LABELS_FILE} (associated file: a zip appended to the flatbuffer)",
+        "metadata": f"TFLite Model Metadata (image segmenter): RGB {job.height}x{job.width}, "
+                    + ("no NormalizationOptions (uint8 pixels, normalized in the model)" if spec.mean is None
+                       else "NormalizationOptions mean/std in 0..255") + f", labels {LABELS_FILE} (TENSOR_AXIS_LABELS)",
         "builtin_ops_only": True,
         "ops": tflite_ops.op_counts(ops),
         # How many pieces LiteRT's CPU runtime (XNNPACK) cuts the graph into; 1 = all of it delegated.
@@ -336,7 +355,7 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         details["int8_io"] = int8_io
         details["calibration"] = {"source": job.calibration, "images": len(images), "method": TFLITE_CALIBRATION,
                                   "preprocessing": "runtime.preprocess with the float input spec "
-                                                   f"({spec.dtype} NHWC, normalization {'in model' if spec.mean is None else 'ImageNet mean/std'})"}
+                                                   f"({spec.dtype} NHWC RGB pixels 0..255, ImageNet normalization in the model)"}
     if job.target.litert is not None and job.target.litert.delegate == "gpu":
         unsupported = tflite_ops.gpu_unsupported(ops)
         details["gpu_delegate_unsupported_ops"] = unsupported

@@ -24,15 +24,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from edgeseg.atomic import atomic_path, crash_point, ensure_writable_dir, locked_temp_file
-from edgeseg.datasets import IGNORE_INDEX, SegmentationDataset, open_dataset
-from edgeseg.metrics import ConfusionMatrix
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD, build_model, zoo_entry
 from edgeseg.convert.resolution import MAX_SIDE
 from edgeseg.convert.train_config import TrainConfig, check_init
 from edgeseg.convert.weights import LoadedWeights, load_weights, save_checkpoint
+from edgeseg.datasets import IGNORE_INDEX, SegmentationDataset, open_dataset
 from edgeseg.errors import ConfigError, DatasetError, WeightsError
+from edgeseg.metrics import ConfusionMatrix
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
-
 
 _MEAN = np.asarray(IMAGENET_MEAN, np.float32) * 255
 _STD = np.asarray(IMAGENET_STD, np.float32) * 255
@@ -222,8 +221,9 @@ def _open_data(config: TrainConfig, weights: LoadedWeights | None):
     used = train_set.check(len(labels)) | val_set.check(len(labels))
     if train_set.labels_assumed and max(used, default=0) < len(labels) - 1:
         raise DatasetError(
-            f"{config.data}: has no labels.txt, so its classes would be taken as VOC's {len(labels)}, but its masks use "
-            f"class ids up to {max(used, default=0)} only; write labels.txt naming its classes, one per line, background first")
+            f"{config.data}: has no labels.txt, so its classes would be taken as VOC's {len(labels)}, but its "
+            f"masks use class ids up to {max(used, default=0)} only; write labels.txt naming its classes, one per "
+            "line, background first")
     return train_set, val_set, tuple(labels)
 
 
@@ -313,7 +313,8 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     loader, bn_loader, pairs = _loaders(config, train_set, generator)
     steps_per_epoch = min(len(loader), max_steps_per_epoch or len(loader))
     if steps_per_epoch == 0:
-        raise ConfigError(f"{config.data}: {len(train_set)} training images is fewer than one batch of {config.batch_size}")
+        raise ConfigError(f"{config.data}: {len(train_set)} training images is fewer than one batch of "
+                          f"{config.batch_size}")
     save_dtype = {"fp32": torch.float32, "fp16": torch.float16}[config.save_dtype]
     scores: dict = {}
     for epoch in range(start_epoch, config.epochs):

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from edgeseg.datasets import evaluation_split, open_dataset
-from edgeseg.metrics import ConfusionMatrix
+from edgeseg.metrics import Agreement, ConfusionMatrix
 from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.errors import VerificationError
@@ -104,7 +104,7 @@ def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, p
     total = sum(len(s.images) for s in sets)
     bar = tqdm(total=total, desc=f"verify {manifest.artifact_path.name}", disable=not progress, unit="img")
     for image_set in sets:
-        agree = pixels = 0
+        agreement = Agreement()
         max_diff = 0.0
         ref_cm, art_cm = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
         for i, image in enumerate(image_set.images):
@@ -121,15 +121,14 @@ def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, p
             if out_kind == "logits":
                 logits = out.transpose(0, 3, 1, 2) if out_layout == "NHWC" else out
                 max_diff = max(max_diff, float(np.abs(logits.astype(np.float32) - ref).max()))
-            agree += int((ref_mask == art_mask).sum())
-            pixels += ref_mask.size
+            agreement.update(ref_mask, art_mask)
             if image_set.masks is not None:
                 gt = image_set.masks[i]
                 ref_cm.update(gt, resize_mask(ref_mask, *gt.shape))
                 art_cm.update(gt, resize_mask(art_mask, *gt.shape))
             bar.update()
         entry = {"set": image_set.name, "source": image_set.source, "images": len(image_set.images),
-                 "argmax_agreement": round(agree / pixels, 6)}
+                 "argmax_agreement": round(agreement.compute(), 6)}
         if out_kind == "logits":
             entry["max_abs_logit_diff"] = float(f"{max_diff:.6g}")
         if image_set.masks is not None:

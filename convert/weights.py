@@ -6,7 +6,6 @@ shape, the enum's metadata, or the labels the edgeseg checkpoint carries.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import torch
 
 from edgeseg.convert.models import DEFAULT_ARCH, ZOO, build_model, zoo_entry
 from edgeseg.errors import WeightsError
+from edgeseg.manifest import sha256_file
 
 CHECKPOINT_FORMAT = "edgeseg-checkpoint/1"
 SAMPLE_NAME = "deeplabv3_mobilenet_v3_large_synthetic.pt"
@@ -51,14 +51,6 @@ class LoadedWeights:
             first = str(exc).strip().splitlines()[0]
             raise WeightsError(f"{self.source}: does not fit {self.arch} with {self.num_classes} classes ({first})") from None
         return model.eval()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
@@ -154,7 +146,7 @@ def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None
         return _load_torchvision(arch or DEFAULT_ARCH)
     path = Path(spec)
     payload = _load_file(path)
-    sha = _sha256(path)
+    sha = sha256_file(path)
     if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
         _check_checkpoint_fields(payload, path)
         ckpt_arch = payload["arch"]

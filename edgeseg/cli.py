@@ -22,9 +22,27 @@ COMMAND_MODULES = (
     "edgeseg.runtime.commands",
     "edgeseg.runtime.engine_commands",
 )
+# Each command, the module that registers it and its one-line help. The parser registers only the
+# command being run (its module may import OpenCV and numpy to build its options); the others are
+# names and help lines, so `edgeseg --help` and a mistyped command import nothing heavy.
+# tests/test_cli_startup.py keeps this table equal to what the modules register.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("edgeseg.convert.commands", "convert weights for a target; verify against PyTorch; write artifact + manifest"),
+    "train": ("edgeseg.convert.commands", "fine-tune a zoo model on a labelled folder and write an edgeseg checkpoint"),
+    "info": ("edgeseg.convert.commands", "print an artifact's manifest and its embedded metadata readably"),
+    "targets": ("edgeseg.convert.commands", "list the target profiles"),
+    "make-scenes": ("edgeseg.benchmarks.commands", "write seeded synthetic scenes with masks in the PASCAL VOC layout"),
+    "bench": ("edgeseg.benchmarks.commands", "latency, mIoU and cost per model x target x resolution x precision, in one report"),
+    "demo": ("edgeseg.runtime.commands", "real-time segmentation of a camera, stream, video or images with a converted model"),
+    "predict": ("edgeseg.runtime.commands", "segment images, folders, videos or streams and keep the class-id masks"),
+    "doctor": ("edgeseg.runtime.commands", "what this machine can convert and run, and why not"),
+    "build-engine": ("edgeseg.runtime.engine_commands",
+                     "build (or reuse) the TensorRT engine of a Jetson bundle on this machine's GPU"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given the command line, only the module of the command it names registers its options."""
     import importlib
 
     parser = argparse.ArgumentParser(
@@ -34,8 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgeseg {__version__}")
     parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    if argv is None:
+        modules = COMMAND_MODULES
+    else:  # the top-level options take no values, so the first word that is not an option is the command
+        command = next((a for a in argv if not a.startswith("-")), None)
+        modules = (COMMANDS[command][0],) if command in COMMANDS else ()
+    for name in modules:
         importlib.import_module(name).register(sub)
+    for name, (_, help_line) in COMMANDS.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=help_line)
     return parser
 
 
@@ -46,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
     argv = [a for a in argv if a != "--debug"]
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         code = int(args.run(args) or 0)
@@ -62,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         message = missing_package_message(exc.name or "", "this command")
         if message is None:
             raise
-        print(f"edgeseg {args.command}: error: {message}", file=sys.stderr)
+        _error(args.command, message)
         return 2
     except KeyboardInterrupt:
         _error(args.command, "interrupted", prefix="")

@@ -104,7 +104,7 @@ class SegmentationDataset:
             )
         return image, mask
 
-    def subset(self, count: int) -> "SegmentationDataset":
+    def subset(self, count: int) -> SegmentationDataset:
         subset = SegmentationDataset(self.root, self.samples[:count], self.labels, self.kind)
         subset.labels_assumed = self.labels_assumed
         return subset
@@ -126,7 +126,8 @@ class SegmentationDataset:
             bad = ids[(ids != IGNORE_INDEX) & (ids >= num_classes)]
             if bad.size:
                 raise DatasetError(
-                    f"{sample.mask_path}: class id {int(bad[0])} but the model has {num_classes} classes (0..{num_classes - 1}, 255 = ignore)"
+                    f"{sample.mask_path}: class id {int(bad[0])} but the model has {num_classes} classes "
+                    f"(0..{num_classes - 1}, 255 = ignore)"
                 )
             used.update(int(i) for i in ids if i != IGNORE_INDEX)
         return used
@@ -172,21 +173,40 @@ def _read_labels(root: Path) -> tuple[str, ...] | None:
     return names
 
 
+def split_list(root: Path | str, split: str) -> Path | None:
+    """The file listing a split's ids: VOC's ImageSets/Segmentation/<split>.txt, else <split>.txt at
+    the root; None when the folder lists no such split."""
+    root = Path(root)
+    for candidate in (root / "ImageSets" / "Segmentation" / f"{split}.txt", root / f"{split}.txt"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def split_ids(root: Path | str, split: str) -> list[str]:
+    """The ids a split lists (first word of each non-empty line); empty when it is not listed."""
+    path = split_list(root, split)
+    return _read_ids(path) if path is not None else []
+
+
+def _read_ids(path: Path) -> list[str]:
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+
 def _voc_ids(root: Path, split: str | None) -> list[str]:
     if split is None:
         return sorted(p.stem for p in (root / "JPEGImages").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    for candidate in (Path(split), root / "ImageSets" / "Segmentation" / f"{split}.txt", root / f"{split}.txt"):
-        if candidate.is_file():
-            return [line.split()[0] for line in candidate.read_text().splitlines() if line.strip()]
-    raise DatasetError(f"{root}: no list for split '{split}' (looked for ImageSets/Segmentation/{split}.txt and {split}.txt)")
+    path = Path(split) if Path(split).is_file() else split_list(root, split)  # a list file may be named directly
+    if path is None:
+        raise DatasetError(f"{root}: no list for split '{split}' "
+                           f"(looked for ImageSets/Segmentation/{split}.txt and {split}.txt)")
+    return _read_ids(path)
 
 
 def evaluation_split(root: Path | str) -> str | None:
     """`"val"` when the folder lists a val split (VOC's ImageSets/Segmentation/val.txt or a root
     val.txt), else None (every image): the images verification and evaluation score by default."""
-    root = Path(root)
-    listed = (root / "ImageSets" / "Segmentation" / "val.txt").is_file() or (root / "val.txt").is_file()
-    return "val" if listed else None
+    return "val" if split_list(root, "val") is not None else None
 
 
 def open_dataset(path: Path | str, split: str | None = None) -> SegmentationDataset:

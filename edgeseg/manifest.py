@@ -43,6 +43,7 @@ def manifest_path_for(artifact: Path) -> Path:
 
 
 def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB chunks (weights and engines can be large)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -67,8 +67,28 @@ class ConfusionMatrix:
         )
 
 
+class Agreement:
+    """Pixels on which pairs of class masks agree, pooled over every pair given to `update`
+    (pooled, not averaged per image, so an image counts by its pixels as in the confusion matrix)."""
+
+    def __init__(self) -> None:
+        self.agreeing = 0
+        self.pixels = 0
+
+    def update(self, a: np.ndarray, b: np.ndarray) -> None:
+        if a.shape != b.shape:
+            raise ValueError(f"masks {a.shape} and {b.shape} differ in shape")
+        self.agreeing += int(np.count_nonzero(a == b))
+        self.pixels += a.size
+
+    def compute(self) -> float | None:
+        """The agreeing fraction, 0..1; None before any pixel."""
+        return self.agreeing / self.pixels if self.pixels else None
+
+
 def argmax_agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Fraction of pixels on which two class masks agree."""
-    if a.shape != b.shape:
-        raise ValueError(f"masks {a.shape} and {b.shape} differ in shape")
-    return float(np.mean(a == b))
+    agreement = Agreement()
+    agreement.update(a, b)
+    value = agreement.compute()
+    return float("nan") if value is None else value

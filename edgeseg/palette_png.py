@@ -76,3 +76,24 @@ def _palette_indices(pixels: np.ndarray, palette: np.ndarray, path: Path) -> np.
         raise DatasetError(f"{path}: its palette repeats a colour the mask uses, so the class ids are ambiguous "
                            "without Pillow: pip install Pillow (or 'edgeseg[convert]')")
     return first_index[slots][inverse].reshape(pixel_keys.shape).astype(np.uint8)
+
+
+def encode_class_ids_png(mask: np.ndarray, palette_rgb: np.ndarray) -> bytes:
+    """A palette PNG (8-bit, colour type 3) whose pixel values are `mask`'s class ids, with the given
+    colours (256 x 3 RGB): what VOC's SegmentationClass/ holds, written without Pillow."""
+    import zlib
+
+    ids = np.ascontiguousarray(mask, dtype=np.uint8)
+    height, width = ids.shape
+    rows = np.zeros((height, width + 1), np.uint8)  # each scanline: filter type 0 (none), then its bytes
+    rows[:, 1:] = ids
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    palette = np.ascontiguousarray(palette_rgb, dtype=np.uint8).reshape(-1, 3)[:256]
+    return (PNG_SIGNATURE
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, _PALETTE, 0, 0, 0))
+            + chunk(b"PLTE", palette.tobytes())
+            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+            + chunk(b"IEND", b""))

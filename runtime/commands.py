@@ -10,8 +10,8 @@ import argparse
 import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +64,8 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, type=Path, metavar="ARTIFACT",
                    help="a converted model: the artifact, its manifest, or a folder holding one")
     p.add_argument("--source", required=True, metavar="IMAGE|DIR|VIDEO|URI",
-                   help="an image, a folder of images (a VOC folder: its JPEGImages/), a video file, or a stream/camera URI")
+                   help="an image, a folder of images (a VOC folder: its JPEGImages/), a video file, "
+                        "or a stream/camera URI")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument("--save", default="mask", metavar="KINDS",
                    help="comma-separated: mask (always), overlay, side-by-side, probs (default: %(default)s)")

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from edgeseg.runtime.backends import open_backend
+
+from edgeseg.errors import ConfigError
+from edgeseg.runtime.backends import load_model_manifest, open_backend
 from edgeseg.runtime.capture import (
     SOURCE_LOST,
     CapturedFrame,
@@ -47,9 +49,6 @@ from edgeseg.runtime.sinks import (
     VideoFileSink,
     window_sink_or_none,
 )
-
-from edgeseg.errors import ConfigError
-from edgeseg.manifest import load_manifest
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render", "write")
 _END = object()  # end marker on the inference -> main queue
@@ -109,7 +108,8 @@ class DemoSummary:
             f"demo: {self.frames} frames from {self.source} with {Path(self.model).name} ({self.backend}); "
             f"ended: {self.end_reason}",
             f"  source frames {self.source_frames}, dropped by capture {self.dropped}",
-            f"  end-to-end {self.end_to_end_fps:7.2f} FPS   frames written / wall time, first frame read to last frame written ({self.wall_s:.2f} s)",
+            f"  end-to-end {self.end_to_end_fps:7.2f} FPS   frames written / wall time, first frame read to last "
+            f"frame written ({self.wall_s:.2f} s)",
             f"  inference  {self.inference_fps:7.2f} FPS   1000 / mean engine time over the same frames"
             + (f"   (end-to-end = {100 * self.fps_ratio:.1f} % of inference)" if self.frames else ""),
             "  stage ms        p50      p90",
@@ -185,7 +185,7 @@ class _Pipeline:
     def __init__(self, config: DemoConfig, source: FrameSource | None, on_message) -> None:
         self.config = config
         self.on_message = on_message
-        self.manifest = load_manifest(config.model)
+        self.manifest = load_model_manifest(config.model)
         self.spec = self.manifest.input_spec()
         self.output_kind = self.manifest.output.get("kind", "logits")
         self.output_layout = self.manifest.output.get("layout", "NCHW")
@@ -301,7 +301,8 @@ class _Pipeline:
             return None
         from tqdm import tqdm
 
-        return tqdm(total=self.config.max_frames, unit="frame", desc="demo", mininterval=0.5, file=sys.stderr, leave=False)
+        return tqdm(total=self.config.max_frames, unit="frame", desc="demo", mininterval=0.5, file=sys.stderr,
+                    leave=False)
 
     def _show(self, captured: CapturedFrame, output: np.ndarray, inference_ms: float) -> None:
         """Postprocess, render and write one frame (the main thread's per-frame work)."""
@@ -328,7 +329,8 @@ class _Pipeline:
 
     def _record(self, captured: CapturedFrame, inference_ms: float, post_ms: float, render_ms: float,
                 write_ms: float) -> None:
-        for stage, ms in zip(STAGES, (captured.capture_ms, captured.prepare_ms, inference_ms, post_ms, render_ms, write_ms)):
+        stage_ms = (captured.capture_ms, captured.prepare_ms, inference_ms, post_ms, render_ms, write_ms)
+        for stage, ms in zip(STAGES, stage_ms):
             self.timings[stage].append(ms)
 
     def _shutdown(self, infer_thread: threading.Thread) -> None:

@@ -169,14 +169,33 @@ def cuda_info() -> dict[str, Any]:
     return info
 
 
-def jetson_info() -> dict[str, Any] | None:
-    """The board model and L4T release on a Jetson (None elsewhere)."""
-    release = Path("/etc/nv_tegra_release")
-    if not release.is_file():
+def jetpack_of_l4t(release_line: str) -> tuple[str | None, str | None]:
+    """("36.4.0", "6.1") from /etc/nv_tegra_release's "# R36 (release), REVISION: 4.0, ..."; None where unknown.
+
+    L4T 35.2-35.6 are JetPack 5.1.x, 36.2-36.3 JetPack 6.0, 36.4.0-36.4.2 JetPack 6.1, 36.4.3+ JetPack 6.2."""
+    match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*(\d+)\.(\d+)", release_line)
+    if not match:
+        return None, None
+    major, minor, patch = (int(g) for g in match.groups())
+    l4t = f"{major}.{minor}.{patch}"
+    if major == 35 and minor >= 2:
+        return l4t, "5.1"
+    if major == 36 and minor in (2, 3):
+        return l4t, "6.0"
+    if major == 36 and minor == 4:
+        return l4t, "6.1" if patch < 3 else "6.2"
+    return l4t, None
+
+
+def jetson_info(release_file: Path = Path("/etc/nv_tegra_release"),
+                model_file: Path = Path("/proc/device-tree/model")) -> dict[str, Any] | None:
+    """The board model, L4T release and JetPack release on a Jetson (None elsewhere)."""
+    if not release_file.is_file():
         return None
-    model = Path("/proc/device-tree/model")
-    return {"model": model.read_text(errors="replace").strip("\x00\n ") if model.is_file() else None,
-            "l4t": release.read_text(errors="replace").splitlines()[0].lstrip("# ").strip()}
+    first_line = (release_file.read_text(errors="replace").splitlines() or [""])[0]
+    l4t, jetpack = jetpack_of_l4t(first_line)
+    return {"model": model_file.read_text(errors="replace").strip("\x00\n ") if model_file.is_file() else None,
+            "l4t": l4t or first_line.lstrip("# ").strip(), "jetpack": jetpack}
 
 
 def conversion_info() -> dict[str, Any]:
@@ -291,7 +310,7 @@ def format_report(report: dict[str, Any]) -> str:
              f"edgeseg       {es['version']} at {es['location']}; installed extras: {extras}"]
     jetson = report["platform"]["jetson"]
     if jetson:
-        lines.append(f"jetson        {jetson['model']}, {jetson['l4t']}")
+        lines.append(f"jetson        {jetson['model']}, L4T {jetson['l4t']}, JetPack {jetson['jetpack'] or 'unknown'}")
     video = f" ({cv.get('file')}); GStreamer {_yes(cv.get('gstreamer'))}, V4L2 {_yes(cv.get('v4l2'))}, " \
             f"FFmpeg {_yes(cv.get('ffmpeg'))}" if cv["status"] == "ok" else ""
     lines.append(_package_line("opencv", cv, video))

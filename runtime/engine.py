@@ -1,44 +1,55 @@
-"""TensorRT engines from a bundle: build once on the device, name them by what binds them, reuse.
+"""TensorRT engines from a bundle: the rules, the names, the cache and the checks, in one place.
 
-An engine only runs on the GPU and the TensorRT version that built it, so the file name and the
-engine's own manifest record both (with the precision and DLA core), and `find_engine` only
-returns an engine built here, from this bundle's ONNX. The demo and the benchmark call
-`ensure_engine`: the first run builds (minutes on a Jetson), later runs load the cached file.
+An engine only runs on the GPU and the TensorRT version that built it, and only does what its build
+options said, so:
 
-Written against the `tensorrt` Python API of 8.5/8.6 (JetPack 5/6.0) and 10.x (JetPack 6.1+):
-`Builder`, `OnnxParser.parse_from_file`, `IBuilderConfig.set_memory_pool_limit(WORKSPACE)`,
-`BuilderFlag.FP16/INT8/GPU_FALLBACK`, `default_device_type`/`DLA_core`, the timing cache
-(`create_timing_cache`/`set_timing_cache`/`get_timing_cache().serialize()`) and
-`build_serialized_network`. Nothing here imports TensorRT until a build or a load is asked for.
+- the DLA and precision rules (`default_dla_core`, `resolve_dla_core`) and the TensorRT-version gate
+  (`build_options`: a strongly typed network for Q/DQ INT8 from TensorRT 10, precision flags before)
+  live here, and the bundle exporter reads them from here;
+- an engine's file name carries a cache key over everything that changes the engine (`cache_key`),
+  and the same name is used by `edgeseg build-engine` and by the bundle's trtexec script
+  (`build-engine --names` prints it, `build-engine --register` records what trtexec built);
+- the engine's manifest records the GPU, compute capability and TensorRT version, and
+  `check_engine_compatible` refuses another machine's engine in one line.
+
+Nothing here imports TensorRT: the builder is `runtime.engine_build`, the runner the backend.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
+import json
 import os
 import re
-import sys
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-from edgeseg.atomic import write_bytes_atomic, write_json_atomic
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, sha256_file
 
 NEEDS_TENSORRT = ("TensorRT engines are built and run on an NVIDIA GPU with the 'tensorrt' and 'pycuda' "
                   "Python packages (a Jetson with JetPack, or a CUDA machine)")
-DEFAULT_DLA = "default"  # use the bundle's own choice
+BUNDLE_DLA: Literal["default"] = "default"  # build for the DLA core the bundle chose
+DlaRequest = int | Literal["default"] | None  # a core, the bundle's choice, or None: GPU only
 ENGINE_SUFFIX = ".engine"
+CACHE_ENV = "EDGESEG_ENGINE_CACHE"
+# First TensorRT major version whose parser builds Q/DQ networks strongly typed (and deprecates, from
+# 10.12, the FP16/INT8 builder flags for them).
+STRONGLY_TYPED_FROM = 10
 
 
-def require_tensorrt() -> tuple[Any, Any]:
-    """(tensorrt, pycuda.driver) with the CUDA driver initialised, or one line saying what is missing."""
+def require_tensorrt() -> str:
+    """The TensorRT version, once the real `tensorrt` and `pycuda` are importable and the CUDA driver
+    sees a GPU; else one line saying what is missing. (`tensorrt-stubs` alone makes `import tensorrt`
+    succeed as an empty namespace package, hence the check for a version.)"""
     try:
         import tensorrt as trt
     except ImportError:
         raise BackendUnavailableError(f"{NEEDS_TENSORRT}; this machine has no 'tensorrt' package") from None
+    version = getattr(trt, "__version__", None)
+    if not isinstance(version, str) or not hasattr(trt, "Runtime"):
+        raise BackendUnavailableError(f"{NEEDS_TENSORRT}; this machine's 'tensorrt' is only type stubs, not TensorRT")
     try:
         import pycuda.driver as cuda
     except ImportError:
@@ -50,7 +61,11 @@ def require_tensorrt() -> tuple[Any, Any]:
         raise BackendUnavailableError(f"{NEEDS_TENSORRT}; the CUDA driver found no usable GPU ({exc})") from None
     if count < 1:
         raise BackendUnavailableError(f"{NEEDS_TENSORRT}; the CUDA driver found no GPU")
-    return trt, cuda
+    return version
+
+
+def major_version(tensorrt_version: str) -> int:
+    return int(tensorrt_version.split(".")[0])
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,10 @@ class GpuInfo:
         return slug(self.name)
 
 
-def current_gpu(cuda: Any, index: int = 0) -> GpuInfo:
+def current_gpu(index: int = 0) -> GpuInfo:
+    """The GPU pycuda sees (call `require_tensorrt` first)."""
+    import pycuda.driver as cuda
+
     device = cuda.Device(index)
     major, minor = device.compute_capability()
     return GpuInfo(name=device.name(), compute_capability=f"{major}.{minor}")
@@ -74,11 +92,25 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
 
 
-def engine_file_name(onnx_name: str, gpu: GpuInfo, tensorrt_version: str, precision: str, dla_core: int | None) -> str:
-    """`<bundle>.<gpu>.trt<version>.<precision>[.dla<N>].engine`: everything that binds an engine."""
-    stem = onnx_name[: -len(".onnx")] if onnx_name.endswith(".onnx") else onnx_name
-    dla = f".dla{dla_core}" if dla_core is not None else ""
-    return f"{stem}.{gpu.slug}.trt{tensorrt_version}.{precision}{dla}{ENGINE_SUFFIX}"
+# -- the DLA and precision rules ---------------------------------------------------------------------
+
+def dla_refusal(precision: str) -> str | None:
+    """Why the DLA cannot run an engine of `precision`, or None when it can."""
+    if precision == "fp32":
+        return "the DLA runs FP16 and INT8 only"
+    if precision == "int8":
+        return "the DLA does not run explicitly quantized (Q/DQ) INT8 networks"
+    return None
+
+
+def default_dla_core(dla_cores_on_board: int, precision: str) -> tuple[int | None, str]:
+    """The DLA core an engine targets by default, and why."""
+    if dla_cores_on_board <= 0:
+        return None, "no DLA on this board: the engine runs on the GPU"
+    refusal = dla_refusal(precision)
+    if refusal:
+        return None, f"{refusal}: the {precision.upper()} engine runs on the GPU (pass --dla-core only for FP16)"
+    return 0, "DLA core 0, with GPU fallback for the layers the DLA cannot run"
 
 
 def bundle_settings(bundle: Manifest) -> dict:
@@ -90,38 +122,139 @@ def bundle_settings(bundle: Manifest) -> dict:
                             "convert it with `edgeseg convert --target jetson-...`") from None
 
 
-def is_engine_manifest(manifest: Manifest) -> bool:
-    return "engine" in manifest.data and manifest.data["artifact"].endswith(ENGINE_SUFFIX)
-
-
-def resolve_dla_core(bundle: Manifest, requested: int | str | None = DEFAULT_DLA) -> int | None:
-    """The DLA core to build for: the bundle's default, or `requested` (None: GPU only)."""
+def resolve_dla_core(bundle: Manifest, requested: DlaRequest = BUNDLE_DLA) -> int | None:
+    """The DLA core to build for: the bundle's choice, `requested`, or None (GPU only)."""
     settings = bundle_settings(bundle)
-    if requested == DEFAULT_DLA:
+    if requested == BUNDLE_DLA:
         return settings.get("dla_core")
     if requested is None:
         return None
-    core = int(requested)
     cores = int(settings.get("dla_cores_on_board", 0))
-    if not 0 <= core < cores:
-        raise ConfigError(f"--dla-core {core}: {bundle.data.get('target')} has {cores} DLA cores")
-    if settings["precision"] == "fp32":
-        raise ConfigError("--dla-core: the DLA runs FP16 and INT8 only; convert with --precision fp16")
-    if settings["precision"] == "int8":
-        raise ConfigError("--dla-core: the DLA does not run explicitly quantized (Q/DQ) INT8 networks; "
-                          "use the FP16 bundle on the DLA")
-    return core
+    if not 0 <= requested < cores:
+        raise ConfigError(f"--dla-core {requested}: {bundle.data.get('target')} has {cores} DLA cores")
+    refusal = dla_refusal(settings["precision"])
+    if refusal:
+        raise ConfigError(f"--dla-core: {refusal}; use the FP16 bundle on the DLA")
+    return requested
 
 
-def default_cache_dir(bundle: Manifest) -> Path:
-    """`$EDGESEG_ENGINE_CACHE`, else beside the bundle when writable, else ~/.cache/edgeseg/engines."""
-    env = os.environ.get("EDGESEG_ENGINE_CACHE")
-    if env:
-        return Path(env)
-    folder = bundle.path.parent
-    if os.access(folder, os.W_OK):
-        return folder
-    return Path.home() / ".cache" / "edgeseg" / "engines"
+# -- build options, the version gate, names ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything the builder is told, for one bundle on one TensorRT version."""
+
+    precision: str
+    strongly_typed: bool  # NetworkDefinitionCreationFlag.STRONGLY_TYPED
+    builder_flags: tuple[str, ...]  # trt.BuilderFlag member names
+    workspace_mb: int
+    dla_core: int | None
+    gpu_fallback: bool
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "builder_flags": list(self.builder_flags)}
+
+
+def build_options(settings: dict, dla_core: int | None, tensorrt_version: str) -> BuildOptions:
+    """The one TensorRT-version gate. Q/DQ INT8 on TensorRT >= 10 builds a strongly typed network with
+    no precision flags (the Q/DQ nodes say what runs in INT8, everything else keeps the graph's type;
+    BuilderFlag.INT8/FP16 are deprecated for it from 10.12); on 8.5/8.6, which have no strong typing,
+    INT8 + FP16 flags. FP16 engines come from the FP32 graph, so they need the FP16 flag everywhere."""
+    precision = settings["precision"]
+    strongly_typed = precision == "int8" and major_version(tensorrt_version) >= STRONGLY_TYPED_FROM
+    flags = {"fp32": (), "fp16": ("FP16",), "int8": () if strongly_typed else ("FP16", "INT8")}[precision]
+    gpu_fallback = dla_core is not None and bool(settings.get("gpu_fallback", True))
+    if gpu_fallback:
+        flags += ("GPU_FALLBACK",)
+    return BuildOptions(precision=precision, strongly_typed=strongly_typed, builder_flags=tuple(flags),
+                        workspace_mb=int(settings["workspace_mb"]), dla_core=dla_core, gpu_fallback=gpu_fallback)
+
+
+def cache_key(options: BuildOptions, gpu: GpuInfo, tensorrt_version: str, onnx_sha256: str) -> str:
+    """12 hex digits over the ONNX, every build option, the GPU and the TensorRT version."""
+    facts = {"onnx_sha256": onnx_sha256, "options": options.to_dict(), "gpu": gpu.name,
+             "compute_capability": gpu.compute_capability, "tensorrt": tensorrt_version}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def engine_file_name(onnx_name: str, options: BuildOptions, gpu: GpuInfo, tensorrt_version: str, key: str) -> str:
+    """`<bundle>.<precision>[.dla<N>].<gpu>.trt<version>.<key>.engine`, the one engine name."""
+    stem = onnx_name.removesuffix(".onnx")
+    dla = f".dla{options.dla_core}" if options.dla_core is not None else ""
+    return f"{stem}.{options.precision}{dla}.{gpu.slug}.trt{tensorrt_version}.{key}{ENGINE_SUFFIX}"
+
+
+def trtexec_engine_name(onnx_name: str, precision: str, dla_core: int | None) -> str:
+    """What the bundle's trtexec script writes when edgeseg is not there to name the engine: it is
+    recorded (`build-engine --register`, or on first use) under `engine_file_name`."""
+    stem = onnx_name.removesuffix(".onnx")
+    return f"{stem}.{precision}" + (f".dla{dla_core}" if dla_core is not None else "") + ".trtexec" + ENGINE_SUFFIX
+
+
+def timing_cache_name(gpu: GpuInfo, tensorrt_version: str) -> str:
+    """One timing cache per GPU and TensorRT version, shared by every build (both build paths)."""
+    return f"timing-{gpu.slug}-trt{tensorrt_version}.cache"
+
+
+def cache_dirs(bundle: Manifest) -> list[Path]:
+    """Where engines are looked for, in order: `$EDGESEG_ENGINE_CACHE`, the bundle's folder,
+    ~/.cache/edgeseg/engines. New engines go to the first of them that is writable."""
+    env = os.environ.get(CACHE_ENV)
+    folders = [Path(env)] if env else []
+    return folders + [bundle.path.parent, Path.home() / ".cache" / "edgeseg" / "engines"]
+
+
+def writable_cache_dir(bundle: Manifest) -> Path:
+    for folder in cache_dirs(bundle):
+        probe = folder if folder.exists() else folder.parent
+        if os.access(probe, os.W_OK):
+            return folder
+    raise ConfigError(f"no writable engine folder among {', '.join(map(str, cache_dirs(bundle)))}; set {CACHE_ENV}")
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """The engine a bundle needs on this machine: options, key, name and timing cache."""
+
+    bundle: Manifest
+    options: BuildOptions
+    gpu: GpuInfo
+    tensorrt_version: str
+    onnx_sha256: str
+    key: str
+    name: str
+    timing_cache: str
+
+
+def plan_engine(bundle: Manifest, dla_core: DlaRequest, gpu: GpuInfo, tensorrt_version: str) -> EnginePlan:
+    options = build_options(bundle_settings(bundle), resolve_dla_core(bundle, dla_core), tensorrt_version)
+    onnx_sha = sha256_file(bundle.artifact_path)
+    key = cache_key(options, gpu, tensorrt_version, onnx_sha)
+    return EnginePlan(bundle, options, gpu, tensorrt_version, onnx_sha, key,
+                      engine_file_name(bundle.data["artifact"], options, gpu, tensorrt_version, key),
+                      timing_cache_name(gpu, tensorrt_version))
+
+
+def find_engine(plan: EnginePlan, folders: list[Path]) -> Manifest | None:
+    """The engine `plan` names, with its manifest, in the first of `folders` holding an intact copy."""
+    for folder in folders:
+        path = folder / plan.name
+        if not (path.is_file() and manifest_path_for(path).is_file()):
+            continue
+        try:
+            engine = load_manifest(path)
+        except ManifestError:
+            continue  # half-copied or edited by hand (its sha256 no longer matches): build it again
+        if engine.data.get("engine", {}).get("cache_key") != plan.key:
+            continue  # renamed by hand
+        if engine.data.get("artifact_sha256") and engine.data["artifact_sha256"] != sha256_file(path):
+            continue  # half-copied or edited by hand
+        return engine
+    return None
+
+
+def is_engine_manifest(manifest: Manifest) -> bool:
+    return "engine" in manifest.data and manifest.data["artifact"].endswith(ENGINE_SUFFIX)
 
 
 def check_engine_compatible(engine: Manifest, gpu: GpuInfo, tensorrt_version: str) -> None:
@@ -137,124 +270,7 @@ def check_engine_compatible(engine: Manifest, gpu: GpuInfo, tensorrt_version: st
         )
 
 
-def find_engine(bundle: Manifest, *, gpu: GpuInfo, tensorrt_version: str, dla_core: int | None,
-                cache_dir: Path) -> Manifest | None:
-    """The cached engine for this bundle's ONNX on this GPU and TensorRT version, if one was built."""
-    settings = bundle_settings(bundle)
-    path = cache_dir / engine_file_name(bundle.data["artifact"], gpu, tensorrt_version, settings["precision"], dla_core)
-    if not manifest_path_for(path).is_file() or not path.is_file():
-        return None
-    try:
-        engine = load_manifest(path)
-    except ManifestError:
-        return None  # half-copied or edited by hand (its sha256 no longer matches): build it again
-    if engine.data.get("engine", {}).get("onnx_sha256") != sha256_file(bundle.artifact_path):
-        return None  # the bundle was re-converted since: the engine is stale
-    if engine.data.get("artifact_sha256") and engine.data["artifact_sha256"] != sha256_file(path):
-        return None  # half-copied or edited by hand
-    return engine
-
-
-def _parse_error(parser: Any) -> str:
-    if parser.num_errors == 0:
-        return "no error reported"
-    error = parser.get_error(0)
-    where = ""
-    for attr in ("node_name", "node_operator"):  # TensorRT 10 adds these; 8.x has only node()
-        getter = getattr(error, attr, None)
-        if getter is not None and getter():
-            where += f" {getter()}"
-    if not where:
-        where = f" node #{error.node()}"
-    more = f" (and {parser.num_errors - 1} more)" if parser.num_errors > 1 else ""
-    return f"at{where}: {error.desc()}{more}"
-
-
-def build_engine(bundle: Manifest | Path | str, *, dla_core: int | str | None = DEFAULT_DLA,
-                 cache_dir: Path | None = None, force: bool = False, log=None) -> Manifest:
-    """Build (or, unless `force`, reuse) the engine of a bundle on this machine's GPU.
-
-    Returns the engine's manifest. The timing cache lives beside the engines, one per GPU and
-    TensorRT version, so rebuilding at another resolution or precision reuses measured tactics.
-    """
-    bundle = bundle if isinstance(bundle, Manifest) else load_manifest(bundle)
-    settings = bundle_settings(bundle)
-    core = resolve_dla_core(bundle, dla_core)
-    trt, cuda = require_tensorrt()
-    gpu = current_gpu(cuda)
-    version = trt.__version__
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(bundle)
-    if not force:
-        cached = find_engine(bundle, gpu=gpu, tensorrt_version=version, dla_core=core, cache_dir=cache_dir)
-        if cached is not None:
-            return cached
-    log = log or (lambda message: print(message, file=sys.stderr))
-    engine_path = cache_dir / engine_file_name(bundle.data["artifact"], gpu, version, settings["precision"], core)
-    log(f"building {engine_path.name} on {gpu.name} with TensorRT {version} "
-        f"({settings['precision']}{f', DLA core {core}' if core is not None else ''}); this takes minutes on a Jetson")
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    # TensorRT 8.x needs explicit batch for ONNX; 10.x only has explicit batch (the flag is deprecated).
-    flags = 0 if int(version.split(".")[0]) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(bundle.artifact_path)):
-        raise ConfigError(f"{bundle.artifact_path.name}: TensorRT {version} cannot parse it {_parse_error(parser)}")
-
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings["workspace_mb"]) << 20)
-    if "fp16" in settings["flags"]:
-        config.set_flag(trt.BuilderFlag.FP16)
-    if "int8" in settings["flags"]:
-        # Explicit quantization: the Q/DQ scales come from the ONNX; no calibrator is set. 8.x needs the
-        # flag to accept Q/DQ layers; 10.x honours it for weakly typed networks like this one.
-        config.set_flag(trt.BuilderFlag.INT8)
-    if core is not None:
-        if builder.num_DLA_cores <= core:
-            raise ConfigError(f"--dla-core {core}: this machine's TensorRT sees {builder.num_DLA_cores} DLA cores")
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = core
-        if settings.get("gpu_fallback", True):
-            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    timing_path = cache_dir / f"timing-{gpu.slug}-trt{version}.cache"
-    timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
-    config.set_timing_cache(timing, ignore_mismatch=False)
-
-    start = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise ConfigError(f"{bundle.artifact_path.name}: TensorRT {version} built no engine (see its log above; "
-                          f"if it mentions memory, the target's workspace_mb {settings['workspace_mb']} is too small)")
-    build_s = time.perf_counter() - start
-    write_bytes_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
-    write_bytes_atomic(engine_path, bytes(serialized))
-
-    data = {key: value for key, value in bundle.data.items() if key not in ("verification", "manifest_path")}
-    data.update(
-        artifact=engine_path.name,
-        artifact_sha256=sha256_file(engine_path),
-        size_mb=round(engine_path.stat().st_size / 2**20, 3),
-        backend="tensorrt",
-        engine={
-            "gpu": gpu.name, "compute_capability": gpu.compute_capability, "tensorrt": version,
-            "precision": settings["precision"], "flags": settings["flags"], "dla_core": core,
-            "gpu_fallback": bool(core is not None and settings.get("gpu_fallback", True)),
-            "workspace_mb": settings["workspace_mb"], "timing_cache": timing_path.name,
-            "onnx": bundle.artifact_path.name, "onnx_sha256": sha256_file(bundle.artifact_path),
-            "bundle_manifest": str(bundle.path), "build_seconds": round(build_s, 1),
-            "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        },
-        bundle_verification=bundle.data.get("verification"),
-    )
-    write_json_atomic(manifest_path_for(engine_path), data)
-    log(f"wrote {engine_path} in {build_s:.0f} s")
-    return load_manifest(engine_path)
-
-
-def ensure_engine(manifest: Manifest, *, dla_core: int | str | None = DEFAULT_DLA, cache_dir: Path | None = None) -> Manifest:
-    """The engine manifest to run: `manifest` itself when it is an engine, else the bundle's cached
-    engine for this GPU, built on first use."""
-    if is_engine_manifest(manifest):
-        return manifest
-    return build_engine(manifest, dla_core=dla_core, cache_dir=cache_dir)
+def engine_dla_core(engine: Manifest) -> int | None:
+    """The DLA core an engine was built for: the runtime must run it there (IRuntime.DLA_core)."""
+    core = engine.data.get("engine", {}).get("dla_core")
+    return int(core) if core is not None else None

@@ -9,10 +9,15 @@ import numpy as np
 def output_to_mask(output: np.ndarray, kind: str, layout: str) -> np.ndarray:
     """A batch-of-one model output -> uint8 HxW class ids at the model's resolution.
 
-    kind 'logits' with layout 'NCHW' or 'NHWC'; kind 'mask' is already argmaxed ('NHW').
+    kind 'logits' with layout 'NCHW' or 'NHWC'; kind 'mask' is already argmaxed ('NHW'); kind
+    'foreground' is one channel of foreground probability (MediaPipe's selfie segmenters): class 1
+    where it exceeds 0.5, as MediaPipe's ImageSegmenter decides.
     """
     if kind == "mask":
         return output.reshape(output.shape[-2:]).astype(np.uint8, copy=False)
+    if kind == "foreground":
+        score = output[0, 0] if layout == "NCHW" else output[0, ..., 0]
+        return (score > 0.5).astype(np.uint8)
     if layout == "NCHW":
         return output[0].argmax(axis=0).astype(np.uint8)
     if layout == "NHWC":

@@ -13,21 +13,23 @@ only when nothing could be processed.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
 
-from edgeseg.atomic import atomic_path, ensure_writable_dir, write_json_atomic
+from edgeseg.atomic import atomic_path, ensure_writable_dir, write_bytes_atomic, write_json_atomic
 from edgeseg.errors import ConfigError, EdgesegError, SourceError
-from edgeseg.manifest import Manifest, load_manifest
-from edgeseg.runtime.backends import open_backend
+from edgeseg.manifest import Manifest
+from edgeseg.palette_png import encode_class_ids_png
+from edgeseg.runtime.backends import load_model_manifest, open_backend
 from edgeseg.runtime.capture import IMAGE_SUFFIXES, parse_source
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
-from edgeseg.runtime.render import Renderer, RenderOptions
+from edgeseg.runtime.render import Renderer, RenderOptions, voc_colormap_bgr
 from edgeseg.runtime.sinks import VideoFileSink
 
 SAVE_KINDS = ("mask", "overlay", "side-by-side", "probs")
@@ -139,7 +141,8 @@ class PredictSummary:
         lines.append(f"  {'class':<16}{'pixels':>9}{'inputs':>8}")
         for name, share in sorted(self.pixel_share().items(), key=lambda kv: -kv[1]):
             lines.append(f"  {name:<16}{100 * share:8.2f}%{present.get(name, 0):>8}")
-        lines.append(f"  wrote {out}/ (predictions.json, {', '.join(sorted({k for r in self.results for k in r.outputs}))})")
+        kinds = sorted({kind for r in self.results for kind in r.outputs})
+        lines.append(f"  wrote {out}/ (predictions.json, {', '.join(kinds)})")
         return "\n".join(lines)
 
 
@@ -256,7 +259,8 @@ class _Predictor:
         source.open()
         stem = self.unique_stem(Path(uri.rstrip("/")).stem or "stream")
         sinks = {} if self.config.video_frames else {
-            kind: VideoFileSink(self.config.out / FOLDERS[kind] / f"{stem}.mp4", fps=source.fps) for kind in self.renderers}
+            kind: VideoFileSink(self.config.out / FOLDERS[kind] / f"{stem}.mp4", fps=source.fps)
+            for kind in self.renderers}
         try:
             index = 0
             while self.config.max_frames is None or index < self.config.max_frames:
@@ -281,10 +285,9 @@ class _Predictor:
             raise SourceError(f"{uri}: delivered no frame")
 
 
-def _voc_palette() -> list[int]:
-    from edgeseg.scenes import voc_palette
-
-    return voc_palette()
+def _voc_palette() -> np.ndarray:
+    """The PASCAL VOC colours as 256 x 3 RGB (the renderer's table, so no Pillow on a device)."""
+    return np.ascontiguousarray(voc_colormap_bgr()[:, ::-1])
 
 
 def _softmax(output: np.ndarray, layout: str) -> np.ndarray:
@@ -298,15 +301,9 @@ def _softmax(output: np.ndarray, layout: str) -> np.ndarray:
     return logits
 
 
-def write_palette_png(path: Path, mask: np.ndarray, palette: list[int]) -> None:
+def write_palette_png(path: Path, mask: np.ndarray, palette: np.ndarray) -> None:
     """Class ids as the pixel values of a palette PNG (what VOC's SegmentationClass holds), atomically."""
-    from PIL import Image
-
-    mask = np.ascontiguousarray(mask, np.uint8)
-    image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
-    image.putpalette(palette)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+    write_bytes_atomic(path, encode_class_ids_png(mask, palette))
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
@@ -329,7 +326,7 @@ def run_predict(config: PredictConfig, *, on_message: Callable[[str], None] = _w
 
     Raises SourceError when no input could be processed (the skipped ones named in the message).
     """
-    manifest = load_manifest(config.model)
+    manifest = load_model_manifest(config.model)  # a bare .tflite: from its own metadata
     _check_request(config, manifest)
     files, is_stream = list_inputs(config.source)
     summary = PredictSummary(model=str(manifest.artifact_path), source=config.source, labels=manifest.labels)

@@ -5,7 +5,7 @@ The converter, argument validation, the benchmark and `edgeseg targets` all read
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,7 +15,37 @@ from edgeseg.errors import ConfigError
 
 PROFILE_DIR = Path(__file__).resolve().parent
 ALL_PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
-FORMATS = ("onnx", "tflite", "tensorrt-bundle")
+
+
+@dataclass(frozen=True)
+class ArtifactFormat:
+    """An artifact format: the module under convert/ that writes it (its `export(job, staging)`) and the
+    runtime backend (runtime/backends/<backend>.py) that runs it. Names, not imports: the core never
+    imports convert/ or a framework."""
+
+    name: str
+    exporter: str
+    backend: str
+    # Precisions whose artifact takes another form, written by another module.
+    precision_exporters: dict[str, str] = field(default_factory=dict)
+
+    def exporter_for(self, precision: str) -> str:
+        """The module that exports this format at `precision`."""
+        return self.precision_exporters.get(precision, self.exporter)
+
+    def exporters(self) -> tuple[str, ...]:
+        """Every exporter module this format uses."""
+        return (self.exporter, *self.precision_exporters.values())
+
+
+# The one registration of each format; targets name a format, the converter and the benchmark read its exporter.
+FORMATS: dict[str, ArtifactFormat] = {f.name: f for f in (
+    # INT8 for ONNX Runtime's fused integer kernels, not TensorRT's Q/DQ placement.
+    ArtifactFormat("onnx", exporter="edgeseg.convert.onnx_export", backend="onnxruntime",
+                   precision_exporters={"int8": "edgeseg.convert.ort_int8"}),
+    ArtifactFormat("tflite", exporter="edgeseg.convert.tflite_export", backend="litert"),
+    ArtifactFormat("tensorrt-bundle", exporter="edgeseg.convert.tensorrt_bundle", backend="tensorrt"),
+)}
 
 
 # The edgeseg runtime's own floor (setup.cfg python_requires); a JetPack with an older Python can

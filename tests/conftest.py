@@ -39,3 +39,48 @@ def synthetic_voc(tmp_path_factory) -> Path:
     from edgeseg.scenes import write_voc_dataset
 
     return write_voc_dataset(tmp_path_factory.mktemp("scenes"), train=16, val=8, seed=0, progress=False)
+
+
+TFLITE_RESOLUTION = "128"
+TFLITE_CALIBRATION = "synthetic:16"
+
+
+@pytest.fixture(scope="session")
+def traced_once():
+    """Memoize the TFLite exporter's `convert_float` for the session: one litert-torch trace per graph
+    variant, shared by every test file that converts for android-* (tracing is the slow step)."""
+    from edgeseg.convert import tflite_export
+
+    cache: dict[tuple, bytes] = {}
+    original = tflite_export.convert_float
+
+    def cached(job, spec):
+        key = (job.weights.sha256, job.height, job.width, job.output_kind, job.fuse_preprocessing)
+        if key not in cache:
+            cache[key] = original(job, spec)
+        return cache[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tflite_export, "convert_float", cached)
+        yield cache
+
+
+@pytest.fixture(scope="session")
+def make(sample_checkpoint: Path, traced_once, tmp_path_factory):
+    """`make(precision, target=..., **request)`: the sample model converted through the whole pipeline at
+    128 px, once per key for the session; returns the published manifest."""
+    from edgeseg.convert.pipeline import ConvertRequest, convert
+
+    made: dict[tuple, dict] = {}
+
+    def build(precision: str, *, target: str = "android-cpu", int8_io: str = "float", **request) -> dict:
+        key = (precision, target, int8_io, tuple(sorted(request.items())))
+        if key not in made:
+            out = tmp_path_factory.mktemp(f"{target}-{precision}")
+            made[key] = convert(ConvertRequest(
+                target=target, precision=precision, resolution=TFLITE_RESOLUTION, weights=str(sample_checkpoint),
+                out=out, calibration=TFLITE_CALIBRATION if precision == "int8" else None, verify_images=4,
+                progress=False, options={"calib_images": 16, "int8_io": int8_io}, **request))
+        return made[key]
+
+    return build

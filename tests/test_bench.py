@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgeseg.benchmarks.bench import CHECK_TOLERANCE, RESULTS_SCHEMA, latency_stats, model_gflops, tflite_gflops
+from edgeseg.benchmarks.bench import RESULTS_SCHEMA
+from edgeseg.benchmarks.checks import CHECK_TOLERANCE
+from edgeseg.benchmarks.flops import model_gflops, tflite_gflops
+from edgeseg.benchmarks.measure import latency_stats
 from edgeseg.benchmarks.report import REPORT_FILES
 from edgeseg.cli import main
 from edgeseg.convert.verify import BUDGETS

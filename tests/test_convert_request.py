@@ -31,7 +31,8 @@ def test_constants_copied_to_stay_light_equal_their_sources():
 
 @pytest.mark.parametrize("kw, message", [
     (dict(target="android-cpu", precision="int8"), "int8 needs calibration images"),
-    (dict(target="android-cpu", precision="int8", calibration="synthetic:x"), "--calib synthetic:x: expected synthetic:N"),
+    (dict(target="android-cpu", precision="int8", calibration="synthetic:x"),
+     "--calib synthetic:x: expected synthetic:N"),
     (dict(precision="int8", calibration="no/such/folder"), "--calib no/such/folder: no such folder"),
     (dict(target="android-cpu", precision="int8", calibration="synthetic:4", options={"calib_method": "entropy"}),
      "--calib-method entropy: applies to Q/DQ ONNX"),
@@ -62,9 +63,11 @@ def test_names_carry_the_weights_identity(tmp_path, sample_checkpoint):
     assert plan(_request(tmp_path, weights=str(sample_checkpoint))).basename == "sample-host-cpu-fp32-64"
     other = tmp_path / "street_v2.pt"
     other.write_bytes(b"checked later, when loaded")
-    assert plan(_request(tmp_path, weights=str(other), output_kind="mask")).basename == "street_v2-host-cpu-fp32-64-mask"
+    masked = plan(_request(tmp_path, weights=str(other), output_kind="mask"))
+    assert masked.basename == "street_v2-host-cpu-fp32-64-mask"
     assert plan(_request(tmp_path, weights=str(other), name="mine")).basename == "mine-host-cpu-fp32-64"
-    assert plan(_request(tmp_path, target="android-gpu", precision="fp16")).artifact.name == "sample-android-gpu-fp16-64.tflite"
+    tflite = plan(_request(tmp_path, target="android-gpu", precision="fp16"))
+    assert tflite.artifact.name == "sample-android-gpu-fp16-64.tflite"
 
 
 def _finetuned_checkpoint(path: Path) -> Path:

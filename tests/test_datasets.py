@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeseg.datasets import VOC_LABELS, evaluation_split, open_dataset
-from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng, write_voc_dataset
+from edgeseg.datasets import VOC_LABELS, evaluation_split, open_dataset, split_ids
 from edgeseg.errors import DatasetError
+from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng, write_voc_dataset
 
 
 def test_voc_sample_loads_with_palette_indices(voc_sample):
@@ -68,6 +68,15 @@ def test_verification_reads_the_val_split_of_a_voc_layout_folder(tmp_path):
     (real, _) = image_sets_for(SYNTHETIC_LABELS, root, 8)
     val = open_dataset(root, "val")
     assert len(real.images) == 2 and all(np.array_equal(a, val.image(i)) for i, a in enumerate(real.images))
+
+
+def test_split_ids_read_voc_lists_and_root_lists_and_are_empty_when_unlisted(tmp_path):
+    root = write_voc_dataset(tmp_path / "voc", train=3, val=2, seed=5, progress=False)
+    val_ids = split_ids(root, "val")
+    assert val_ids == [s.id for s in open_dataset(root, "val").samples] and len(val_ids) == 2
+    (root / "extra.txt").write_text("a 1\n\nb\n")  # first word of each non-empty line
+    assert split_ids(root, "extra") == ["a", "b"]
+    assert split_ids(root, "test") == []
 
 
 def _plain_folder(root, size=(8, 6), mask_size=(8, 6), value=1):

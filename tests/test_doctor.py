@@ -6,10 +6,10 @@ import json
 import sys
 
 import pytest
-from edgeseg.runtime import doctor
-from edgeseg.targets import all_targets
 
 from edgeseg.cli import main
+from edgeseg.runtime import doctor
+from edgeseg.targets import all_targets
 
 
 @pytest.fixture
@@ -101,3 +101,24 @@ def test_install_profile_lists_only_complete_extras(monkeypatch):
     extras = doctor.install_profile()["extras"]
     assert extras is not None and "bench" not in extras and "all" not in extras
     assert "jetson" not in extras  # pycuda is not installed here
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025",
+     ("36.4.3", "6.2")),
+    ("# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64", ("36.4.0", "6.1")),
+    ("# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64", ("36.3.0", "6.0")),
+    ("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64", ("35.4.1", "5.1")),
+    ("# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref, EABI: aarch64", ("32.7.1", None)),
+    ("garbage", (None, None)),
+])
+def test_jetpack_release_from_l4t(line, expected):
+    assert doctor.jetpack_of_l4t(line) == expected
+
+
+def test_jetson_info_reads_the_board_files(tmp_path):
+    (tmp_path / "release").write_text("# R36 (release), REVISION: 4.0, GCID: 1, BOARD: generic, EABI: aarch64\n")
+    (tmp_path / "model").write_text("NVIDIA Jetson Orin Nano Developer Kit\x00")
+    assert doctor.jetson_info(tmp_path / "release", tmp_path / "model") == {
+        "model": "NVIDIA Jetson Orin Nano Developer Kit", "l4t": "36.4.0", "jetpack": "6.1"}
+    assert doctor.jetson_info(tmp_path / "absent", tmp_path / "model") is None

@@ -131,7 +131,7 @@ def test_a_command_that_needs_another_install_profile_says_which_extra(monkeypat
         raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
 
     parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli, "build_parser", lambda argv=None: parser)
     monkeypatch.setattr(parser, "parse_args", lambda argv: __import__("argparse").Namespace(command="bench", run=needs_matplotlib))
     assert cli.main(["bench"]) == 2
     assert capsys.readouterr().err == ("edgeseg bench: error: this command needs 'matplotlib', which is not installed "

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edgeseg.metrics import ConfusionMatrix, argmax_agreement
+from edgeseg.metrics import Agreement, ConfusionMatrix, argmax_agreement
 
 
 def test_perfect_prediction_scores_100():
@@ -67,3 +67,16 @@ def test_empty_matrix_gives_nan_not_a_crash():
 
 def test_argmax_agreement():
     assert argmax_agreement(np.array([1, 2, 3, 4]), np.array([1, 2, 0, 4])) == 0.75
+
+
+def test_agreement_pools_pixels_rather_than_averaging_images():
+    # one agreeing pixel, then three disagreeing ones: 1 of 4 pixels agree (a per-image mean would say 0.5)
+    agreement = Agreement()
+    agreement.update(np.array([[2]]), np.array([[2]]))
+    agreement.update(np.array([1, 1, 1]), np.array([0, 0, 0]))
+    assert agreement.compute() == 0.25
+
+
+def test_agreement_refuses_masks_of_different_shapes():
+    with pytest.raises(ValueError, match="differ in shape"):
+        Agreement().update(np.zeros((2, 2)), np.zeros((4,)))

@@ -83,3 +83,15 @@ def test_failed_verification_publishes_nothing(sample_checkpoint, tmp_path, monk
     assert code == 2
     assert "disagrees with PyTorch beyond the budget" in capsys.readouterr().err
     assert [p for p in out.iterdir()] == []
+
+
+def test_onnx_carries_its_facts_in_metadata_props(onnx_320, capsys):
+    m = load_manifest(onnx_320["manifest_path"])
+    props = {p.key: p.value for p in onnx.load(str(m.artifact_path)).metadata_props}
+    assert json.loads(props["labels"]) == m.data["model"]["labels"]
+    assert json.loads(props["normalization"])["mean"] == [0.485, 0.456, 0.406]
+    assert json.loads(props["normalization"])["std"] == [0.229, 0.224, 0.225]
+    assert (props["resolution"], props["input_layout"], props["color_order"]) == ("320x320", "NCHW", "RGB")
+    assert props["output_kind"] == "logits" and props["edgeseg_version"] == m.data["tools"]["edgeseg"]
+    assert main(["info", str(m.artifact_path)]) == 0
+    assert "ONNX metadata_props" in (out := capsys.readouterr().out) and "agrees with the manifest" in out

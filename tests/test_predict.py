@@ -154,7 +154,8 @@ def test_classes_keeps_only_the_named_classes(tmp_path, voc_sample, artifact):
     for path in sorted((voc_sample / "JPEGImages").glob("*.jpg"))[:4]:
         shutil.copy(path, source)
     full, kept = tmp_path / "full", tmp_path / "kept"
-    assert main(["predict", "--model", str(artifact), "--source", str(source), "--out", str(full), "--no-progress"]) == 0
+    assert main(["predict", "--model", str(artifact), "--source", str(source), "--out", str(full),
+                 "--no-progress"]) == 0
     assert main(["predict", "--model", str(artifact), "--source", str(source), "--out", str(kept),
                  "--classes", "star,6", "--no-progress"]) == 0
     for mask in sorted((full / "masks").iterdir()):
@@ -185,3 +186,24 @@ def test_bad_requests_fail_before_any_output(tmp_path, artifact, capsys, args, m
     assert main([*argv, "--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "pred" / "predictions.json").exists()
+
+
+def test_masks_are_palette_pngs_written_without_pillow(tmp_path):
+    # A device install has OpenCV but no Pillow: the mask writer must not need it, and Pillow (an
+    # independent decoder) must read back the same ids and the VOC colours.
+    import subprocess
+    import sys
+
+    from edgeseg.palette_png import read_class_ids_png
+
+    ids = np.random.default_rng(0).integers(0, 21, size=(37, 53), dtype=np.uint8)
+    np.save(tmp_path / "ids.npy", ids)
+    code = ("import sys; sys.modules['PIL'] = None\n"
+            "import numpy as np\nfrom pathlib import Path\n"
+            "from edgeseg.runtime.predict import _voc_palette, write_palette_png\n"
+            f"ids = np.load({str(tmp_path / 'ids.npy')!r})\n"
+            f"write_palette_png(Path({str(tmp_path / 'm.png')!r}), ids, _voc_palette())\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert np.array_equal(_png_ids(tmp_path / "m.png"), ids)
+    assert Image.open(tmp_path / "m.png").getpalette() == voc_palette()
+    assert np.array_equal(read_class_ids_png(tmp_path / "m.png"), ids)

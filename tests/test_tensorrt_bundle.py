@@ -19,9 +19,12 @@ from edgeseg.convert.trt_support import check_model, require_supported
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.manifest import load_manifest
 from edgeseg.targets import all_targets
+from tests.tensorrt_qdq_rules import placement_problems, qdq_counts
 
 JETSON_TARGETS = sorted(n for n, t in all_targets().items() if t.format == "tensorrt-bundle")
-HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+# tensorrt-stubs make `tensorrt` importable as an empty namespace package: only a real module counts.
+_TENSORRT_SPEC = importlib.util.find_spec("tensorrt")
+HAS_TENSORRT = _TENSORRT_SPEC is not None and _TENSORRT_SPEC.origin not in (None, "namespace")
 
 # One conversion per Jetson target keeps this module to about a minute of CPU, while covering every
 # target, every precision, the DLA/no-DLA build settings, mask output and fused preprocessing.
@@ -72,13 +75,14 @@ def test_every_jetson_target_converts_to_a_verified_bundle(bundles, target):
 
 def test_trtexec_line_builds_what_the_manifest_says(bundles):
     nx = _files(bundles["jetson-orin-nx"])[2].read_text()
-    for arg in ("--fp16", "--useDLACore=0", "--allowGPUFallback", "--memPoolSize=workspace:2048", "--timingCacheFile="):
+    for arg in ("--fp16", "--useDLACore=0", "--allowGPUFallback", "--memPoolSize=workspace:2048", "--timingCacheFile=",
+                "--names", "--register"):
         assert arg in nx
-    assert "--int8" not in nx
+    assert "--int8" not in nx and "--stronglyTyped" not in nx
     nano = _files(bundles["jetson-orin-nano"])[2].read_text()
     assert "--useDLACore" not in nano and "--fp16" not in nano  # no DLA on the Nano; FP32 build
     agx = _files(bundles["jetson-agx-orin"])[2].read_text()
-    assert "--int8" in agx and "--fp16" in agx and "--useDLACore" not in agx  # Q/DQ INT8 runs on the GPU
+    assert "--stronglyTyped" in agx and "--int8 --fp16" in agx and "--useDLACore" not in agx  # Q/DQ INT8 on the GPU
     assert bundles["jetson-agx-orin"]["conversion"]["tensorrt"]["build"]["dla_core"] is None
 
 
@@ -105,6 +109,77 @@ def test_int8_bundle_is_symmetric_per_channel_qdq(bundles):
     assert weight_dqs and all(inits[n.input[1]].size > 1 for n in weight_dqs)  # per-channel scales
     # Weights stay float behind Q -> DQ (the TensorRT 8.x form): no INT8 initializer feeds a DQ.
     assert not [n for n in dqs if n.input[0] in inits]
+
+
+def test_int8_bundle_places_qdq_as_tensorrt_recommends(bundles):
+    """Conv inputs and per-channel weights quantized, residual skips quantized, no weighted op's output
+    quantized for its own sake, one pair per tensor, only the opset domains the graph uses."""
+    m = bundles["jetson-agx-orin"]
+    model = onnx.load(str(_files(m)[1]))
+    assert placement_problems(model, set(m["conversion"]["quantization"]["kept_in_float"])) == []
+    readers = [n.op_type for n in model.graph.node for i in n.input if i.endswith("_DequantizeLinear_Output")]
+    assert set(readers) == {"Conv", "Add"} and readers.count("Add") >= 5
+    assert [o.domain for o in model.opset_import] == [""]
+
+
+def test_a_simplifier_finds_no_qdq_pair_to_merge(bundles):
+    import onnxslim
+
+    path = _files(bundles["jetson-agx-orin"])[1]
+    before = qdq_counts(onnx.load(str(path)))
+    assert before[0] > 50 and qdq_counts(onnxslim.slim(onnx.load(str(path)))) == before
+
+
+def test_placement_check_fails_planted_violations(bundles):
+    """A pair on a Conv output read by its activation, a second pair on a tensor, and a Conv whose
+    input is not quantized are each reported by name."""
+    from edgeseg.convert.qdq_placement import _qdq_nodes
+
+    model = onnx.load(str(_files(bundles["jetson-agx-orin"])[1]))
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    relu = next(n for n in graph.node if n.op_type in ("Relu", "HardSigmoid") and producer[n.input[0]].op_type == "Conv")
+    nodes, inits, dq = _qdq_nodes(relu.input[0], np.array(0.1, np.float32), None)
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    relu.input[0] = dq
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    conv, other = convs[0], convs[1]
+    conv.input[0] = producer[producer[conv.input[0]].input[0]].input[0]  # bypass its pair
+    source = producer[producer[other.input[0]].input[0]].input[0]
+    second, second_inits, _ = _qdq_nodes(source, np.array(0.1, np.float32), None)
+    for node in second:  # a pair of its own for `other`, beside the one it read
+        node.name += "_again"
+        node.output[0] += "_again"
+    second[1].input[0] = second[0].output[0]
+    other.input[0] = second[1].output[0]
+    for init in second_inits:
+        init.name += "_again"
+    for node in second:
+        node.input[1:] = [name + "_again" for name in node.input[1:]]
+    graph.node.extend(second)
+    graph.initializer.extend(second_inits)
+    problems = "\n".join(placement_problems(model))
+    assert f"read by {relu.op_type} {relu.name}" in problems
+    assert f"{conv.name}: Conv data input is not quantized" in problems
+    assert "a second Q/DQ pair" in problems
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    assert "com.microsoft" in "\n".join(placement_problems(model))
+
+
+def test_residual_add_quantizes_the_skip_not_the_conv_branch():
+    """Add(x, Conv(Relu(Conv(x)))): the skip x is the residual input; the Conv output is the branch
+    TensorRT fuses into the Conv, so it stays float."""
+    from edgeseg.convert.qdq_placement import residual_inputs, tensorrt_placement
+
+    w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c1"], name="c1"), helper.make_node("Relu", ["c1"], ["r"], name="r"),
+             helper.make_node("Conv", ["r", "w"], ["c2"], name="c2"), helper.make_node("Add", ["c1", "c2"], ["y"], name="add")]
+    model = _graph(nodes, initializers=[w], out_shape=(1, 4, 8, 8))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    assert residual_inputs(model.graph.node[3], producer, {"w"}) == [0]
+    placement = tensorrt_placement(model)
+    assert placement.activations == {"x": [(0, 0)], "r": [(2, 0)], "c1": [(3, 0)]} and placement.weights == ["w"]
 
 
 def test_int8_qdq_within_one_miou_point_of_fp32(bundles):
@@ -160,26 +235,45 @@ def test_argmax_mask_type_rules_differ_between_tensorrt_8_and_10():
     assert check_model(model, ("10.3",)).ok
     problems = [str(p) for p in check_model(model, ("8.6",)).problems]
     assert any("mask_to_uint8" in p and "UINT8" in p for p in problems)
+    float_to_u8 = _graph([helper.make_node("Cast", ["x"], ["y"], name="pixels_to_uint8", to=TensorProto.UINT8)],
+                         out_type=TensorProto.UINT8, out_shape=(1, 4, 8, 8))
+    assert check_model(float_to_u8, ("8.5", "8.6", "10.3")).ok  # float -> UINT8 parses from 8.5
     int64_out = _graph([helper.make_node("ArgMax", ["x"], ["y"], name="argmax", axis=1, keepdims=0)],
                        out_type=TensorProto.INT64, out_shape=(1, 8, 8))
     assert any("INT64" in str(p) for p in check_model(int64_out, ("8.5",)).problems)
 
 
-def _dq_conv(weight_type: int, zero_point: int = 0) -> onnx.ModelProto:
+def _dq_conv(weight_type: int, zero_point: int = 0, scales: int = 4, axis: int = 0) -> onnx.ModelProto:
     w = np.ones((4, 4, 1, 1), np.int8 if weight_type == TensorProto.INT8 else np.float32)
-    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.full(4, 0.1, np.float32), "w_scale"),
-             numpy_helper.from_array(np.full(4, zero_point, np.int8), "w_zp")]
-    nodes = [helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zp"], ["w_dq"], name="weight_dq", axis=0),
-             helper.make_node("Conv", ["x", "w_dq"], ["y"], name="conv")]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.full(scales, 0.1, np.float32), "w_scale"),
+             numpy_helper.from_array(np.full(scales, zero_point, np.int8), "w_zp")]
+    if weight_type == TensorProto.INT8:
+        nodes = [helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zp"], ["w_dq"], name="weight_dq", axis=axis)]
+    else:
+        nodes = [helper.make_node("QuantizeLinear", ["w", "w_scale", "w_zp"], ["w_q"], name="weight_q", axis=axis),
+                 helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["w_dq"], name="weight_dq", axis=axis)]
+    nodes.append(helper.make_node("Conv", ["x", "w_dq"], ["y"], name="conv"))
     return _graph(nodes, initializers=inits, out_shape=(1, 4, 8, 8))
 
 
 def test_qdq_rules_nonzero_zero_point_and_prequantized_weights():
     prequantized = _dq_conv(TensorProto.INT8)
-    assert check_model(prequantized, ("10.3",)).ok
-    assert any("weight_dq" in str(p) for p in check_model(prequantized, ("8.6",)).problems)
+    assert check_model(prequantized, ("8.6", "10.3")).ok  # the 8.6 parser takes INT8 initializers into DQ
+    assert any("weight_dq" in str(p) and "pre-quantized" in str(p) for p in check_model(prequantized, ("8.5",)).problems)
+    assert check_model(_dq_conv(TensorProto.FLOAT), ("8.5", "8.6", "10.3")).ok  # float weights behind Q -> DQ
     with pytest.raises(ConfigError, match="weight_dq.*zero point"):
         require_supported(_dq_conv(TensorProto.INT8, zero_point=3), ("10.3",), artifact="m.onnx")
+
+
+def test_per_channel_scales_only_on_weights_along_the_output_channel_axis():
+    with pytest.raises(ConfigError, match="weight_q.*axis 1 of a Conv weight.*axis 0"):
+        require_supported(_dq_conv(TensorProto.FLOAT, axis=1), ("8.6",), artifact="m.onnx")
+    scales = [numpy_helper.from_array(np.full(4, 0.1, np.float32), "s"), numpy_helper.from_array(np.zeros(4, np.int8), "z")]
+    activation = _graph([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="act_q", axis=1),
+                         helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["y"], name="act_dq", axis=1)],
+                        initializers=scales, out_shape=(1, 4, 8, 8))
+    problems = [str(p) for p in check_model(activation, ("10.3",)).problems]
+    assert any("act_q" in p and "per-channel scale on an activation" in p for p in problems)
 
 
 def test_unknown_tensorrt_version_is_refused():
@@ -207,36 +301,6 @@ def test_tensorrt_backend_without_tensorrt_says_what_is_needed(bundles):
         open_backend(bundles["jetson-orin-nx"]["manifest_path"])
     message = str(excinfo.value)
     assert "\n" not in message and "TensorRT" in message and "NVIDIA GPU" in message
-
-
-def test_engine_names_and_compatibility(bundles):
-    from edgeseg.runtime.engine import (GpuInfo, check_engine_compatible, engine_file_name, resolve_dla_core)
-
-    orin = GpuInfo("Orin (nvgpu)", "8.7")
-    name = engine_file_name("m-320.onnx", orin, "10.3.0", "fp16", 0)
-    assert name == "m-320.orin-nvgpu.trt10.3.0.fp16.dla0.engine"
-    assert engine_file_name("m-320.onnx", orin, "8.6.2", "int8", None) == "m-320.orin-nvgpu.trt8.6.2.int8.engine"
-
-    bundle = load_manifest(bundles["jetson-orin-nx"]["manifest_path"])
-    engine = type(bundle)(bundle.path.with_name("x.engine.json"), {
-        "artifact": "x.engine", "engine": {"gpu": orin.name, "compute_capability": "8.7", "tensorrt": "8.6.2",
-                                           "bundle_manifest": str(bundle.path)}})
-    check_engine_compatible(engine, orin, "8.6.2")
-    with pytest.raises(ManifestError, match=r"TensorRT 8\.6\.2.*TensorRT 10\.3\.0.*rebuild.*build-engine"):
-        check_engine_compatible(engine, orin, "10.3.0")
-    with pytest.raises(ManifestError, match="Xavier.*rebuild"):
-        check_engine_compatible(engine, GpuInfo("Xavier", "7.2"), "8.6.2")
-
-    assert resolve_dla_core(bundle) == 0 and resolve_dla_core(bundle, None) is None and resolve_dla_core(bundle, 1) == 1
-    with pytest.raises(ConfigError, match="2 DLA cores"):
-        resolve_dla_core(bundle, 2)
-    nano = load_manifest(bundles["jetson-orin-nano"]["manifest_path"])
-    assert resolve_dla_core(nano) is None
-    with pytest.raises(ConfigError):
-        resolve_dla_core(nano, 0)
-    int8 = load_manifest(bundles["jetson-agx-orin"]["manifest_path"])
-    with pytest.raises(ConfigError, match="Q/DQ"):
-        resolve_dla_core(int8, 0)
 
 
 def test_int8_budget_search_keeps_the_most_sensitive_layers_in_float(sample_checkpoint, tmp_path, monkeypatch):

@@ -29,10 +29,10 @@ def tensorrt_gpu():
     from edgeseg.runtime.engine import current_gpu, require_tensorrt
 
     try:
-        trt, cuda = require_tensorrt()
+        version = require_tensorrt()
     except BackendUnavailableError as exc:
         pytest.skip(str(exc))
-    return trt, current_gpu(cuda)
+    return version, current_gpu()
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_engine_agrees_with_onnxruntime(bundles, tmp_path, precision):
     from edgeseg.convert.verify import synthetic_set
     from edgeseg.manifest import load_manifest
     from edgeseg.runtime.backends import open_backend
-    from edgeseg.runtime.engine import build_engine
+    from edgeseg.runtime.engine_build import build_engine
     from edgeseg.runtime.postprocess import output_to_mask
     from edgeseg.runtime.preprocess import preprocess_rgb
 
@@ -82,12 +82,12 @@ def test_engine_agrees_with_onnxruntime(bundles, tmp_path, precision):
 
 
 def test_engine_is_named_recorded_and_reused(bundles, tensorrt_gpu, tmp_path):
-    from edgeseg.runtime.engine import build_engine
+    from edgeseg.runtime.engine_build import build_engine
 
-    trt, gpu = tensorrt_gpu
+    version, gpu = tensorrt_gpu
     first = build_engine(bundles["fp32"], cache_dir=tmp_path)
-    assert gpu.slug in first.artifact_path.name and f"trt{trt.__version__}" in first.artifact_path.name
-    assert first.data["engine"]["gpu"] == gpu.name and first.data["engine"]["tensorrt"] == trt.__version__
+    assert gpu.slug in first.artifact_path.name and f"trt{version}" in first.artifact_path.name
+    assert first.data["engine"]["gpu"] == gpu.name and first.data["engine"]["tensorrt"] == version
     assert any(tmp_path.glob("timing-*.cache"))
     mtime = first.artifact_path.stat().st_mtime_ns
     again = build_engine(bundles["fp32"], cache_dir=tmp_path)

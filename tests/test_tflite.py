@@ -2,7 +2,8 @@
 
 CI converts at 128 px to stay fast; docs/android.md holds the 320 and 640 figures measured with
 `edgeseg convert`. Tracing with litert-torch is the slow step (tens of seconds), quantization takes
-seconds, so the module traces each float graph once and every precision quantizes that one.
+seconds, so the session traces each float graph once and every precision quantizes that one (the
+`make` and `traced_once` fixtures in conftest.py, shared with test_tflite_mediapipe.py).
 """
 
 from __future__ import annotations
@@ -27,45 +28,10 @@ from edgeseg.runtime.backends.litert import embedded_labels  # noqa: E402
 from edgeseg.runtime.postprocess import output_to_mask  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess_rgb  # noqa: E402
 
-RESOLUTION = "128"
+RESOLUTION = "128"  # what conftest's `make` converts at
 CALIBRATION = "synthetic:16"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def traced_once():
-    """Memoize `convert_float` for the module: one litert-torch trace per graph variant."""
-    cache: dict[tuple, bytes] = {}
-    original = tflite_export.convert_float
-
-    def cached(job, spec):
-        key = (job.weights.sha256, job.height, job.width, job.output_kind, job.fuse_preprocessing)
-        if key not in cache:
-            cache[key] = original(job, spec)
-        return cache[key]
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tflite_export, "convert_float", cached)
-        yield cache
-
-
-@pytest.fixture(scope="module")
-def make(sample_checkpoint: Path, traced_once, tmp_path_factory):
-    """`make(precision, target=..., **request)` converts through the whole pipeline once per key."""
-    made: dict[tuple, dict] = {}
-
-    def build(precision: str, *, target: str = "android-cpu", int8_io: str = "float", **request) -> dict:
-        key = (precision, target, int8_io, tuple(sorted(request.items())))
-        if key not in made:
-            out = tmp_path_factory.mktemp(f"{target}-{precision}")
-            made[key] = convert(ConvertRequest(
-                target=target, precision=precision, resolution=RESOLUTION, weights=str(sample_checkpoint), out=out,
-                calibration=CALIBRATION if precision == "int8" else None, verify_images=4, progress=False,
-                options={"calib_images": 16, "int8_io": int8_io}, **request))
-        return made[key]
-
-    return build
 
 
 def artifact(manifest: dict) -> Path:
@@ -160,7 +126,7 @@ def test_labels_travel_inside_the_model(make, tmp_path: Path) -> None:
     data["artifact"], data["external_artifact"] = str(path), True
     data["model"]["labels"] = list(reversed(SYNTHETIC_LABELS))
     (tmp_path / "relabelled.tflite.json").write_text(json.dumps(data))
-    with pytest.raises(ManifestError, match="labels differ from the labels.txt inside"):
+    with pytest.raises(ManifestError, match=r"labels differ from the labels.txt in .*TFLite metadata"):
         open_backend(tmp_path / "relabelled.tflite.json")
 
 

@@ -73,7 +73,8 @@ def test_finetune_from_sample_validates_once_and_converts(synthetic_voc, tmp_pat
     assert 0 < change < 0.1
 
     models = tmp_path / "models"
-    assert main(["convert", "--weights", str(out), "--resolution", "64", "--verify-images", "2", "--out", str(models)]) == 0
+    assert main(["convert", "--weights", str(out), "--resolution", "64", "--verify-images", "2",
+                 "--out", str(models)]) == 0
     assert (models / "tuned-host-cpu-fp32-64.onnx").is_file()
 
 
@@ -87,7 +88,8 @@ def test_other_labels_reinitialise_only_the_head(capsys):
     state = model.state_dict()
     assert init == f"checkpoint:{sample.source}" and state["classifier.4.weight"].shape[0] == 3
     message = capsys.readouterr().out
-    assert "the data's labels (background, cat, dog) differ" in message and "the classifier head is re-initialised" in message
+    assert "the data's labels (background, cat, dog) differ" in message
+    assert "the classifier head is re-initialised" in message
     backbone = "backbone.0.0.weight"
     assert torch.equal(state[backbone], sample.state_dict[backbone].float())
     # Same class count, other names: still a fresh head (the old one means other classes).
@@ -100,4 +102,5 @@ def test_other_labels_reinitialise_only_the_head(capsys):
 
 def test_unknown_init_is_one_line(synthetic_voc, tmp_path, capsys):
     assert main(["train", "--data", str(synthetic_voc), "--init", "imagenet", "--out", str(tmp_path / "m.pt")]) == 2
-    assert "--init imagenet: choose sample, torchvision, scratch or the path of an edgeseg checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--init imagenet: choose sample, torchvision, scratch or the path of an edgeseg checkpoint" in err

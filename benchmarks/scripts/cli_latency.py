@@ -26,6 +26,11 @@ CASES: list[tuple[str, list[str], int]] = [
     ("convert --resolution 333", ["convert", "--resolution", "333", "--out", "{out}"], 2),
     ("convert --target no-such-board", ["convert", "--target", "no-such-board", "--out", "{out}"], 2),
     ("convert --no-such-flag", ["convert", "--no-such-flag", "--out", "{out}"], 2),
+    # Refused by the request check before any weights load (it used to answer after the ASPP check).
+    ("convert int8 without --calib",
+     ["convert", "--target", "android-cpu", "--precision", "int8", "--out", "{out}"], 2),
+    ("convert --weights missing.pth", ["convert", "--weights", "missing.pth", "--out", "{out}"], 2),
+    ("train --init imagenet", ["train", "--data", "{out}", "--init", "imagenet", "--out", "{out}/m.pt"], 2),
 ]
 
 
@@ -65,7 +70,8 @@ def main() -> int:
     if args.json:
         print(json.dumps({"cases": results, "load_average_1min": load, "cores": os.cpu_count()}, indent=2))
         return 0
-    print(f"edgeseg CLI wall time, {args.runs} runs per case, interleaved; load average {load} on {os.cpu_count()} cores")
+    print(f"edgeseg CLI wall time, {args.runs} runs per case, interleaved; "
+          f"load average {load} on {os.cpu_count()} cores")
     print(f"{'case':36} {'median s':>9} {'min s':>7} {'max s':>7}")
     for name, r in results.items():
         print(f"{name:36} {r['median_s']:9.3f} {r['min_s']:7.3f} {r['max_s']:7.3f}")

@@ -2,7 +2,7 @@
 
 The backend a manifest names is the module of that name here, imported only when used, so a
 Jetson never imports onnxruntime and a phone-side tool never imports TensorRT. Adding a backend
-is adding one file.
+is one file here plus its format's registration (docs/developing.md).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import BackendUnavailableError, ManifestError
-from edgeseg.manifest import Manifest, load_manifest, verify_artifact
+from edgeseg.input_spec import InputSpec
+from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, verify_artifact
 
 
 class Backend:
@@ -64,12 +65,29 @@ def backend_class(name: str) -> type[Backend]:
     return module.BACKEND
 
 
+def load_model_manifest(model: Path | str) -> Manifest:
+    """The manifest of an artifact (see `load_manifest`); for a `.tflite` without one, a manifest made
+    from the model's own TFLite Model Metadata (one line says what is missing when it has none)."""
+    path = Path(model)
+    if path.suffix == ".tflite" and path.is_file() and not manifest_path_for(path).is_file():
+        from edgeseg.runtime.backends.litert import manifest_from_metadata
+
+        return manifest_from_metadata(path)
+    return load_manifest(path)
+
+
 def open_backend(model: Path | str | Manifest, *, threads: int | None = None) -> Backend:
-    """The backend the manifest names, loaded with its artifact once its sha256 matches the manifest."""
-    manifest = model if isinstance(model, Manifest) else load_manifest(model)
+    """The backend the manifest names, loaded with its artifact once its sha256 matches the manifest
+    (a bare `.tflite`: see `load_model_manifest`)."""
+    manifest = model if isinstance(model, Manifest) else load_model_manifest(model)
     if isinstance(model, Manifest):  # load_manifest checked it; a Manifest given whole may be older than its file
         verify_artifact(manifest)
     return backend_class(manifest.backend)(manifest, threads=threads)
+
+
+def batch_shape(spec: InputSpec) -> tuple[int, int, int, int]:
+    """The one-image batch a model with this input spec takes: (1, H, W, 3) for NHWC, else (1, 3, H, W)."""
+    return (1, spec.height, spec.width, 3) if spec.layout == "NHWC" else (1, 3, spec.height, spec.width)
 
 
 def require(module: str, what: str):

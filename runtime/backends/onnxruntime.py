@@ -6,7 +6,7 @@ import numpy as np
 
 from edgeseg.errors import ManifestError
 from edgeseg.manifest import Manifest
-from edgeseg.runtime.backends import Backend, require
+from edgeseg.runtime.backends import Backend, batch_shape, require
 
 
 class OnnxRuntimeBackend(Backend):
@@ -26,7 +26,7 @@ class OnnxRuntimeBackend(Backend):
         inputs = self.session.get_inputs()
         self.input_name = inputs[0].name
         spec = manifest.input_spec()
-        expected = [1, spec.height, spec.width, 3] if spec.layout == "NHWC" else [1, 3, spec.height, spec.width]
+        expected = list(batch_shape(spec))
         if list(inputs[0].shape) != expected:
             raise ManifestError(
                 f"{manifest.path}: says input {expected} but {manifest.artifact_path.name} takes {inputs[0].shape}"

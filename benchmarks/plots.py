@@ -1,0 +1,109 @@
+"""The report's pictures, drawn from the results dict: latency against mIoU (pareto.png) and per-class
+IoU beside the PyTorch FP32 reference (per_class_iou.png). matplotlib is imported only to draw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeseg.benchmarks.report import _get
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a server or in CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "int8-dynamic": "v"}
+
+
+def plot_pareto(results: dict[str, Any], path: Path) -> None:
+    """Latency (p50, end to end) against mIoU, a panel per dataset: a labelled marker per
+    target/precision/resolution, a dotted line joining the rows of one resolution."""
+    plt = _pyplot()
+    ok = [r for r in results["rows"] if r["status"] == "ok" and _get(r, "accuracy", "miou") is not None]
+    datasets = sorted({r["dataset"] for r in ok}) or ["(no rows ran)"]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(7.5 * len(datasets), 5.5), squeeze=False)
+    targets = sorted({r["target"] for r in ok})
+    colours = {t: plt.cm.tab10(i % 10) for i, t in enumerate(targets)}
+    for ax, dataset in zip(axes[0], datasets):
+        rows = [r for r in ok if r["dataset"] == dataset]
+        for res in sorted({r["resolution"] for r in rows}, key=lambda s: [int(v) for v in s.split("x")]):
+            group = sorted((r for r in rows if r["resolution"] == res and not _get(r, "model", "peer")),
+                           key=lambda r: r["latency"]["total_ms"]["p50"])
+            if len(group) > 1:
+                ax.plot([r["latency"]["total_ms"]["p50"] for r in group], [r["accuracy"]["miou"] for r in group],
+                        ":", color="grey", linewidth=1, label=f"{res} px")
+        for r in rows:
+            x, y = r["latency"]["total_ms"]["p50"], r["accuracy"]["miou"]
+            peer = _get(r, "model", "peer")
+            marker = "*" if peer else PRECISION_MARKERS.get(r["precision"], "o")
+            ax.scatter([x], [y], s=90 if peer else 60, marker=marker, color=colours[r["target"]], edgecolor="black",
+                       linewidth=0.5, zorder=3)
+            name = f"{'peer ' if peer else ''}{r['target']} {r['precision']} {r['resolution']}"
+            ax.annotate(name + (f" {r['variant']}" if r.get("variant") else ""), (x, y), textcoords="offset points",
+                        xytext=(5, 4), fontsize=7)
+        ax.set_xlabel("latency p50, ms per frame (end to end)")
+        ax.set_ylabel("mIoU (points)")
+        ax.set_title(dataset, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        handles = [plt.Line2D([], [], linestyle="", marker="o", color=colours[t], label=t) for t in targets]
+        handles += [plt.Line2D([], [], linestyle="", marker=m, color="grey", label=p)
+                    for p, m in PRECISION_MARKERS.items() if any(r["precision"] == p for r in rows)]
+        line_handles, _ = ax.get_legend_handles_labels()
+        if handles or line_handles:
+            ax.legend(handles=handles + line_handles, fontsize=7, loc="best")
+        if not rows:
+            ax.text(0.5, 0.5, "no row ran", transform=ax.transAxes, ha="center")
+    fig.suptitle("edgeseg bench: latency against accuracy", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_per_class_iou(results: dict[str, Any], path: Path) -> None:
+    """Grouped bars: per-class IoU of each measured row, and the PyTorch FP32 reference per resolution."""
+    plt = _pyplot()
+    import numpy as np
+
+    ok = [r for r in results["rows"] if r["status"] == "ok" and _get(r, "accuracy", "per_class_iou")]
+    datasets = sorted({r["dataset"] for r in ok}) or ["(no rows ran)"]
+    fig, axes = plt.subplots(len(datasets), 1, figsize=(11, 4.5 * len(datasets)), squeeze=False)
+    for ax, dataset in zip(axes[:, 0], datasets):
+        rows = [r for r in ok if r["dataset"] == dataset]
+        if not rows:
+            ax.text(0.5, 0.5, "no row ran", transform=ax.transAxes, ha="center")
+            continue
+        classes = list(rows[0]["accuracy"]["per_class_iou"])
+        series = []
+        seen_ref = set()
+        for r in rows:
+            ref = r["accuracy"].get("reference_per_class_iou")
+            key = (_get(r, "model", "name"), r["resolution"])
+            if ref and key not in seen_ref:
+                seen_ref.add(key)
+                series.append((f"PyTorch FP32 {r['resolution']}", ref, True))
+            variant = f" {r['variant']}" if r.get("variant") else ""
+            label = f"{r['target']} {r['precision']} {r['resolution']}{variant}"
+            series.append((label, r["accuracy"]["per_class_iou"], False))
+        width = 0.8 / len(series)
+        x = np.arange(len(classes))
+        for i, (label, values, is_ref) in enumerate(series):
+            heights = [np.nan if values.get(c) is None else values[c] for c in classes]
+            ax.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, label=label,
+                   color="none" if is_ref else plt.cm.tab20(i % 20), edgecolor="black" if is_ref else None,
+                   hatch="//" if is_ref else None, linewidth=0.6)
+        crowded = len(classes) > 10
+        ax.set_xticks(x, classes, rotation=30 if crowded else 0, ha="right" if crowded else "center", fontsize=8)
+        ax.set_ylabel("IoU (points)")
+        ax.set_ylim(0, 100)
+        ax.set_title(f"per-class IoU: {dataset}", fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=6, ncol=max(1, len(series) // 8 + 1), loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
