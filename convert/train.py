@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from edgeseg.atomic import atomic_path, ensure_writable_dir, locked_temp_file
+from edgeseg.atomic import atomic_path, crash_point, ensure_writable_dir, locked_temp_file
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD, build_model, zoo_entry
 from edgeseg.convert.resolution import MAX_SIDE
 from edgeseg.convert.train_config import TrainConfig, check_init
@@ -53,6 +53,9 @@ class AugmentedPairs(torch.utils.data.Dataset):
                  base: int | None = None) -> None:
         self.dataset, self.crop, self.scale, self.augment = dataset, crop, scale, augment
         self.base = base or crop
+        # The augmentation of image `index` in epoch `epoch` is drawn from (seed, epoch, index) alone: the
+        # same in a resumed run as in an uninterrupted one, whichever worker process draws it.
+        self.seed, self.epoch = 0, 0
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -60,7 +63,7 @@ class AugmentedPairs(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         image, mask = self.dataset.pair(index)
         if self.augment:
-            image, mask = self._augment(image, mask, np.random.default_rng((torch.initial_seed() + index) % 2**63))
+            image, mask = self._augment(image, mask, np.random.default_rng((self.seed, self.epoch, index)))
         else:
             image = cv2.resize(image, (self.crop, self.crop), interpolation=cv2.INTER_LINEAR)
             mask = cv2.resize(mask, (self.crop, self.crop), interpolation=cv2.INTER_NEAREST)
@@ -245,17 +248,21 @@ def _open_data(config: TrainConfig, weights: LoadedWeights | None):
     return train_set, val_set, tuple(labels)
 
 
-def _loaders(config: TrainConfig, train_set: SegmentationDataset, generator: torch.Generator):
+def _loaders(config: TrainConfig, train_set: SegmentationDataset, generator: torch.Generator
+             ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader, AugmentedPairs]:
+    """The training loader (its AugmentedPairs returned too: each epoch sets its `epoch`) and the BN-pass loader."""
+    pairs = AugmentedPairs(train_set, config.crop or config.resolution, (config.scale_min, config.scale_max),
+                           augment=True, base=config.resolution)
+    pairs.seed = config.seed
+    # Workers are started per epoch (not persistent), so each sees that epoch's `pairs.epoch`.
     loader = torch.utils.data.DataLoader(
-        AugmentedPairs(train_set, config.crop or config.resolution, (config.scale_min, config.scale_max), augment=True,
-                       base=config.resolution),
-        batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=config.workers,
-        generator=generator, persistent_workers=config.workers > 0,
+        pairs, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=config.workers,
+        generator=generator,
     )
     bn_loader = torch.utils.data.DataLoader(
         AugmentedPairs(train_set, config.resolution, (1.0, 1.0), augment=False), batch_size=config.batch_size,
     )
-    return loader, bn_loader
+    return loader, bn_loader, pairs
 
 
 def _resume(state_path: Path, config: TrainConfig, model: torch.nn.Module, optimizer) -> tuple[int, list, str]:
@@ -266,6 +273,8 @@ def _resume(state_path: Path, config: TrainConfig, model: torch.nn.Module, optim
         raise ConfigError(f"{state_path}: was written with other training options; start a new run instead of --resume")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    if "torch_rng" in state:  # dropout draws from it: an uninterrupted run would be here now
+        torch.set_rng_state(state["torch_rng"])
     tqdm.write(f"resuming after epoch {state['epoch']} of {config.epochs}")
     return state["epoch"], state["history"], state["init"]
 
@@ -322,7 +331,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     if resume:
         start_epoch, history, init = _resume(state_path, config, model, optimizer)
     generator = torch.Generator().manual_seed(config.seed)
-    loader, bn_loader = _loaders(config, train_set, generator)
+    loader, bn_loader, pairs = _loaders(config, train_set, generator)
     steps_per_epoch = min(len(loader), max_steps_per_epoch or len(loader))
     if steps_per_epoch == 0:
         raise ConfigError(f"{config.data}: {len(train_set)} training images is fewer than one batch of "
@@ -331,6 +340,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     scores: dict = {}
     for epoch in range(start_epoch, config.epochs):
         generator.manual_seed(config.seed + epoch)  # the same epoch sees the same batches after a resume
+        pairs.epoch = epoch
         started = time.time()
         losses = _train_epoch(model, loader, optimizer, config, epoch, steps_per_epoch, progress)
         recompute_bn_statistics(model, bn_loader, config.bn_images, progress=progress)
@@ -343,7 +353,8 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
                    f"pixel acc {scores['pixel_accuracy']:.2f}  ({time.time() - started:.0f} s)")
         with atomic_path(state_path) as tmp:
             torch.save({"config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "epoch": epoch + 1, "history": history, "init": init}, tmp)
+                        "epoch": epoch + 1, "history": history, "init": init, "torch_rng": torch.get_rng_state()}, tmp)
+        crash_point("train:epoch-saved")
     if not scores:  # resumed a run that had already finished: score what is saved, once
         _round_to(model, save_dtype)
         scores = evaluate(model, val_set, config.resolution, len(labels), progress=progress)
