@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from edgeseg.datasets import read_image_rgb
-from edgeseg.scenes import generate_scene, scene_rng
+
 from edgeseg.convert.verify import reference_spec
 from edgeseg.convert.weights import load_weights
+from edgeseg.datasets import read_image_rgb
 from edgeseg.runtime.preprocess import preprocess_rgb
+from edgeseg.scenes import generate_scene, scene_rng
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "sample_golden.npz"
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             arrays[f"logits/{resolution}/{name}"] = low.astype(np.float32)
     arrays["names"] = np.array([n for n, _ in inputs])
     np.savez_compressed(args.out, **arrays)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB): {len(inputs)} inputs x {len(RESOLUTIONS)} resolutions")
+    size_kib = args.out.stat().st_size / 1024
+    print(f"wrote {args.out} ({size_kib:.0f} KiB): {len(inputs)} inputs x {len(RESOLUTIONS)} resolutions")
     return 0
 
 
