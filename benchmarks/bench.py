@@ -20,6 +20,7 @@ recorded numbers), `machine` (machine and tool info), `rows` (the row dict and i
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
 import time
 from collections.abc import Callable
@@ -123,13 +124,13 @@ class Bench:
         tools = tool_versions()
         plans = self.plan()
         peak_start = matmul_peak_gflops(self.cores)
-        machine["matmul_peak"] = {**peak_start, "measured_gflops_per_s": [peak_start["gflops_per_s"]]}
+        machine["matmul_peak"] = {**peak_start, "measured_gflops_per_s": [v for v in [peak_start["gflops_per_s"]] if v]}
         rows: list[dict[str, Any]] = []
         bar = tqdm(plans, desc="bench", unit="row", disable=not self.config.progress)
         for plan in bar:
             bar.set_postfix_str(plan.label())
             row_started = time.perf_counter()
-            row = self.run_row(plan, peak_start["gflops_per_s"], bar)
+            row = self.run_row(plan, peak_start, bar)
             row["wall_s"] = round(time.perf_counter() - row_started, 1)  # conversion (if any) + measurement
             rows.append(row)
             if on_row is not None and len(rows) < len(plans):
@@ -139,13 +140,13 @@ class Bench:
             machine["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
         # Measured before and after the rows: the roof is the better of the two (another process
         # sharing the CPU can only lower a measurement), and each row's fraction is restated on it.
-        peak_end = matmul_peak_gflops(self.cores)
-        peak = max(peak_start, peak_end, key=lambda p: p["gflops_per_s"])
-        measured = [peak_start["gflops_per_s"], peak_end["gflops_per_s"]]
+        peak_end = matmul_peak_gflops(self.cores) if peak_start["gflops_per_s"] is not None else peak_start
+        peak = max(peak_start, peak_end, key=lambda p: p["gflops_per_s"] or 0.0)
+        measured = [p["gflops_per_s"] for p in (peak_start, peak_end) if p["gflops_per_s"] is not None]
         machine["matmul_peak"] = {**peak, "measured_gflops_per_s": measured}
         for row in rows:
             if row.get("cost"):
-                row["cost"] = cost_on_final_peak(row["cost"], peak["gflops_per_s"])
+                row["cost"] = cost_on_final_peak(row["cost"], row, peak)
         return self.results(machine, tools, rows, started, planned=len(plans))
 
     def results(self, machine: dict, tools: dict, rows: list[dict], started: float, *, planned: int) -> dict[str, Any]:
@@ -170,7 +171,7 @@ class Bench:
             "rows": list(rows),
         }
 
-    def run_row(self, plan: RowPlan, peak_gflops: float, bar: tqdm | None = None) -> dict[str, Any]:
+    def run_row(self, plan: RowPlan, peak: dict[str, Any], bar: tqdm | None = None) -> dict[str, Any]:
         """Obtain the row's artifact, open its backend, measure; the row ends ok, not run or failed."""
         row = new_row(plan)
         manifest = self._row_manifest(plan, row, bar)
@@ -207,7 +208,7 @@ class Bench:
         except Exception as exc:  # noqa: BLE001 - an engine's own error types; the row records it and the sweep goes on
             return set_status(row, STATUS_FAILED, first_line(exc), "run")
         gflops, source = artifact_gflops(manifest, reference)
-        row["cost"] = cost_entry(row, gflops, source, peak_gflops)
+        row["cost"] = cost_entry(row, gflops, source, peak)
         row["verification_check"] = verification_check(recorded, measured)
         if "peer" in manifest.data:
             row["peer_check"] = peer_check(manifest, plan.evalset, row["accuracy"])
@@ -250,7 +251,11 @@ class Bench:
                         "weights_sha256": model.get("weights_sha256"), "num_classes": manifest.num_classes,
                         "peer": plan.kind is RowKind.PEER}
         row["artifact"] = artifact_info(manifest, from_cache=None)
-        if plan.kind is RowKind.ARTIFACT:
+        if plan.kind is RowKind.ARTIFACT and importlib.util.find_spec("torch") is None:
+            # A device install measures the artifact alone: mIoU against the labels, no PyTorch reference.
+            row["reference_note"] = ("torch is not installed (pip install 'edgeseg[convert]'): no PyTorch FP32 "
+                                     "reference, so no mIoU change or agreement")
+        elif plan.kind is RowKind.ARTIFACT:
             plan.model = self._reference_model_for(manifest)
             if plan.model is None:
                 row["reference_note"] = "PyTorch FP32 reference weights not found here: no mIoU change or agreement"

@@ -34,14 +34,17 @@ def artifact_gflops(manifest: Manifest, reference: Reference | None) -> tuple[fl
     """GFLOPs of the model the artifact runs, and where the number comes from.
 
     The ASPP rewrite's own count when the conversion applied it (the artifact then does less work
-    than the original model); else FlopCounterMode on the PyTorch model; else, for a TFLite file
-    with no PyTorch model (a peer), the count read from its graph.
+    than the original model); else FlopCounterMode on the PyTorch model; else (no torch, as on a
+    device) the convolution count the conversion recorded; else, for a TFLite file with no PyTorch
+    model (a peer), the count read from its graph.
     """
     record = (manifest.data.get("conversion") or {}).get("aspp_rewrite") or {}
     if record.get("applied") and record.get("flops_after"):
         return record["flops_after"] / 1e9, "ASPP rewrite's count of the exported model (manifest)"
     if reference is not None:
         return reference.gflops, "FlopCounterMode on the PyTorch model"
+    if record.get("flops_after"):  # the rewrite found nothing to do, but counted the convolutions
+        return record["flops_after"] / 1e9, "convolution count recorded at conversion (manifest)"
     if manifest.artifact_path.suffix == ".tflite":
         try:
             return tflite_gflops(manifest.artifact_path), "convolutions and fully-connected layers of the TFLite graph"
@@ -86,24 +89,41 @@ def _tensor_shape(graph: Any, index: int) -> list[int]:
     return [int(v) for v in graph.Tensors(index).ShapeAsNumpy()]
 
 
-def cost_entry(row: dict, gflops: float | None, source: str | None, peak_gflops: float) -> dict[str, Any]:
+# Backends whose rows run on a GPU: the measured matmul peak is this machine's CPU's, so it is no roof for them.
+GPU_BACKENDS = frozenset({"tensorrt"})
+
+
+def roofline_note(row: dict, peak: dict[str, Any]) -> str | None:
+    """Why a row has no roofline fraction (None when it has one)."""
+    if row.get("backend") in GPU_BACKENDS:
+        return "runs on the GPU; the measured matmul peak is this machine's CPU's, so it is no roof for this row"
+    if peak.get("gflops_per_s") is None:
+        return f"no matmul peak: {peak.get('reason')}"
+    return None
+
+
+def cost_entry(row: dict, gflops: float | None, source: str | None, peak: dict[str, Any]) -> dict[str, Any]:
     """Size, GFLOPs at this resolution, achieved GFLOP/s (at median inference time) and its fraction of
-    the machine's measured matmul peak (the roofline fraction)."""
+    the machine's measured matmul `peak` (the roofline fraction; empty, with the reason, where there is
+    no peak or the peak is not this row's processor's)."""
     out: dict[str, Any] = {"size_mb": row["artifact"]["size_mb"], "gflops": None, "gflops_source": source,
                            "achieved_gflops_per_s": None, "roofline_fraction": None,
-                           "matmul_peak_gflops_per_s": peak_gflops}
+                           "matmul_peak_gflops_per_s": peak.get("gflops_per_s")}
     if gflops is not None:
         achieved = gflops / (row["latency"]["inference_ms"]["p50"] / 1000)
-        out.update(gflops=round(gflops, 3), achieved_gflops_per_s=round(achieved, 2),
-                   roofline_fraction=round(achieved / peak_gflops, 4))
-    return out
+        out.update(gflops=round(gflops, 3), achieved_gflops_per_s=round(achieved, 2))
+    return cost_on_final_peak(out, row, peak)
 
 
-def cost_on_final_peak(cost: dict[str, Any], peak_gflops: float) -> dict[str, Any]:
-    """A row's cost entry with its roofline fraction restated on the run's final matmul peak (the
-    better of the measurements before and after the rows)."""
-    out = {**cost, "matmul_peak_gflops_per_s": peak_gflops}
-    if out.get("achieved_gflops_per_s") is not None:
-        out["roofline_fraction"] = round(out["achieved_gflops_per_s"] / peak_gflops, 4)
+def cost_on_final_peak(cost: dict[str, Any], row: dict, peak: dict[str, Any]) -> dict[str, Any]:
+    """A row's cost entry with its roofline fraction (re)stated on `peak`, the run's final matmul peak
+    (the better of the measurements before and after the rows)."""
+    out = {**cost, "matmul_peak_gflops_per_s": peak.get("gflops_per_s"), "roofline_fraction": None}
+    out.pop("roofline_note", None)
+    note = roofline_note(row, peak)
+    if note is not None:
+        out["roofline_note"] = note
+    elif out.get("achieved_gflops_per_s") is not None:
+        out["roofline_fraction"] = round(out["achieved_gflops_per_s"] / peak["gflops_per_s"], 4)
     return out
 

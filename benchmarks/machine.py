@@ -84,9 +84,15 @@ def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 10) -> dic
 
     The best of `repeats` products of two `size`-square matrices through torch (oneDNN/MKL, the
     same kernels family the CPU backends use); best, not mean, because the roof is what the
-    hardware can do when nothing else interferes.
+    hardware can do when nothing else interferes. A device install has no torch: then there is no
+    peak (`gflops_per_s` None) and `reason` says why, and no row gets a roofline fraction.
     """
-    import torch
+    try:
+        import torch
+    except ImportError:
+        return {"gflops_per_s": None, "method": None, "threads": threads,
+                "reason": "torch is not installed (pip install 'edgeseg[convert]'): the CPU matmul peak is "
+                          "measured with torch.mm"}
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

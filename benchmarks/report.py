@@ -4,7 +4,7 @@
 - `results.csv`   one flat line per row
 - `report.md`     the machine, the table (target, backend, resolution, precision, status, p50/p90 ms,
                   FPS, mIoU, ΔmIoU, size), the stage breakdown and cost, and notes
-- `pareto.png`    latency against mIoU: a labelled marker per target/precision, a line per resolution
+- `pareto.png`    mIoU against latency: one line per target and precision across input sizes
 - `per_class_iou.png`  per-class IoU of every measured row beside the PyTorch FP32 reference
 
 All files are staged and moved into the folder together, so a reader never sees half a report.
@@ -32,16 +32,22 @@ CSV_COLUMNS = (
 
 
 def write_report(results: dict[str, Any], out: Path) -> list[Path]:
-    """Write every report file into `out` atomically; return their paths."""
-    from edgeseg.benchmarks.plots import plot_pareto, plot_per_class_iou  # matplotlib: only when writing
+    """Write every report file into `out` atomically; return their paths. Without matplotlib (a device
+    install) the pictures are left out and report.md says so."""
+    import importlib.util
 
+    pictures = importlib.util.find_spec("matplotlib") is not None
     with staging_dir(Path(out)) as stage:
         (stage / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (stage / "results.csv").write_text(to_csv(results))
-        (stage / "report.md").write_text(to_markdown(results))
-        plot_pareto(results, stage / "pareto.png")
-        plot_per_class_iou(results, stage / "per_class_iou.png")
-        return publish([stage / name for name in REPORT_FILES], Path(out))
+        (stage / "report.md").write_text(to_markdown(results, pictures=pictures))
+        if pictures:
+            from edgeseg.benchmarks.plots import plot_pareto, plot_per_class_iou
+
+            plot_pareto(results, stage / "pareto.png")
+            plot_per_class_iou(results, stage / "per_class_iou.png")
+        names = [n for n in REPORT_FILES if pictures or not n.endswith(".png")]
+        return publish([stage / name for name in names], Path(out))
 
 
 # --------------------------------------------------------------------------- flat views
@@ -227,8 +233,9 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         f"- CPU: {m.get('cpu_model')}, {m.get('cpu_cores')} cores ({m.get('cpu_cores_usable')} usable), "
         f"{m.get('memory_gb', '?')} GB RAM; GPU: {gpu}; {m.get('os')}",
-        f"- measured float32 matmul peak: {peak.get('gflops_per_s')} GFLOP/s "
-        f"({peak.get('method')}, {peak.get('threads')} threads)",
+        (f"- measured float32 matmul peak: {peak.get('gflops_per_s')} GFLOP/s "
+         f"({peak.get('method')}, {peak.get('threads')} threads)" if peak.get("gflops_per_s") is not None else
+         f"- no matmul peak measured ({peak.get('reason')}): no roofline fractions"),
         f"- load average (1/5/15 min) at start {m.get('load_average_at_start')}, at end {m.get('load_average_at_end')}"
         " (above the core count means something else shared the CPU)",
         "- tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()),
@@ -259,8 +266,9 @@ def check_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def to_markdown(results: dict[str, Any]) -> str:
-    """report.md: the run, the machine and data, the tables with their legends, the checks, the pictures."""
+def to_markdown(results: dict[str, Any], *, pictures: bool = True) -> str:
+    """report.md: the run, the machine and data, the tables with their legends, the checks, the pictures
+    (or, when they were not drawn, why)."""
     created = f"{results['created']}, {results['duration_s']} s"
     command = f", `{results['command']}`" if results.get("command") else ""
     parts = [
@@ -269,8 +277,8 @@ def to_markdown(results: dict[str, Any]) -> str:
         "## Data", *data_lines(results), "",
         *result_sections(results),
         "## Checks", *check_lines(results), "",
-        "![latency against mIoU](pareto.png)", "",
-        "![per-class IoU](per_class_iou.png)", "",
+        *(["![latency against mIoU](pareto.png)", "", "![per-class IoU](per_class_iou.png)", ""] if pictures else
+          ["No pictures: matplotlib is not installed here (pip install 'edgeseg[bench]').", ""]),
     ]
     return "\n".join(parts)
 
@@ -296,6 +304,7 @@ def result_sections(results: dict[str, Any]) -> list[str]:
                else f"; PARTIAL: {len(rows)} of {results.get('rows_planned')} rows so far")
     aspp = aspp_table(results)
     int8 = int8_ratio_table(results)
+    by_resolution = per_class_by_resolution_table(results)
     return [
         f"## Results ({counts['ok']} ok, {counts['not run']} not run, {counts['failed']} failed{partial})",
         "",
@@ -335,4 +344,39 @@ def result_sections(results: dict[str, Any]) -> list[str]:
             "changes no output (see docs/aspp-rewrite.md), so the two mIoUs should be equal.",
             "",
         ]),
+        *([] if by_resolution is None else [
+            "### Per-class IoU by input size (PyTorch FP32)",
+            "",
+            by_resolution,
+            "",
+            "IoU in points of the PyTorch FP32 model fed each input size, its prediction resized back to the ground "
+            "truth's own size before scoring, as the rows above are scored. The last column is what the largest size "
+            "buys over the smallest: the classes with the largest gain are the ones that need resolution.",
+            "",
+        ]),
     ]
+
+
+def per_class_by_resolution_table(results: dict[str, Any]) -> str | None:
+    """Classes x input sizes of the FP32 reference, per dataset and model; None with fewer than two sizes."""
+    tables = []
+    refs: dict[tuple, dict[str, dict]] = {}
+    for r in results["rows"]:
+        ref = _get(r, "accuracy", "reference_per_class_iou")
+        if r["status"] == "ok" and ref and not _get(r, "model", "peer"):
+            key = (r["dataset"], _get(r, "model", "name"))
+            refs.setdefault(key, {})[r["resolution"]] = ref
+    for (dataset, model), by_res in sorted(refs.items(), key=str):
+        if len(by_res) < 2:
+            continue
+        sizes = sorted(by_res, key=lambda s: [int(v) for v in s.split("x")])
+        classes = list(by_res[sizes[0]])
+        lines = [f"{model} on {dataset}:", "",
+                 "| class | " + " | ".join(sizes) + f" | {sizes[-1]} − {sizes[0]} |",
+                 "|---|" + "---:|" * (len(sizes) + 1)]
+        for c in classes:
+            values = [by_res[size].get(c) for size in sizes]
+            gain = None if values[0] is None or values[-1] is None else values[-1] - values[0]
+            lines.append(f"| {c} | " + " | ".join(_num(v, ".1f") for v in values) + f" | {_num(gain, '.1f', signed=True)} |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables) or None

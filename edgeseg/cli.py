@@ -7,6 +7,7 @@ device-side commands start without the conversion stack.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
@@ -27,13 +28,16 @@ COMMAND_MODULES = (
 # names and help lines, so `edgeseg --help` and a mistyped command import nothing heavy.
 # tests/test_cli_startup.py keeps this table equal to what the modules register.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "convert": ("edgeseg.convert.commands", "convert weights for a target; verify against PyTorch; write artifact + manifest"),
+    "convert": ("edgeseg.convert.commands",
+                "convert weights for a target; verify against PyTorch; write artifact + manifest"),
     "train": ("edgeseg.convert.commands", "fine-tune a zoo model on a labelled folder and write an edgeseg checkpoint"),
     "info": ("edgeseg.convert.commands", "print an artifact's manifest and its embedded metadata readably"),
     "targets": ("edgeseg.convert.commands", "list the target profiles"),
     "make-scenes": ("edgeseg.benchmarks.commands", "write seeded synthetic scenes with masks in the PASCAL VOC layout"),
-    "bench": ("edgeseg.benchmarks.commands", "latency, mIoU and cost per model x target x resolution x precision, in one report"),
-    "demo": ("edgeseg.runtime.commands", "real-time segmentation of a camera, stream, video or images with a converted model"),
+    "bench": ("edgeseg.benchmarks.commands",
+              "latency, mIoU and cost per model x target x resolution x precision, in one report"),
+    "demo": ("edgeseg.runtime.commands",
+             "real-time segmentation of a camera, stream, video or images with a converted model"),
     "predict": ("edgeseg.runtime.commands", "segment images, folders, videos or streams and keep the class-id masks"),
     "doctor": ("edgeseg.runtime.commands", "what this machine can convert and run, and why not"),
     "build-engine": ("edgeseg.runtime.engine_commands",
@@ -50,7 +54,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         description="DeepLabV3 segmentation from a PyTorch checkpoint to TensorRT (Jetson) and LiteRT (Android).",
     )
     parser.add_argument("--version", action="version", version=f"edgeseg {__version__}")
-    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error (anywhere on the line)")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an internal error (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     if argv is None:
         modules = COMMAND_MODULES
@@ -112,10 +117,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _error(command: str, message: str, *, prefix: str = "error: ") -> None:
-    try:
+    with contextlib.suppress(BrokenPipeError, OSError):  # stderr gone too: nothing left to tell
         print(f"edgeseg {command}: {prefix}{message}", file=sys.stderr)
-    except (BrokenPipeError, OSError):
-        pass
 
 
 def _stdout_gone() -> int:

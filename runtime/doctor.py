@@ -134,7 +134,8 @@ def tensorrt_info() -> dict[str, Any]:
         return {"status": "missing"}
     if spec.origin is None:  # a namespace package: a folder without __init__.py, e.g. tensorrt-stubs' .pyi
         stubs = [p for p in (spec.submodule_search_locations or []) if (Path(p) / "__init__.pyi").is_file()]
-        return {"status": "stubs-only", "detail": f"only type stubs at {stubs[0] if stubs else spec.submodule_search_locations}"}
+        where = stubs[0] if stubs else spec.submodule_search_locations
+        return {"status": "stubs-only", "detail": f"only type stubs at {where}"}
     probe = probe_import("tensorrt")
     if probe["status"] != "ok":
         return _public(probe)
@@ -214,13 +215,15 @@ def target_verdict(target: TargetProfile, report: dict[str, Any]) -> dict[str, A
     """{"convert": (ok, why), "run": (ok, why), "notes": [...]} for one target profile on this machine."""
     missing = [n for n in CONVERT_NEEDS[target.format] if not report["conversion"].get(n)]
     convert = (not missing, "can convert" if not missing else
-               "cannot convert, because " + ", ".join(f"{n} is not installed (edgeseg[{EXTRA_OF[n]}])" for n in missing))
+               "cannot convert, because "
+               + ", ".join(f"{n} is not installed (edgeseg[{EXTRA_OF[n]}])" for n in missing))
     run = _run_verdict(target, report)
     notes = []
     if target.tensorrt is not None:
         for r in target.tensorrt.jetpack:
             if not r.runtime_supported:
-                notes.append(f"JetPack {r.release} ships Python {r.python} and TensorRT {r.tensorrt}: the edgeseg runtime "
+                notes.append(f"JetPack {r.release} ships Python {r.python} and TensorRT {r.tensorrt}: "
+                             "the edgeseg runtime "
                              f"needs Python >= {'.'.join(map(str, RUNTIME_MIN_PYTHON))}, so there the bundle's trtexec "
                              "script builds the engine and trtexec runs it")
     return {"convert": {"ok": convert[0], "why": convert[1]}, "run": {"ok": run[0], "why": run[1]}, "notes": notes}
@@ -260,7 +263,8 @@ def _tensorrt_verdict(target: TargetProfile, report: dict[str, Any]) -> tuple[bo
         return False, "cannot run, because " + why
     if cuda["status"] != "ok":
         return False, "cannot run, because pycuda is " + (
-            "not installed (pip install 'edgeseg[jetson]')" if cuda["status"] == "missing" else f"broken ({cuda['error']})")
+            "not installed (pip install 'edgeseg[jetson]')" if cuda["status"] == "missing"
+            else f"broken ({cuda['error']})")
     if not cuda.get("gpu"):
         return False, f"cannot run, because no GPU is usable ({cuda.get('gpu_error')})"
     version = ".".join(str(trt["version"]).split(".")[:2])
@@ -268,8 +272,10 @@ def _tensorrt_verdict(target: TargetProfile, report: dict[str, Any]) -> tuple[bo
     gpu = cuda["gpu"]
     if version not in target.tensorrt_options().versions:
         return True, (f"can build and run engines on {gpu['name']} with TensorRT {trt['version']}, which is not one of "
-                      f"this board's JetPack releases ({shipped}): engines are bound to the GPU and TensorRT that build them")
-    return True, f"can build and run engines on {gpu['name']} (compute {gpu['compute_capability']}), TensorRT {trt['version']}"
+                      f"this board's JetPack releases ({shipped}): engines are bound to the GPU and TensorRT "
+                      "that build them")
+    return True, (f"can build and run engines on {gpu['name']} (compute {gpu['compute_capability']}), "
+                  f"TensorRT {trt['version']}")
 
 
 def diagnose() -> dict[str, Any]:
@@ -303,7 +309,8 @@ def _package_line(name: str, entry: dict[str, Any], detail: str = "") -> str:
 def format_report(report: dict[str, Any]) -> str:
     """The report as text, one line per fact."""
     py, es, cv = report["python"], report["edgeseg"], report["opencv"]
-    extras = ", ".join(es["extras"]) if es["extras"] else ("none" if es["extras"] is not None else "unknown (not installed)")
+    extras = (", ".join(es["extras"]) if es["extras"] else
+              "none" if es["extras"] is not None else "unknown (not installed)")
     lines = [f"python        {py['version']} ({py['executable']})"
              + ("" if py["edgeseg_runtime_supported"] else "  -- the edgeseg runtime needs Python >= 3.10"),
              f"platform      {report['platform']['system']} {report['platform']['machine']}",
@@ -320,7 +327,8 @@ def format_report(report: dict[str, Any]) -> str:
     delegates = "; ".join(f"{k}: {v}" for k, v in lite.get("delegates", {}).items())
     lines.append(_package_line("litert", lite, f" ({lite.get('package')}); delegates {delegates}"))
     trt = report["tensorrt"]
-    dla = f"; DLA cores {trt['dla_cores']}" if "dla_cores" in trt else (f"; builder: {trt['builder_error']}" if "builder_error" in trt else "")
+    dla = (f"; DLA cores {trt['dla_cores']}" if "dla_cores" in trt else
+           f"; builder: {trt['builder_error']}" if "builder_error" in trt else "")
     lines.append(_package_line("tensorrt", trt, dla))
     cuda = report["cuda"]
     gpu = cuda.get("gpu")

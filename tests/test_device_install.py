@@ -94,16 +94,23 @@ def test_demo_and_info_run_there(device_venv, artifacts, image_folder, tmp_path,
     assert info.returncode == 0 and str(artifacts[kind].name) in info.stdout, info.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="bench still measures its matmul peak with torch.mm (issue #13 point 4, "
-                                       "done after the bench split lands)")
 @pytest.mark.parametrize("kind", ["onnx", "tflite"])
 def test_bench_artifacts_runs_there(device_venv, artifacts, synthetic_voc, tmp_path, kind):
     bench = _run([device_venv["edgeseg"], "bench", "--artifacts", str(artifacts[kind]), "--data", str(synthetic_voc),
                   "--images", "2", "--runs", "3", "--warmup", "1", "--threads", "1", "--no-progress",
                   "--out", str(tmp_path / "bench")], device_venv["env"])
     assert bench.returncode == 0, bench.stdout + bench.stderr
-    (row,) = json.loads((tmp_path / "bench" / "results.json").read_text())["rows"]
+    results = json.loads((tmp_path / "bench" / "results.json").read_text())
+    (row,) = results["rows"]
     assert row["status"] == "ok", row
+    assert 0 <= row["accuracy"]["miou"] <= 100 and row["latency"]["inference_ms"]["p50"] > 0
+    # no torch: no PyTorch reference and no matmul peak, each said; the work is still counted from the artifact
+    assert row["reference_note"].startswith("torch is not installed")
+    assert results["machine"]["matmul_peak"]["gflops_per_s"] is None
+    assert row["cost"]["roofline_fraction"] is None and row["cost"]["roofline_note"].startswith("no matmul peak: torch")
+    assert row["cost"]["gflops"] > 0 and row["cost"]["achieved_gflops_per_s"] > 0
+    assert sorted(p.name for p in (tmp_path / "bench").iterdir()) == ["report.md", "results.csv", "results.json"]
+    assert "No pictures: matplotlib is not installed here" in (tmp_path / "bench" / "report.md").read_text()
 
 
 def test_convert_there_says_in_one_line_which_extra_it_needs(device_venv, tmp_path):

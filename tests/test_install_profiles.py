@@ -6,6 +6,7 @@ aarch64, JetPack 6's Python 3.10) and for a workstation; the imports are read fr
 
 from __future__ import annotations
 
+import argparse
 import ast
 import configparser
 import sys
@@ -29,7 +30,8 @@ def _options() -> configparser.ConfigParser:
 
 
 def _requirements(text: str) -> list[Requirement]:
-    return [Requirement(line) for line in text.strip().splitlines() if line.strip() and not line.strip().startswith("#")]
+    lines = [line.strip() for line in text.strip().splitlines()]
+    return [Requirement(line) for line in lines if line and not line.startswith("#")]
 
 
 def _names(text: str, environment: dict[str, str]) -> set[str]:
@@ -41,7 +43,8 @@ def test_the_base_install_on_a_jetson_is_numpy_pyyaml_tqdm_and_leaves_opencv_to_
 
 
 def test_the_base_install_on_a_workstation_adds_pips_opencv_and_nothing_of_the_conversion_stack():
-    assert _names(_options()["options"]["install_requires"], WORKSTATION) == {"numpy", "opencv-python", "pyyaml", "tqdm"}
+    base = _names(_options()["options"]["install_requires"], WORKSTATION)
+    assert base == {"numpy", "opencv-python", "pyyaml", "tqdm"}
 
 
 def test_device_extras_bring_no_workstation_package():
@@ -119,8 +122,9 @@ def test_a_missing_optional_package_names_its_extra_and_a_broken_one_its_error(t
     (tmp_path / "brokenpkg").mkdir()
     (tmp_path / "brokenpkg" / "__init__.py").write_text("import libthatisnotthere\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(MissingPackageError, match=r"^plotting needs 'brokenpkg', which is installed but does not "
-                                                  r"import \(ModuleNotFoundError: No module named 'libthatisnotthere'\)$"):
+    broken = (r"^plotting needs 'brokenpkg', which is installed but does not import "
+              r"\(ModuleNotFoundError: No module named 'libthatisnotthere'\)$")
+    with pytest.raises(MissingPackageError, match=broken):
         require("brokenpkg", extra="bench", purpose="plotting")
 
 
@@ -132,7 +136,7 @@ def test_a_command_that_needs_another_install_profile_says_which_extra(monkeypat
 
     parser = cli.build_parser()
     monkeypatch.setattr(cli, "build_parser", lambda argv=None: parser)
-    monkeypatch.setattr(parser, "parse_args", lambda argv: __import__("argparse").Namespace(command="bench", run=needs_matplotlib))
+    monkeypatch.setattr(parser, "parse_args", lambda argv: argparse.Namespace(command="bench", run=needs_matplotlib))
     assert cli.main(["bench"]) == 2
     assert capsys.readouterr().err == ("edgeseg bench: error: this command needs 'matplotlib', which is not installed "
                                        "here: pip install 'edgeseg[bench]'\n")
