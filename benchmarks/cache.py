@@ -8,6 +8,7 @@ import hashlib
 import importlib.util
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,15 @@ def obtain_artifact(plan: RowPlan, row: dict, *, cache: Path, verify_images: int
     if manifest is not None:
         row["artifact"] = artifact_info(manifest, from_cache=True)
         return manifest
+    on_stage = None
     if bar is not None:
-        bar.set_postfix_str(f"{plan.label()}: converting")
-    return _convert_into(folder, plan, target.name, row, inputs)
+        # The conversion's own stages on the bar (it used to sit at "converting" for a minute or more).
+        def on_stage(stage: str) -> None:
+            bar.set_postfix_str(f"{plan.label()}: converting: {stage}")
+            bar.refresh()
+
+        on_stage("starting")
+    return _convert_into(folder, plan, target.name, row, inputs, on_stage)
 
 
 def why_not_convertible(plan: RowPlan, target: TargetProfile) -> str | None:
@@ -73,7 +80,8 @@ def why_not_convertible(plan: RowPlan, target: TargetProfile) -> str | None:
     return None
 
 
-def _convert_into(folder: Path, plan: RowPlan, target_name: str, row: dict, inputs: dict[str, Any]) -> Manifest | None:
+def _convert_into(folder: Path, plan: RowPlan, target_name: str, row: dict, inputs: dict[str, Any],
+                  on_stage: Callable[[str], None] | None = None) -> Manifest | None:
     """Convert the cell into `folder`, the key file after the conversion's own atomic writes; a
     failure ends the row (`not run` for a missing tool, `failed` at export or verification)."""
     from edgeseg.atomic import write_json_atomic
@@ -84,7 +92,7 @@ def _convert_into(folder: Path, plan: RowPlan, target_name: str, row: dict, inpu
                              weights=weights.source if Path(weights.source).is_file() else plan.model.weights_arg,
                              arch=plan.model.name, out=folder, calibration=plan.calibration,
                              verify_data=inputs["verify_data"], verify_images=inputs["verify_images"],
-                             options=dict(plan.options), progress=False)
+                             options=dict(plan.options), progress=False, on_stage=on_stage)
     started = time.perf_counter()
     try:
         result = convert(request)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgeseg.benchmarks.quick import QUICK_OUT
+
+DEFAULT_OUT = Path("edgeseg-bench")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("make-scenes", help="write seeded synthetic scenes with masks in the PASCAL VOC layout")
@@ -12,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder to write (JPEGImages/, SegmentationClass/, ImageSets/)")
     p.add_argument("--train", type=int, default=1600, help="training scenes (default: %(default)s)")
     p.add_argument("--val", type=int, default=200, help="validation scenes (default: %(default)s)")
-    p.add_argument("--size", type=int, default=320, help="scene width and height in pixels (default: %(default)s)")
+    p.add_argument("--size", type=int, default=1024,
+                   help="scene width and height in native pixels; ground truth at that size (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed; the same seed writes the same files (default: %(default)s)")
     p.set_defaults(run=_make_scenes)
@@ -49,7 +54,8 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
                     "the runtime on a labelled set, and write results.json, results.csv, report.md, pareto.png and "
                     "per_class_iou.png into --out. Every row ends ok, not run (with why) or failed (with where).")
     p.add_argument("--data", type=Path, default=None,
-                   help="labelled set: VOC layout or images/ + masks/ (+ labels.txt)")
+                   help="labelled set: VOC layout or images/ + masks/ (+ labels.txt); with --quick the default is "
+                        "a small seeded synthetic set, made once and kept in the cache")
     p.add_argument("--split", default="val", help="split list of a VOC-layout --data (default: %(default)s)")
     p.add_argument("--weights", nargs="+", default=["sample"],
                    help="'sample', 'torchvision' or checkpoint paths; each is a model of the sweep (default: sample)")
@@ -86,12 +92,18 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--aspp-compare", action="store_true", help="each row with and without the ASPP rewrite")
     p.add_argument("--quick", action="store_true",
                    help=f"CI size: first resolution only, {QUICK['images']} images, {QUICK['runs']} runs, "
-                        f"{QUICK['calib_images']} calibration images")
+                        f"{QUICK['calib_images']} calibration images; runs with no other argument")
+    _add_output_arguments(p)
+    p.set_defaults(run=_bench)
+
+
+def _add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """Where bench keeps its work: the artifact cache and the report folder."""
     p.add_argument("--cache", type=Path, default=None,
                    help="converted artifacts by their inputs (default: $EDGESEG_CACHE or ~/.cache/edgeseg/artifacts)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--out", type=Path, required=True, help="report folder")
-    p.set_defaults(run=_bench)
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"report folder (default: {DEFAULT_OUT}/, with --quick {QUICK_OUT}/)")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -99,10 +111,16 @@ def _bench(args: argparse.Namespace) -> int:
     import sys
 
     from edgeseg.benchmarks.bench import BenchConfig, run_bench
+    from edgeseg.benchmarks.config import default_cache_dir
+    from edgeseg.benchmarks.quick import quick_scenes
     from edgeseg.benchmarks.report import main_table, write_report
 
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    data = args.data
+    if data is None and args.quick:  # a fresh clone has no labelled set: make the small synthetic one (once)
+        data = quick_scenes(args.cache or default_cache_dir(), progress=not args.no_progress)
     config = BenchConfig(
-        out=args.out, data=args.data, split=args.split, weights=tuple(args.weights), models=tuple(args.models),
+        out=out, data=data, split=args.split, weights=tuple(args.weights), models=tuple(args.models),
         targets=tuple(args.targets), resolutions=tuple(args.resolutions), precisions=tuple(args.precisions),
         images=args.images, runs=args.runs, warmup=args.warmup, threads=args.threads, calibration=args.calib,
         calib_images=args.calib_images, verify_images=args.verify_images, artifacts=tuple(args.artifacts),
@@ -112,8 +130,8 @@ def _bench(args: argparse.Namespace) -> int:
     )
     # The report is rewritten after every row: an interrupted sweep keeps what it measured
     # (results.json then says "complete": false).
-    results = run_bench(config, on_row=lambda partial: write_report(partial, args.out))
-    written = write_report(results, args.out)
+    results = run_bench(config, on_row=lambda partial: write_report(partial, out))
+    written = write_report(results, out)
     print(main_table(results))
-    print(f"wrote {args.out}/ ({', '.join(p.name for p in written)}) in {results['duration_s']} s")
+    print(f"wrote {out}/ ({', '.join(p.name for p in written)}) in {results['duration_s']} s")
     return 0

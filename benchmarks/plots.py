@@ -1,5 +1,6 @@
-"""The report's pictures, drawn from the results dict: latency against mIoU (pareto.png) and per-class
-IoU beside the PyTorch FP32 reference (per_class_iou.png). matplotlib is imported only to draw."""
+"""The report's pictures, drawn from the results dict: mIoU against latency, one line per target and
+precision across input sizes (pareto.png), and per-class IoU beside the PyTorch FP32 reference
+(per_class_iou.png). matplotlib is imported only to draw."""
 
 from __future__ import annotations
 
@@ -21,45 +22,51 @@ def _pyplot():
 PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "int8-dynamic": "v"}
 
 
+def _resolution_key(resolution: str) -> list[int]:
+    return [int(v) for v in resolution.split("x")]
+
+
+def _series_key(row: dict[str, Any]) -> tuple:
+    """Rows of one deployable choice (model, target, precision, variant) that differ only in input size."""
+    return (_get(row, "model", "name"), bool(_get(row, "model", "peer")), row["target"], row["precision"],
+            row.get("variant") or "")
+
+
 def plot_pareto(results: dict[str, Any], path: Path) -> None:
-    """Latency (p50, end to end) against mIoU, a panel per dataset: a labelled marker per
-    target/precision/resolution, a dotted line joining the rows of one resolution."""
+    """Latency (p50, end to end) against mIoU, a panel per dataset: one line per target and precision
+    joining its input sizes (320 -> 640 -> 1024), each point labelled with its size, so the trade-off a
+    deployment makes by choosing a resolution reads along the line."""
     plt = _pyplot()
     ok = [r for r in results["rows"] if r["status"] == "ok" and _get(r, "accuracy", "miou") is not None]
     datasets = sorted({r["dataset"] for r in ok}) or ["(no rows ran)"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(7.5 * len(datasets), 5.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(8 * len(datasets), 6), squeeze=False)
     targets = sorted({r["target"] for r in ok})
     colours = {t: plt.cm.tab10(i % 10) for i, t in enumerate(targets)}
+    styles = {"fp32": "-", "fp16": "--", "int8": "-.", "int8-dynamic": ":"}
     for ax, dataset in zip(axes[0], datasets):
         rows = [r for r in ok if r["dataset"] == dataset]
-        for res in sorted({r["resolution"] for r in rows}, key=lambda s: [int(v) for v in s.split("x")]):
-            group = sorted((r for r in rows if r["resolution"] == res and not _get(r, "model", "peer")),
-                           key=lambda r: r["latency"]["total_ms"]["p50"])
-            if len(group) > 1:
-                ax.plot([r["latency"]["total_ms"]["p50"] for r in group], [r["accuracy"]["miou"] for r in group],
-                        ":", color="grey", linewidth=1, label=f"{res} px")
-        for r in rows:
-            x, y = r["latency"]["total_ms"]["p50"], r["accuracy"]["miou"]
-            peer = _get(r, "model", "peer")
-            marker = "*" if peer else PRECISION_MARKERS.get(r["precision"], "o")
-            ax.scatter([x], [y], s=90 if peer else 60, marker=marker, color=colours[r["target"]], edgecolor="black",
-                       linewidth=0.5, zorder=3)
-            name = f"{'peer ' if peer else ''}{r['target']} {r['precision']} {r['resolution']}"
-            ax.annotate(name + (f" {r['variant']}" if r.get("variant") else ""), (x, y), textcoords="offset points",
-                        xytext=(5, 4), fontsize=7)
-        ax.set_xlabel("latency p50, ms per frame (end to end)")
+        for key in sorted({_series_key(r) for r in rows}, key=str):
+            series = sorted((r for r in rows if _series_key(r) == key), key=lambda r: _resolution_key(r["resolution"]))
+            model, peer, target, precision, variant = key
+            xs = [r["latency"]["total_ms"]["p50"] for r in series]
+            ys = [r["accuracy"]["miou"] for r in series]
+            label = f"{'peer ' if peer else ''}{target} {precision}" + (f" {variant}" if variant else "")
+            ax.plot(xs, ys, styles.get(precision, "-"), color=colours[target], linewidth=1.2,
+                    marker="*" if peer else PRECISION_MARKERS.get(precision, "o"), markersize=9 if peer else 6,
+                    markeredgecolor="black", markeredgewidth=0.5, label=label, zorder=3)
+            for r, x, y in zip(series, xs, ys):
+                ax.annotate(r["resolution"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xscale("log")  # 320 -> 1024 is ~10x the work: a log axis keeps every size readable
+        ax.set_xlabel("latency p50, ms per frame (end to end, log scale)")
         ax.set_ylabel("mIoU (points)")
         ax.set_title(dataset, fontsize=10)
-        ax.grid(True, alpha=0.3)
-        handles = [plt.Line2D([], [], linestyle="", marker="o", color=colours[t], label=t) for t in targets]
-        handles += [plt.Line2D([], [], linestyle="", marker=m, color="grey", label=p)
-                    for p, m in PRECISION_MARKERS.items() if any(r["precision"] == p for r in rows)]
-        line_handles, _ = ax.get_legend_handles_labels()
-        if handles or line_handles:
-            ax.legend(handles=handles + line_handles, fontsize=7, loc="best")
-        if not rows:
+        ax.grid(True, which="both", alpha=0.3)
+        if rows:
+            ax.legend(fontsize=7, loc="best")
+        else:
             ax.text(0.5, 0.5, "no row ran", transform=ax.transAxes, ha="center")
-    fig.suptitle("edgeseg bench: latency against accuracy", fontsize=11)
+    fig.suptitle("edgeseg bench: accuracy against latency, one line per target and precision across input sizes",
+                 fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -4,7 +4,7 @@
 - `results.csv`   one flat line per row
 - `report.md`     the machine, the table (target, backend, resolution, precision, status, p50/p90 ms,
                   FPS, mIoU, ΔmIoU, size), the stage breakdown and cost, and notes
-- `pareto.png`    latency against mIoU: a labelled marker per target/precision, a line per resolution
+- `pareto.png`    mIoU against latency: one line per target and precision across input sizes
 - `per_class_iou.png`  per-class IoU of every measured row beside the PyTorch FP32 reference
 
 All files are staged and moved into the folder together, so a reader never sees half a report.
@@ -195,7 +195,10 @@ def int8_ratio_table(results: dict[str, Any]) -> str | None:
     pairs: dict[tuple, dict[str, dict]] = {}
     for row in results["rows"]:
         if row.get("precision") in ("fp32", "int8"):
-            key = (model_text(row), target_text(row), row.get("resolution"))
+            # The same weights, whatever each artifact's display name: architecture and weights sha256.
+            model = (_get(row, "model", "architecture") or model_text(row), _get(row, "model", "weights_sha256"),
+                     row.get("variant"))
+            key = (model, target_text(row), row.get("resolution"))
             pairs.setdefault(key, {})[row["precision"]] = row
     pairs = {k: v for k, v in pairs.items() if len(v) == 2}
     if not pairs:
@@ -203,8 +206,9 @@ def int8_ratio_table(results: dict[str, Any]) -> str | None:
     head = ("model", "target", "resolution", "FP32 infer p50 ms", "INT8 infer p50 ms", "INT8 / FP32", "INT8 ΔmIoU",
             "INT8 agreement", "INT8 XNNPACK partitions")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 6) + "|"]
-    for (model, target, res), pair in pairs.items():
+    for (_, target, res), pair in pairs.items():
         fp32, int8 = pair["fp32"], pair["int8"]
+        model = model_text(fp32)
         if not fp32["status"] == int8["status"] == "ok":
             why = "; ".join(f"{r['precision']}: {status_text(r)}" for r in (fp32, int8) if r["status"] != "ok")
             lines.append(f"| {model} | {target} | {res} | {why.replace('|', '/')} | – | – | – | – | – |")
@@ -300,6 +304,7 @@ def result_sections(results: dict[str, Any]) -> list[str]:
                else f"; PARTIAL: {len(rows)} of {results.get('rows_planned')} rows so far")
     aspp = aspp_table(results)
     int8 = int8_ratio_table(results)
+    by_resolution = per_class_by_resolution_table(results)
     return [
         f"## Results ({counts['ok']} ok, {counts['not run']} not run, {counts['failed']} failed{partial})",
         "",
@@ -339,4 +344,39 @@ def result_sections(results: dict[str, Any]) -> list[str]:
             "changes no output (see docs/aspp-rewrite.md), so the two mIoUs should be equal.",
             "",
         ]),
+        *([] if by_resolution is None else [
+            "### Per-class IoU by input size (PyTorch FP32)",
+            "",
+            by_resolution,
+            "",
+            "IoU in points of the PyTorch FP32 model fed each input size, its prediction resized back to the ground "
+            "truth's own size before scoring, as the rows above are scored. The last column is what the largest size "
+            "buys over the smallest: the classes with the largest gain are the ones that need resolution.",
+            "",
+        ]),
     ]
+
+
+def per_class_by_resolution_table(results: dict[str, Any]) -> str | None:
+    """Classes x input sizes of the FP32 reference, per dataset and model; None with fewer than two sizes."""
+    tables = []
+    refs: dict[tuple, dict[str, dict]] = {}
+    for r in results["rows"]:
+        ref = _get(r, "accuracy", "reference_per_class_iou")
+        if r["status"] == "ok" and ref and not _get(r, "model", "peer"):
+            key = (r["dataset"], _get(r, "model", "name"))
+            refs.setdefault(key, {})[r["resolution"]] = ref
+    for (dataset, model), by_res in sorted(refs.items(), key=str):
+        if len(by_res) < 2:
+            continue
+        sizes = sorted(by_res, key=lambda s: [int(v) for v in s.split("x")])
+        classes = list(by_res[sizes[0]])
+        lines = [f"{model} on {dataset}:", "",
+                 "| class | " + " | ".join(sizes) + f" | {sizes[-1]} − {sizes[0]} |",
+                 "|---|" + "---:|" * (len(sizes) + 1)]
+        for c in classes:
+            values = [by_res[size].get(c) for size in sizes]
+            gain = None if values[0] is None or values[-1] is None else values[-1] - values[0]
+            lines.append(f"| {c} | " + " | ".join(_num(v, ".1f") for v in values) + f" | {_num(gain, '.1f', signed=True)} |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables) or None

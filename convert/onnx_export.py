@@ -10,7 +10,9 @@ import contextlib
 import io
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
@@ -75,9 +77,11 @@ def verify_onnx(job: ExportJob, reference: torch.nn.Module, artifact: Path, inpu
     return summary
 
 
-def quantize_job(job: ExportJob, float_onnx: Path, artifact: Path, output_dict: dict) -> tuple[dict, dict]:
+def quantize_job(job: ExportJob, float_onnx: Path, artifact: Path, output_dict: dict, *,
+                 quantize: Callable[..., Any] | None = None) -> tuple[dict, dict]:
     """The Q/DQ INT8 model of `float_onnx` (folded) at `artifact`, within the INT8 budget: its
-    verification against the model as trained, and the manifest's quantization record."""
+    verification against the model as trained, and the manifest's quantization record. `quantize`
+    replaces qdq's TensorRT-form quantizer (ort_int8 passes ONNX Runtime's)."""
     from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
     from edgeseg.convert.qdq import DEFAULT_CALIBRATION_METHOD, DEFAULT_PERCENTILE, quantize_within_budget
 
@@ -93,7 +97,8 @@ def quantize_job(job: ExportJob, float_onnx: Path, artifact: Path, output_dict: 
         float_onnx, artifact, images, spec, verify, method=job.options.get("calib_method") or DEFAULT_CALIBRATION_METHOD,
         percentile=float(job.options.get("calib_percentile") or DEFAULT_PERCENTILE),
         max_float_layers=job.options.get("int8_max_float_layers"),
-        sensitivity_images=int(job.options.get("int8_sensitivity_images") or 4), progress=job.progress)
+        sensitivity_images=int(job.options.get("int8_sensitivity_images") or 4), progress=job.progress,
+        **({} if quantize is None else {"quantize": quantize}))
     return verification, {**record, "calibration": job.calibration}
 
 

@@ -15,6 +15,8 @@ on this project's 2-core AVX-512 VNNI CPU (docs/benchmarks.md, "host-cpu INT8 fo
   GlobalAveragePool, Concat, Resize, and Relu (folded into the preceding quantization range).
   Quantizing Conv and Add only left the HardSwish and SE chains in float with a Q/DQ round trip
   around each and was slower; HardSigmoid has no integer kernel and runs in float between DQ and Q;
+- the final upsampling of the logits stays float (`logit_resizes`): quantized, it ended in a
+  DequantizeLinear over H x W x classes values, ~10 % of INT8 time at 640;
 - `reduce_range` (7-bit weights) only on x86 CPUs without VNNI, where the u8 x s8 multiply-add
   (vpmaddubsw) can saturate; VNNI and ARM64 dot products cannot.
 
@@ -24,9 +26,6 @@ this module only supplies the quantizer that writes the all-INT8 model.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import platform
 import tempfile
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import numpy as np
 
 from edgeseg.convert import qdq
 from edgeseg.convert.export import ExportJob, ExportResult
-from edgeseg.convert.onnx_export import OPSET, export_onnx_file, input_spec, output_spec, verify_onnx
+from edgeseg.convert.onnx_export import OPSET, export_onnx_file, input_spec, output_spec, quantize_job
 from edgeseg.errors import ConfigError
 from edgeseg.runtime.preprocess import InputSpec
 
@@ -76,10 +75,32 @@ class OrtInt8Model(qdq.QdqModel):
         record = super().to_dict()
         record.update({
             "format": "QDQ for ONNX Runtime's CPU integer kernels (QLinearConv, QLinearAdd, QLinearMul, ...)",
-            "activations": "uint8 asymmetric per-tensor", "weights": "int8 symmetric per-channel (axis 0), int8 initializers",
+            "activations": "uint8 asymmetric per-tensor",
+            "weights": "int8 symmetric per-channel (axis 0), int8 initializers",
             "reduce_range": self.reduce_range,
         })
         return record
+
+
+def logit_resizes(model_path: Path) -> list[str]:
+    """The Resize nodes between the last Conv and the model output (the upsampling of the logits).
+
+    They stay float: quantized, the full-resolution logits would be rounded to 256 levels (ties for
+    the argmax) and dequantized over H x W x classes values, the largest tensor of the model."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    found, pending, seen = [], [o.name for o in graph.output], set()
+    while pending:
+        node = producer.get(pending.pop())
+        if node is None or node.name in seen or node.op_type == "Conv":
+            continue
+        seen.add(node.name)
+        if node.op_type == "Resize":
+            found.append(node.name)
+        pending.extend(node.input)
+    return found
 
 
 def quantize_ort(float_onnx: Path, out: Path, images: list[np.ndarray], spec: InputSpec, *,
@@ -99,52 +120,16 @@ def quantize_ort(float_onnx: Path, out: Path, images: list[np.ndarray], spec: In
     with tempfile.TemporaryDirectory(prefix="edgeseg-ort-int8-") as tmp:
         cache = qdq.calibrate(float_onnx, images, spec, Path(tmp) / "ranges.json", method=method,
                               percentile=percentile, op_types=op_types, progress=progress, symmetric=False)
-        with _quiet():
+        with qdq.quiet_ort_quantization():
             q.quantize_static(
                 str(float_onnx), str(out), None, quant_format=q.QuantFormat.QDQ, per_channel=True,
                 reduce_range=reduce, activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                op_types_to_quantize=list(op_types), calibrate_method=enum,
+                op_types_to_quantize=list(op_types), nodes_to_exclude=logit_resizes(float_onnx), calibrate_method=enum,
                 extra_options=dict(ORT_QDQ_OPTIONS), calibration_cache_path=str(cache),
             )
     return OrtInt8Model(path=out, method=method, calibration_images=len(images), op_types=tuple(op_types),
                         quantized_nodes=qdq.quantized_nodes(out, op_types),
                         percentile=percentile if method == "percentile" else None, reduce_range=reduce)
-
-
-@contextlib.contextmanager
-def _quiet():
-    """quantize_static logs pre-processing hints through the root logger and prints to stdout."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        root.setLevel(level)
-
-
-def quantize_job(job: ExportJob, float_onnx: Path, artifact: Path, output_dict: dict) -> tuple[dict, dict]:
-    """The ORT-form INT8 model of `float_onnx` at `artifact` within the INT8 budget (`qdq`'s search):
-    its verification against the model as trained and the manifest's quantization record."""
-    from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
-
-    images = calibration_images(job.calibration, int(job.options.get("calib_images") or DEFAULT_CALIBRATION_IMAGES),
-                                precision="int8")
-    spec = input_spec(job)
-    sets, reference = job.verification_sets(), job.reference_model()
-
-    def verify(path: Path) -> dict:
-        return verify_onnx(job, reference, path, spec.to_dict(), output_dict, sets, progress=job.progress)
-
-    _, verification, record = qdq.quantize_within_budget(
-        float_onnx, artifact, images, spec, verify,
-        method=job.options.get("calib_method") or qdq.DEFAULT_CALIBRATION_METHOD,
-        percentile=float(job.options.get("calib_percentile") or qdq.DEFAULT_PERCENTILE),
-        max_float_layers=job.options.get("int8_max_float_layers"),
-        sensitivity_images=int(job.options.get("int8_sensitivity_images") or 4), progress=job.progress,
-        quantize=quantize_ort)
-    return verification, {**record, "calibration": job.calibration}
 
 
 def export(job: ExportJob, staging: Path) -> ExportResult:
@@ -156,7 +141,9 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     details = {"opset": OPSET, "exporter": "torch.onnx.export (TorchScript)"}
     try:
         qdq.fold_constants(export_onnx_file(job, traced), folded)
-        verification, details["quantization"] = quantize_job(job, folded, path, output_spec(job))
+        # qdq's budget search with ORT's quantizer: the ORT-form INT8 model within the INT8 budget
+        verification, details["quantization"] = quantize_job(job, folded, path, output_spec(job),
+                                                             quantize=quantize_ort)
     finally:
         traced.unlink(missing_ok=True)
         folded.unlink(missing_ok=True)

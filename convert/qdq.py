@@ -44,8 +44,9 @@ HISTOGRAM_BATCH = 8  # images whose activations a histogram calibrator holds at 
 
 
 @contextlib.contextmanager
-def _quiet():
-    """onnxruntime.quantization logs warnings (pre-processing hints) through the root logger."""
+def quiet_ort_quantization():
+    """onnxruntime.quantization logs warnings (pre-processing hints) through the root logger and
+    prints to stdout; both are noise under a progress bar."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
@@ -93,7 +94,7 @@ def calibrate(float_onnx: Path, images: list[np.ndarray], spec: InputSpec, cache
 
     enum, options = calibration_method(method, percentile, symmetric=symmetric)
     reader = _ImageReader(images, spec, _input_name(float_onnx), progress, f"calibrate {method}")
-    with tempfile.TemporaryDirectory(prefix="edgeseg-calib-") as tmp, _quiet():
+    with tempfile.TemporaryDirectory(prefix="edgeseg-calib-") as tmp, quiet_ort_quantization():
         calibrator = create_calibrator(Path(float_onnx), list(op_types),
                                        augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=enum, providers=["CPUExecutionProvider"], extra_options=options)
@@ -111,7 +112,7 @@ def fold_constants(src: Path, dst: Path) -> Path:
     from edgeseg.convert.qdq_placement import prune_opset_imports
 
     q = _ort_quantization()
-    with _quiet():
+    with quiet_ort_quantization():
         q.quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
     # The optimizer declares every domain it knows (com.microsoft, org.pytorch.aten, ...): keep the used ones.
     onnx.save(prune_opset_imports(onnx.load(str(dst))), str(dst))

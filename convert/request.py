@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseg.atomic import ensure_writable_dir
+from edgeseg.atomic import ensure_writable_dir, interrupted_publish
 from edgeseg.convert.resolution import parse_resolution, resolution_tag
 from edgeseg.errors import ConfigError, WeightsError
 from edgeseg.targets import TargetProfile, get_target
@@ -146,8 +146,8 @@ def check_name_free(artifact: Path, weights_sha256: str | None, force: bool) -> 
     existing artifact also came from torchvision).
     """
     manifest = artifact.with_name(artifact.name + ".json")
-    if force or not (artifact.exists() or manifest.exists()):
-        return
+    if force or not (artifact.exists() or manifest.exists()) or interrupted_publish(artifact):
+        return  # (a killed run's half-published artifact is replaced: its manifest never appeared)
     try:
         existing = json.loads(manifest.read_text())["model"]
         same = (existing.get("weights_sha256") == weights_sha256 if weights_sha256 is not None

@@ -355,7 +355,8 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         details["int8_io"] = int8_io
         details["calibration"] = {"source": job.calibration, "images": len(images), "method": TFLITE_CALIBRATION,
                                   "preprocessing": "runtime.preprocess with the float input spec "
-                                                   f"({spec.dtype} NHWC RGB pixels 0..255, ImageNet normalization in the model)"}
+                                                   f"({spec.dtype} NHWC RGB pixels 0..255, "
+                                                   "ImageNet normalization in the model)"}
     if job.target.litert is not None and job.target.litert.delegate == "gpu":
         unsupported = tflite_ops.gpu_unsupported(ops)
         details["gpu_delegate_unsupported_ops"] = unsupported

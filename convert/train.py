@@ -10,6 +10,7 @@ statistics are recomputed over training images (a "precise BN" pass).
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import time
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from edgeseg.atomic import atomic_path, ensure_writable_dir, locked_temp_file
+from edgeseg.atomic import atomic_path, crash_point, ensure_writable_dir, locked_temp_file
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD, build_model, zoo_entry
 from edgeseg.convert.resolution import MAX_SIDE
 from edgeseg.convert.train_config import TrainConfig, check_init
@@ -38,47 +39,70 @@ _STD = np.asarray(IMAGENET_STD, np.float32) * 255
 
 
 class AugmentedPairs(torch.utils.data.Dataset):
-    """Scale jitter, pad-and-crop, horizontal flip and colour jitter, as torchvision's references."""
+    """Multi-scale crops, horizontal flip and colour jitter, as torchvision's references.
+
+    Each training crop shows the scene as the network sees it at some deployment size: the scene's
+    short side is scaled to `base` x s, s log-uniform in `scale` (so every octave of deployment
+    size gets the same share of crops), and a `crop` window is cut from it. Scaling and cropping are
+    one affine warp of the native image with the runtime's own interpolation (bilinear, as
+    cv2.resize in preprocessing), so a 1024-pixel scene is never resized whole just to cut 256 pixels
+    out of it, and the downscaled detail aliases as it does at deployment.
+    """
 
     def __init__(self, dataset: SegmentationDataset, crop: int, scale: tuple[float, float], augment: bool,
                  base: int | None = None) -> None:
-        # Scale jitter is relative to `base` (the evaluation size), so objects keep the sizes they
-        # have at evaluation on average even when the crop is smaller.
         self.dataset, self.crop, self.scale, self.augment = dataset, crop, scale, augment
         self.base = base or crop
+        # The augmentation of image `index` in epoch `epoch` is drawn from (seed, epoch, index) alone: the
+        # same in a resumed run as in an uninterrupted one, whichever worker process draws it.
+        self.seed, self.epoch = 0, 0
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int):
         image, mask = self.dataset.pair(index)
-        crop = self.crop
-        if not self.augment:
-            image = cv2.resize(image, (crop, crop), interpolation=cv2.INTER_LINEAR)
-            mask = cv2.resize(mask, (crop, crop), interpolation=cv2.INTER_NEAREST)
+        if self.augment:
+            image, mask = self._augment(image, mask, np.random.default_rng((self.seed, self.epoch, index)))
         else:
-            rng = np.random.default_rng((torch.initial_seed() + index) % 2**63)
-            side = rng.uniform(*self.scale) * self.base
-            f = side / min(image.shape[:2])
-            size = (max(int(round(image.shape[1] * f)), 1), max(int(round(image.shape[0] * f)), 1))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-            ph, pw = max(crop - image.shape[0], 0), max(crop - image.shape[1], 0)
-            if ph or pw:
-                image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-                mask = cv2.copyMakeBorder(mask, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=IGNORE_INDEX)
-            y = int(rng.integers(0, image.shape[0] - crop + 1))
-            x = int(rng.integers(0, image.shape[1] - crop + 1))
-            image, mask = image[y:y + crop, x:x + crop], mask[y:y + crop, x:x + crop]
-            if rng.random() < 0.5:
-                image, mask = image[:, ::-1], mask[:, ::-1]
-            img = image.astype(np.float32)
-            img = img * rng.uniform(0.7, 1.3) + rng.uniform(-25, 25)  # contrast, brightness
-            grey = img.mean(axis=2, keepdims=True)
-            img = grey + (img - grey) * rng.uniform(0.7, 1.3)  # saturation
-            image = np.clip(img, 0, 255)
+            image = cv2.resize(image, (self.crop, self.crop), interpolation=cv2.INTER_LINEAR)
+            mask = cv2.resize(mask, (self.crop, self.crop), interpolation=cv2.INTER_NEAREST)
         x = (np.asarray(image, np.float32) - _MEAN) / _STD
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), torch.from_numpy(np.ascontiguousarray(mask)).long()
+
+    def _augment(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        f, y, x, flip = self.draw_view(rng, image.shape[0], image.shape[1])
+        image, mask = self.view(image, mask, f, y, x, flip, self.crop)
+        img = image.astype(np.float32)
+        img = img * rng.uniform(0.7, 1.3) + rng.uniform(-25, 25)  # contrast, brightness
+        grey = img.mean(axis=2, keepdims=True)
+        img = grey + (img - grey) * rng.uniform(0.7, 1.3)  # saturation
+        return np.clip(img, 0, 255), mask
+
+    def draw_view(self, rng: np.random.Generator, height: int, width: int) -> tuple[float, float, float, bool]:
+        """Scale factor f (native -> network pixels), crop origin (y, x) in scaled pixels, flip."""
+        lo, hi = self.scale
+        f = math.exp(rng.uniform(math.log(lo), math.log(hi))) * self.base / min(height, width)
+        scaled_h, scaled_w = height * f, width * f
+        # A scene smaller than the crop is placed at a random offset and padded (black image,
+        # ignored label), so padding never biases one corner.
+        y = rng.uniform(min(0.0, scaled_h - self.crop), max(0.0, scaled_h - self.crop))
+        x = rng.uniform(min(0.0, scaled_w - self.crop), max(0.0, scaled_w - self.crop))
+        return f, y, x, bool(rng.random() < 0.5)
+
+    @staticmethod
+    def view(image: np.ndarray, mask: np.ndarray, f: float, y: float, x: float, flip: bool,
+             crop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `crop` x `crop` window at (y, x) of the scene scaled by f (and mirrored): one affine warp,
+        bilinear like cv2.resize (its pixel-centre convention: dst = f * src + (f - 1) / 2)."""
+        sx = -f if flip else f
+        tx = (crop - 1 + x - (f - 1) / 2) if flip else ((f - 1) / 2 - x)
+        warp = np.array([[sx, 0.0, tx], [0.0, f, (f - 1) / 2 - y]], np.float64)
+        image = cv2.warpAffine(image, warp, (crop, crop), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        mask = cv2.warpAffine(mask, warp, (crop, crop), flags=cv2.INTER_NEAREST,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=IGNORE_INDEX)
+        return image, mask
 
 
 @torch.no_grad()
@@ -224,17 +248,21 @@ def _open_data(config: TrainConfig, weights: LoadedWeights | None):
     return train_set, val_set, tuple(labels)
 
 
-def _loaders(config: TrainConfig, train_set: SegmentationDataset, generator: torch.Generator):
+def _loaders(config: TrainConfig, train_set: SegmentationDataset, generator: torch.Generator
+             ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader, AugmentedPairs]:
+    """The training loader (its AugmentedPairs returned too: each epoch sets its `epoch`) and the BN-pass loader."""
+    pairs = AugmentedPairs(train_set, config.crop or config.resolution, (config.scale_min, config.scale_max),
+                           augment=True, base=config.resolution)
+    pairs.seed = config.seed
+    # Workers are started per epoch (not persistent), so each sees that epoch's `pairs.epoch`.
     loader = torch.utils.data.DataLoader(
-        AugmentedPairs(train_set, config.crop or config.resolution, (config.scale_min, config.scale_max), augment=True,
-                       base=config.resolution),
-        batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=config.workers,
-        generator=generator, persistent_workers=config.workers > 0,
+        pairs, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=config.workers,
+        generator=generator,
     )
     bn_loader = torch.utils.data.DataLoader(
         AugmentedPairs(train_set, config.resolution, (1.0, 1.0), augment=False), batch_size=config.batch_size,
     )
-    return loader, bn_loader
+    return loader, bn_loader, pairs
 
 
 def _resume(state_path: Path, config: TrainConfig, model: torch.nn.Module, optimizer) -> tuple[int, list, str]:
@@ -245,6 +273,8 @@ def _resume(state_path: Path, config: TrainConfig, model: torch.nn.Module, optim
         raise ConfigError(f"{state_path}: was written with other training options; start a new run instead of --resume")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    if "torch_rng" in state:  # dropout draws from it: an uninterrupted run would be here now
+        torch.set_rng_state(state["torch_rng"])
     tqdm.write(f"resuming after epoch {state['epoch']} of {config.epochs}")
     return state["epoch"], state["history"], state["init"]
 
@@ -301,7 +331,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     if resume:
         start_epoch, history, init = _resume(state_path, config, model, optimizer)
     generator = torch.Generator().manual_seed(config.seed)
-    loader, bn_loader = _loaders(config, train_set, generator)
+    loader, bn_loader, pairs = _loaders(config, train_set, generator)
     steps_per_epoch = min(len(loader), max_steps_per_epoch or len(loader))
     if steps_per_epoch == 0:
         raise ConfigError(f"{config.data}: {len(train_set)} training images is fewer than one batch of "
@@ -310,6 +340,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     scores: dict = {}
     for epoch in range(start_epoch, config.epochs):
         generator.manual_seed(config.seed + epoch)  # the same epoch sees the same batches after a resume
+        pairs.epoch = epoch
         started = time.time()
         losses = _train_epoch(model, loader, optimizer, config, epoch, steps_per_epoch, progress)
         recompute_bn_statistics(model, bn_loader, config.bn_images, progress=progress)
@@ -322,7 +353,8 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
                    f"pixel acc {scores['pixel_accuracy']:.2f}  ({time.time() - started:.0f} s)")
         with atomic_path(state_path) as tmp:
             torch.save({"config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "epoch": epoch + 1, "history": history, "init": init}, tmp)
+                        "epoch": epoch + 1, "history": history, "init": init, "torch_rng": torch.get_rng_state()}, tmp)
+        crash_point("train:epoch-saved")
     if not scores:  # resumed a run that had already finished: score what is saved, once
         _round_to(model, save_dtype)
         scores = evaluate(model, val_set, config.resolution, len(labels), progress=progress)

@@ -59,7 +59,8 @@ def default_real_images_dir() -> Path | None:
 
 
 def synthetic_set(count: int, seed: int = 0) -> ImageSet:
-    """Held-out synthetic validation scenes (the first `count` of `make-scenes --seed seed`'s val split)."""
+    """Held-out synthetic validation scenes (the first `count` of `make-scenes --seed seed`'s val split), at
+    their native 1024x1024: predictions are resized back to that ground truth, as a deployment is scored."""
     pairs = [generate_scene(scene_rng(seed, "val", i)) for i in range(count)]
     return ImageSet("synthetic-val", f"synthetic scenes, seed {seed}, val 0..{count - 1}",
                     [p[0] for p in pairs], [p[1] for p in pairs])

@@ -4,7 +4,7 @@ Crash- and concurrency-safety, without relying on timing:
 - every temporary name (a staging folder, a `.name.XXXX` file) is held under an advisory lock
   (`fcntl.flock`) for as long as its writer lives; the kernel drops the lock when the process dies,
   even by SIGKILL, so the next writer removes exactly the leftovers of dead runs and never a live
-  run's files;
+  run's files (and may replace a file a dead run half-published: `interrupted_publish`);
 - `publish` moves a staged artifact and its manifest into place under a lock on the output folder,
   the old manifest removed first and the new one last: a reader sees the new pair, the old pair, or
   an artifact without a manifest (absent), never a manifest describing another artifact (and the
@@ -94,6 +94,22 @@ def clean_stale_staging(out_dir: Path) -> list[Path]:
     return removed
 
 
+def interrupted_publish(published_name: Path) -> bool:
+    """True when a dead run's staging beside `published_name` still holds the file it was publishing under
+    that name's manifest: what sits at `published_name` is that run's leftover (its manifest was never
+    published), so the next run may replace it."""
+    path = Path(published_name)
+    manifest_name = path.name + ".json"
+    for folder in Path(path.parent).glob(f"{STAGING_PREFIX}*"):
+        if not (folder / manifest_name).is_file():
+            continue
+        fd = _try_lock(folder / OWNER_FILE)
+        if fd is not None:  # its owner is gone
+            os.close(fd)
+            return True
+    return False
+
+
 def clean_stale_temps(path: Path) -> list[Path]:
     """Remove `.NAME.*` temporaries of `path` left by writers that died (a live writer holds its lock)."""
     path = Path(path)
@@ -150,10 +166,11 @@ def staging_dir(out_dir: Path) -> Iterator[Path]:
     """A scratch folder inside `out_dir` (same filesystem, so the final moves are renames).
 
     Files written into it are moved into `out_dir` by `publish`; on any error the scratch
-    folder is removed and `out_dir` is left as it was. Staging left by killed runs is removed first.
+    folder is removed and `out_dir` is left as it was. Staging left by killed runs is removed when
+    this one ends (not before: until then it shows that what a killed run left under a name is a
+    leftover, see `interrupted_publish`).
     """
     ensure_writable_dir(out_dir)
-    clean_stale_staging(out_dir)
     scratch = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
     lock = _create_locked(scratch / OWNER_FILE)
     try:
@@ -161,6 +178,7 @@ def staging_dir(out_dir: Path) -> Iterator[Path]:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         os.close(lock)
+        clean_stale_staging(out_dir)
 
 
 @contextlib.contextmanager

@@ -141,6 +141,7 @@ def validate_manifest(data: Any, mpath: Path) -> None:
         raise ManifestError(f"{mpath}: manifest format_version {version} is newer than this edgeseg reads "
                             f"({MANIFEST_VERSION}); upgrade edgeseg to use it")
     _check_fields(data, mpath)
+    version = data["format_version"]  # an int from here on
     if version < 1:
         raise ManifestError(f"{mpath}: manifest format_version {version} is not a version (1 is the first)")
     model, inp = data["model"], data["input"]

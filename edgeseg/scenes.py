@@ -1,10 +1,20 @@
-"""Deterministic synthetic segmentation scenes, written in the PASCAL VOC layout.
+"""Deterministic synthetic segmentation scenes at native high resolution, in the PASCAL VOC layout.
 
-Each object class has its own shape, its own texture and its own band of hues (objects are
-saturated, background and clutter mostly muted but of any hue), so a model can learn it from
-scratch in minutes on a CPU while still having to separate objects from look-alike clutter. Scenes mix objects from a few pixels to frame
-filling (the multi-scale case ASPP exists for), overlap them (occlusion), and degrade the result
-with uneven lighting, sensor noise, blur and JPEG compression.
+The world is defined at the native size (1024x1024 by default, any size on request) with the
+ground truth at that size, so that a model deployed at 320, 640 or 1024 loses what a camera image
+loses when it is shrunk: small objects, thin structures and fine texture.
+
+Each object class has its own shape, its own texture and its own band of hues; objects are
+saturated, background and clutter mostly muted but of any hue. What scales with the frame (clutter,
+texture periods of large objects, lighting) is defined on a 320-pixel reference frame and scaled up;
+what a camera resolves only with enough pixels is defined in native pixels:
+- object sizes are log-uniform from a few native pixels to larger than the frame;
+- thin structures: rings with a band of a few pixels, crosses with arms a few pixels wide, and
+  "stripes" (boxes stretched into bars a few pixels across);
+- a small object's texture period is bounded by its size, and a quarter of the small objects wear
+  another class's hues, so their class can only be told from shape and texture, i.e. with enough pixels;
+- sensor blur and noise are per native pixel.
+Objects overlap (occlusion); boundaries are marked 255 (ignore), as in VOC.
 """
 
 from __future__ import annotations
@@ -52,10 +62,31 @@ def voc_palette() -> list[int]:
 
 @dataclass(frozen=True)
 class SceneConfig:
-    height: int = 320
-    width: int = 320
-    max_objects: int = 6
-    min_object_px: float = 8.0
+    """Scene size in native pixels and the object population.
+
+    `min_object_px` and the thin-structure widths are in native pixels: they are what a camera
+    resolves only at its full resolution. Everything else scales with the frame.
+    """
+
+    height: int = 1024
+    width: int = 1024
+    min_objects: int = 2
+    max_objects: int = 12
+    min_object_px: float = 6.0
+    thin_fraction: float = 0.35  # rings, crosses and boxes drawn as thin structures
+    decoy_fraction: float = 0.25  # small objects wearing another class's hues
+    small_object_px: float = 64.0  # "small" for the decoy rule, in native pixels
+
+    def __post_init__(self) -> None:
+        if self.height < 16 or self.width < 16:
+            raise ConfigError(f"scene size {self.height}x{self.width}: must be at least 16x16 pixels")
+        if not 1 <= self.min_objects <= self.max_objects:
+            raise ConfigError(f"scene objects {self.min_objects}..{self.max_objects}: need 1 <= min <= max")
+
+    @property
+    def unit(self) -> float:
+        """Native pixels per pixel of the 320-pixel reference frame the frame-relative sizes are defined on."""
+        return min(self.height, self.width) / 320.0
 
 
 def _random_colour(rng: np.random.Generator) -> np.ndarray:
@@ -64,7 +95,7 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
 
 def _hsv_colour(hue_deg: float, saturation: float, value: float) -> np.ndarray:
     hsv = np.array([[[hue_deg % 360 / 2, saturation * 255, value * 255]]], np.uint8)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float64)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
 def _muted_colour(rng: np.random.Generator) -> np.ndarray:
@@ -79,34 +110,45 @@ def _class_colours(rng: np.random.Generator, class_index: int) -> tuple[np.ndarr
     return (light, dark) if rng.random() < 0.5 else (dark, light)
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """Smooth gradient, low-frequency colour noise and clutter that belongs to no class."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+def _background(rng: np.random.Generator, config: SceneConfig) -> np.ndarray:
+    """Smooth gradient, low-frequency colour noise and clutter that belongs to no class (float32 RGB)."""
+    h, w, unit = config.height, config.width, config.unit
     c0, c1 = _muted_colour(rng), _muted_colour(rng)
     angle = rng.uniform(0, 2 * math.pi)
-    t = (np.cos(angle) * xx + np.sin(angle) * yy)
+    # A linear ramp is separable: build it from one row and one column instead of a full grid.
+    t = (math.cos(angle) * np.arange(w, dtype=np.float32)[None, :]
+         + math.sin(angle) * np.arange(h, dtype=np.float32)[:, None])
     t = (t - t.min()) / max(float(t.max() - t.min()), 1.0)
-    img = c0[None, None, :] * (1 - t[..., None]) + c1[None, None, :] * t[..., None]
-    coarse = rng.normal(0, 30, size=(max(h // 40, 2), max(w // 40, 2), 3)).astype(np.float32)
+    img = c0 + (c1 - c0) * t[..., None]
+    cell = 40 * unit  # colour-noise cell: frame-relative, so the background stays smooth at any size
+    coarse = rng.normal(0, 30, size=(max(int(h / cell), 2), max(int(w / cell), 2), 3)).astype(np.float32)
     img += cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
     # Clutter: random strokes and irregular blobs, so "not background" is not the same as "object".
     for _ in range(int(rng.integers(0, 14))):
         colour = tuple(float(v) for v in (_random_colour(rng) if rng.random() < 0.3 else _muted_colour(rng)))
         if rng.random() < 0.5:
-            pts = np.cumsum(rng.normal(0, 25, size=(int(rng.integers(3, 8)), 2)), axis=0)
+            pts = np.cumsum(rng.normal(0, 25 * unit, size=(int(rng.integers(3, 8)), 2)), axis=0)
             pts += rng.uniform([0, 0], [w, h])
-            cv2.polylines(img, [pts.astype(np.int32)], False, colour, int(rng.integers(1, 5)), cv2.LINE_AA)
+            thickness = max(round(rng.uniform(1, 5) * unit), 1)
+            cv2.polylines(img, [pts.astype(np.int32)], False, colour, thickness, cv2.LINE_AA)
         else:
             centre = rng.uniform([0, 0], [w, h])
             n = int(rng.integers(5, 10))
-            radii = rng.uniform(4, 30) * rng.uniform(0.4, 1.6, size=n)
+            radii = rng.uniform(4, 30) * unit * rng.uniform(0.4, 1.6, size=n)
             angles = np.sort(rng.uniform(0, 2 * math.pi, size=n))
             pts = centre + np.stack([np.cos(angles) * radii, np.sin(angles) * radii], axis=1)
             cv2.fillPoly(img, [pts.astype(np.int32)], colour, cv2.LINE_AA)
     return img
 
 
-def _shape_mask(rng: np.random.Generator, shape: str, h: int, w: int, centre, size: float, angle: float):
+def _thin_px(rng: np.random.Generator) -> float:
+    """Width of a thin structure in native pixels: visible at full resolution, gone at a third of it."""
+    return float(rng.uniform(4.0, 9.0))
+
+
+def _shape_mask(rng: np.random.Generator, shape: str, h: int, w: int, centre, size: float, angle: float,
+                thin: bool) -> np.ndarray:
+    """Boolean mask of one object; `thin` draws rings, crosses and boxes as structures a few pixels wide."""
     mask = np.zeros((h, w), np.uint8)
     cx, cy = centre
     r = size / 2
@@ -116,12 +158,14 @@ def _shape_mask(rng: np.random.Generator, shape: str, h: int, w: int, centre, si
         pts = (np.asarray(points) @ rot.T) + np.array([cx, cy])
         cv2.fillPoly(mask, [np.round(pts * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
 
+    centre_i = (round(cx), round(cy))
     if shape == "disc":
         axes = (max(int(r), 1), max(int(r * rng.uniform(0.6, 1.0)), 1))
-        cv2.ellipse(mask, (int(cx), int(cy)), axes, math.degrees(angle), 0, 360, 1, -1)
+        cv2.ellipse(mask, centre_i, axes, math.degrees(angle), 0, 360, 1, -1)
     elif shape == "box":
-        aspect = rng.uniform(0.5, 1.0)
-        poly([(-r, -r * aspect), (r, -r * aspect), (r, r * aspect), (-r, r * aspect)])
+        # A thin box is a stripe: a bar a few pixels across and up to the object's size long.
+        half = _thin_px(rng) / 2 if thin else r * rng.uniform(0.5, 1.0)
+        poly([(-r, -half), (r, -half), (r, half), (-r, half)])
     elif shape == "triangle":
         poly([(r * math.cos(a), r * math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)])
     elif shape == "star":
@@ -132,10 +176,12 @@ def _shape_mask(rng: np.random.Generator, shape: str, h: int, w: int, centre, si
             pts.append((rr * math.cos(a), rr * math.sin(a)))
         poly(pts)
     elif shape == "ring":
-        cv2.circle(mask, (int(cx), int(cy)), max(int(r), 1), 1, -1)
-        cv2.circle(mask, (int(cx), int(cy)), max(int(r * rng.uniform(0.35, 0.6)), 0), 0, -1)
+        inner = r - _thin_px(rng) if thin else r * rng.uniform(0.35, 0.6)
+        cv2.circle(mask, centre_i, max(int(r), 1), 1, -1)
+        if inner >= 1:
+            cv2.circle(mask, centre_i, int(inner), 0, -1)
     elif shape == "cross":
-        t = r * rng.uniform(0.28, 0.4)
+        t = _thin_px(rng) / 2 if thin else r * rng.uniform(0.28, 0.4)
         poly([(-r, -t), (r, -t), (r, t), (-r, t)])
         poly([(-t, -r), (t, -r), (t, r), (-t, r)])
     else:  # pragma: no cover - the shape table is closed
@@ -143,14 +189,17 @@ def _shape_mask(rng: np.random.Generator, shape: str, h: int, w: int, centre, si
     return mask.astype(bool)
 
 
-def _texture(rng: np.random.Generator, kind: str, box, centre, size: float, class_index: int) -> np.ndarray:
+def _texture(rng: np.random.Generator, kind: str, box, centre, size: float, colours, unit: float) -> np.ndarray:
+    """The class's texture over the object's bounding box; the period shrinks with small objects."""
     y0, y1, x0, x1 = box
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     angle = rng.uniform(0, math.pi)
     u = math.cos(angle) * xx + math.sin(angle) * yy
     v = -math.sin(angle) * xx + math.cos(angle) * yy
-    period = rng.uniform(5.0, 12.0)
-    c1, c2 = _class_colours(rng, class_index)
+    # Frame-relative period, but at least ~3 periods across a small object: its texture is then
+    # only a few native pixels fine, readable at full resolution and averaged away below it.
+    period = max(min(rng.uniform(5.0, 12.0) * unit, size / 3), 2.5)
+    c1, c2 = colours
     if kind == "stripes":
         t = (np.sin(u * 2 * math.pi / period) > 0).astype(np.float32)
     elif kind == "checker":
@@ -164,52 +213,69 @@ def _texture(rng: np.random.Generator, kind: str, box, centre, size: float, clas
         dv = np.abs((v / period) % 1.0 - 0.5)
         t = ((du > 0.38) | (dv > 0.38)).astype(np.float32)
     elif kind == "blotches":
-        small = rng.random((max((y1 - y0) // 6, 2), max((x1 - x0) // 6, 2))).astype(np.float32)
+        cell = max(period / 2, 1.5)
+        small = rng.random((max(int((y1 - y0) / cell), 2), max(int((x1 - x0) / cell), 2))).astype(np.float32)
         t = (cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC) > 0.5).astype(np.float32)
     elif kind == "radial":
         d = np.hypot(xx - centre[0], yy - centre[1]) / max(size / 2, 1.0)
         t = np.clip(d, 0, 1)
     else:  # pragma: no cover
         raise ValueError(kind)
-    return c1[None, None, :] * (1 - t[..., None]) + c2[None, None, :] * t[..., None]
+    return c1 + (c2 - c1) * t[..., None]
+
+
+def _place_object(rng: np.random.Generator, config: SceneConfig, img: np.ndarray, label: np.ndarray,
+                  size: float) -> None:
+    """Draw one object of a random class over `img` and `label` (in place)."""
+    h, w = config.height, config.width
+    shapes = list(_TEXTURE_OF)
+    shape = shapes[int(rng.integers(len(shapes)))]
+    class_index = SYNTHETIC_LABELS.index(shape)
+    centre = (rng.uniform(-0.1 * w, 1.1 * w), rng.uniform(-0.1 * h, 1.1 * h))
+    # Thin structures need room for their width: a ring or cross smaller than ~4 widths is a blob.
+    thin = shape in ("ring", "cross", "box") and size > 24 and rng.random() < config.thin_fraction
+    mask = _shape_mask(rng, shape, h, w, centre, size, rng.uniform(0, 2 * math.pi), thin)
+    if not mask.any():
+        return
+    hue_class = class_index
+    if size < config.small_object_px and rng.random() < config.decoy_fraction:
+        hue_class = 1 + (class_index - 1 + int(rng.integers(1, len(shapes)))) % len(shapes)
+    ys, xs = np.nonzero(mask)
+    box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+    colours = _class_colours(rng, hue_class)
+    patch = _texture(rng, _TEXTURE_OF[shape], box, centre, size, colours, config.unit)
+    region = mask[box[0]:box[1], box[2]:box[3]]
+    img[box[0]:box[1], box[2]:box[3]][region] = patch[region]
+    label[box[0]:box[1], box[2]:box[3]][region] = class_index
+
+
+def _degrade(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Uneven lighting, global exposure, blur and sensor noise (per native pixel); uint8 out."""
+    h, w = img.shape[:2]
+    angle = rng.uniform(0, 2 * math.pi)
+    ramp = (math.cos(angle) * (np.arange(w, dtype=np.float32)[None, :] / w - 0.5)
+            + math.sin(angle) * (np.arange(h, dtype=np.float32)[:, None] / h - 0.5))
+    light = rng.uniform(0.6, 1.2) * (1 + rng.uniform(0, 0.6) * ramp)
+    img *= light[..., None]
+    if rng.random() < 0.6:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.4))
+    img += rng.standard_normal(size=img.shape, dtype=np.float32) * np.float32(rng.uniform(0, 10))
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def generate_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) -> tuple[np.ndarray, np.ndarray]:
-    """One scene: an RGB uint8 image and its class-id mask (255 on object boundaries)."""
+    """One scene: an RGB uint8 image and its class-id mask (255 on object boundaries), both native size."""
     h, w = config.height, config.width
-    img = _background(rng, h, w)
+    img = _background(rng, config)
     label = np.zeros((h, w), np.uint8)
-    shapes = list(_TEXTURE_OF)
-    n_objects = int(rng.integers(1, config.max_objects + 1))
+    n_objects = int(rng.integers(config.min_objects, config.max_objects + 1))
     # Log-uniform sizes from a few pixels to larger than the frame; large ones are drawn first
     # most of the time, so small objects are usually visible but can still be occluded.
     sizes = np.exp(rng.uniform(math.log(config.min_object_px), math.log(1.3 * min(h, w)), size=n_objects))
     order = np.argsort(-sizes + rng.normal(0, 0.25 * sizes.std() + 1e-6, size=n_objects))
     for idx in order:
-        size = float(sizes[idx])
-        shape = shapes[int(rng.integers(len(shapes)))]
-        centre = (rng.uniform(-0.1 * w, 1.1 * w), rng.uniform(-0.1 * h, 1.1 * h))
-        mask = _shape_mask(rng, shape, h, w, centre, size, rng.uniform(0, 2 * math.pi))
-        if not mask.any():
-            continue
-        ys, xs = np.nonzero(mask)
-        box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
-        patch = _texture(rng, _TEXTURE_OF[shape], box, centre, size, SYNTHETIC_LABELS.index(shape))
-        region = mask[box[0]:box[1], box[2]:box[3]]
-        img[box[0]:box[1], box[2]:box[3]][region] = patch[region]
-        label[mask] = SYNTHETIC_LABELS.index(shape)
-
-    # Uneven lighting, global exposure, blur and sensor noise.
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    angle = rng.uniform(0, 2 * math.pi)
-    ramp = (math.cos(angle) * (xx / w - 0.5) + math.sin(angle) * (yy / h - 0.5))
-    light = rng.uniform(0.6, 1.2) * (1 + rng.uniform(0, 0.6) * ramp)
-    img = img * light[..., None]
-    if rng.random() < 0.6:
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.4))
-    img += rng.normal(0, rng.uniform(0, 10), size=img.shape)
-    image = np.clip(img, 0, 255).astype(np.uint8)
-
+        _place_object(rng, config, img, label, float(sizes[idx]))
+    image = _degrade(rng, img)
     # Boundaries are ambiguous after blur: mark them "ignore", as PASCAL VOC does.
     kernel = np.ones((3, 3), np.uint8)
     edge = cv2.dilate(label, kernel) != cv2.erode(label, kernel)

@@ -93,7 +93,7 @@ def source_options_from_args(args: argparse.Namespace) -> SourceOptions:
     if args.reconnect < 0:
         raise ConfigError(f"--reconnect {args.reconnect}: must be 0 or more")
     timeout = args.first_frame_timeout
-    if timeout < 0 or timeout != timeout:
+    if not timeout >= 0:  # negative, or NaN
         raise ConfigError(f"--first-frame-timeout {timeout:g}: must be 0 (wait forever) or more")
     return SourceOptions(loop=args.loop, realtime=args.realtime, width=args.input_width, height=args.input_height,
                          fps=args.input_rate, reconnect_attempts=args.reconnect,
@@ -341,7 +341,7 @@ def open_within(source: FrameSource, timeout_s: float | None) -> None:
     def attempt() -> None:
         try:
             source.open()
-        except BaseException as exc:  # handed to the caller below
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below, whatever it is
             failure.append(exc)
         finally:
             done.set()

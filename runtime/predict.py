@@ -335,6 +335,7 @@ def run_predict(config: PredictConfig, *, on_message: Callable[[str], None] = _w
     by_frame = is_stream or (len(files) == 1 and files[0].suffix.lower() in VIDEO_SUFFIXES)
     progress = _progress_bar(config, config.max_frames if by_frame else len(files), "frame" if by_frame else "input")
     tick = progress.update if progress is not None and by_frame else (lambda: None)
+    interrupted = False
     try:
         for item in ([Path(config.source)] if is_stream else files):
             try:
@@ -349,14 +350,20 @@ def run_predict(config: PredictConfig, *, on_message: Callable[[str], None] = _w
                 on_message(f"skipped {exc}")
             if progress is not None and not by_frame:
                 progress.update(1)
+    except KeyboardInterrupt:  # Ctrl-C on a stream: keep what was done (the videos are closed below)
+        interrupted = True
     finally:
         if progress is not None:
             progress.close()
         predictor.close()
     if not summary.results:
+        if interrupted:
+            raise KeyboardInterrupt
         names = "; ".join(f"{p}: {r}" for p, r in summary.skipped[:3])
         raise SourceError(f"{config.source}: nothing could be processed ({len(summary.skipped)} skipped: {names})")
     write_json_atomic(config.out / "predictions.json", summary.to_json())
+    if interrupted:
+        raise KeyboardInterrupt
     return summary
 
 

@@ -116,6 +116,7 @@ class VideoFileSink(Sink):
         if not self.frames:
             self._discard()
             return
+        assert self.tmp_path is not None  # made with the writer
         readable = readable_frames(self.tmp_path, self.frames)
         if readable < self.frames:
             self._discard()

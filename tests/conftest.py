@@ -35,10 +35,12 @@ def sample_checkpoint() -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_voc(tmp_path_factory) -> Path:
-    """A small VOC-layout set of synthetic scenes (16 train, 8 val), written once per session."""
-    from edgeseg.scenes import write_voc_dataset
+    """A small VOC-layout set of synthetic scenes (16 train, 8 val, 256 px: native 1024 would slow every
+    test that trains or evaluates on it), written once per session."""
+    from edgeseg.scenes import SceneConfig, write_voc_dataset
 
-    return write_voc_dataset(tmp_path_factory.mktemp("scenes"), train=16, val=8, seed=0, progress=False)
+    return write_voc_dataset(tmp_path_factory.mktemp("scenes"), train=16, val=8, seed=0, progress=False,
+                             config=SceneConfig(height=256, width=256))
 
 
 TFLITE_RESOLUTION = "128"

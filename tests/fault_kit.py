@@ -16,7 +16,6 @@ CLASSES = len(SYNTHETIC_LABELS)
 
 def tiny_onnx_bytes(seed: int = 0) -> bytes:
     """A 1x1 convolution 3 -> 7 classes at SIZE x SIZE, NCHW float32, as ONNX bytes."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)

@@ -1,6 +1,4 @@
-"""Dataset loaders and the synthetic scene generator."""
-
-import hashlib
+"""Dataset loaders (the scene generator has its own tests in test_scenes.py)."""
 
 import numpy as np
 import pytest
@@ -8,7 +6,7 @@ from PIL import Image
 
 from edgeseg.datasets import VOC_LABELS, evaluation_split, open_dataset, split_ids
 from edgeseg.errors import DatasetError
-from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng, write_voc_dataset
+from edgeseg.scenes import SYNTHETIC_LABELS, SceneConfig, write_voc_dataset
 
 
 def test_voc_sample_loads_with_palette_indices(voc_sample):
@@ -20,49 +18,13 @@ def test_voc_sample_loads_with_palette_indices(voc_sample):
     ds.check(21)
 
 
-def test_synthetic_scenes_are_deterministic_and_cover_every_class():
-    a_img, a_mask = generate_scene(scene_rng(7, "val", 3))
-    b_img, b_mask = generate_scene(scene_rng(7, "val", 3))
-    assert np.array_equal(a_img, b_img) and np.array_equal(a_mask, b_mask)
-    seen = set()
-    for i in range(40):
-        seen |= set(np.unique(generate_scene(scene_rng(0, "train", i))[1]).tolist())
-    assert seen == set(range(len(SYNTHETIC_LABELS))) | {255}
-    assert len(SYNTHETIC_LABELS) >= 7  # background + at least 6 object classes
-
-
-def test_synthetic_objects_range_from_tiny_to_frame_filling():
-    areas = []
-    for i in range(60):
-        mask = generate_scene(scene_rng(0, "train", i))[1]
-        for c in range(1, len(SYNTHETIC_LABELS)):
-            n = int((mask == c).sum())
-            if n:
-                areas.append(n / mask.size)
-    assert min(areas) < 0.001 and max(areas) > 0.4
-
-
-def test_written_set_is_byte_identical_for_the_same_seed(tmp_path):
-    def digest(root):
-        h = hashlib.sha256()
-        for p in sorted(root.rglob("*")):
-            if p.is_file():
-                h.update(p.name.encode() + p.read_bytes())
-        return h.hexdigest()
-
-    a = write_voc_dataset(tmp_path / "a", train=3, val=2, seed=5, progress=False)
-    b = write_voc_dataset(tmp_path / "b", train=3, val=2, seed=5, progress=False)
-    assert digest(a) == digest(b)
-    ds = open_dataset(a, "val")
-    assert len(ds) == 2 and ds.labels == SYNTHETIC_LABELS and ds.kind == "voc"
-
-
 def test_verification_reads_the_val_split_of_a_voc_layout_folder(tmp_path):
     """`ImageSets/Segmentation/val.txt` (VOC's own place) decides, not only a root `val.txt`: verifying
     on `--verify-data <VOC folder>` must never score training images."""
     from edgeseg.convert.verify import image_sets_for
 
-    root = write_voc_dataset(tmp_path / "voc", train=3, val=2, seed=5, progress=False)
+    root = write_voc_dataset(tmp_path / "voc", train=3, val=2, seed=5, progress=False,
+                             config=SceneConfig(height=128, width=128))
     assert not (root / "val.txt").exists() and evaluation_split(root) == "val"
     assert evaluation_split(_plain_folder(tmp_path / "plain")) is None
     (real, _) = image_sets_for(SYNTHETIC_LABELS, root, 8)
@@ -71,7 +33,7 @@ def test_verification_reads_the_val_split_of_a_voc_layout_folder(tmp_path):
 
 
 def test_split_ids_read_voc_lists_and_root_lists_and_are_empty_when_unlisted(tmp_path):
-    root = write_voc_dataset(tmp_path / "voc", train=3, val=2, seed=5, progress=False)
+    root = write_voc_dataset(tmp_path / "voc", train=3, val=2, seed=5, progress=False, config=SceneConfig(height=64, width=64))
     val_ids = split_ids(root, "val")
     assert val_ids == [s.id for s in open_dataset(root, "val").samples] and len(val_ids) == 2
     (root / "extra.txt").write_text("a 1\n\nb\n")  # first word of each non-empty line

@@ -89,12 +89,12 @@ def test_hash_is_cached_per_path_size_and_mtime(copy, monkeypatch):
 
 
 def test_bench_cache_treats_a_mismatched_pair_as_absent(copy):
-    from edgeseg.benchmarks.bench import _cached_manifest
+    from edgeseg.benchmarks.cache import CACHE_KEY_FILE, cached_manifest
 
-    (copy.parent / "bench-cache-key.json").write_text("{}")
-    assert _cached_manifest(copy.parent) is not None
+    (copy.parent / CACHE_KEY_FILE).write_text("{}")
+    assert cached_manifest(copy.parent) is not None
     flip_byte(load_manifest(copy).artifact_path, 50)
-    assert _cached_manifest(copy.parent) is None  # converted again by the bench, never measured
+    assert cached_manifest(copy.parent) is None  # converted again by the bench, never measured
 
 
 def _set(path: str, value):

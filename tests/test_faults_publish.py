@@ -167,3 +167,16 @@ def test_legacy_unlocked_staging_is_removed_once_old(tmp_path):
         pass
     assert leftovers(tmp_path) == [young.name]
 
+
+
+def test_a_killed_runs_half_published_artifact_is_recognised_as_its_leftover(tmp_path):
+    from edgeseg.atomic import interrupted_publish
+
+    assert run_child(PUBLISH, tmp_path, 0, 1, crash_at="publish:artifact-visible") == CRASH_EXIT_CODE
+    assert interrupted_publish(tmp_path / "tiny.onnx")  # its dead run's staging still holds the manifest
+    assert not interrupted_publish(tmp_path / "other.onnx")
+    assert run_child(PUBLISH, tmp_path, 0, 1) == 0
+    assert not interrupted_publish(tmp_path / "tiny.onnx")  # published, and the staging cleaned
+    with staging_dir(tmp_path) as live:  # a live run's staging is not a leftover
+        (live / "tiny.onnx.json").write_text("{}")
+        assert not interrupted_publish(tmp_path / "tiny.onnx")

@@ -46,6 +46,8 @@ def test_activations_are_uint8_and_weights_int8_initializers(host_int8):
         dq = dq_by_output[conv.input[1]]
         assert inits[dq.input[0]].data_type == TensorProto.INT8
         assert numpy_helper.to_array(inits[dq.input[1]]).shape == (inits[dq.input[0]].dims[0],)
+    (last,) = [n for n in model.graph.node if "output" in n.output]
+    assert last.op_type == "Resize"  # the full-resolution logits are upsampled in float, never quantized
     q = m["conversion"]["quantization"]
     assert q["activations"].startswith("uint8") and q["reduce_range"] == ort_int8.needs_reduce_range()
     assert m["verification"]["passed"]
@@ -69,3 +71,33 @@ def test_onnx_runtime_fuses_every_conv_into_an_integer_kernel(host_int8, tmp_pat
     ("x86_64", VNNI_CPUINFO, False), ("x86_64", PLAIN_AVX2_CPUINFO, True), ("aarch64", PLAIN_AVX2_CPUINFO, False)])
 def test_reduce_range_only_on_x86_without_vnni(machine: str, cpuinfo: str, reduce: bool):
     assert ort_int8.needs_reduce_range(machine, cpuinfo) is reduce
+
+
+def test_budget_search_keeps_sensitive_layers_in_float_in_the_ort_form(sample_checkpoint, tmp_path, monkeypatch):
+    """The shared sensitive-layer search works on this form: an unreachable budget runs it to its limit,
+    and the layers kept in float read no Q/DQ input in the written graph."""
+    from edgeseg.convert import verify
+    from edgeseg.convert.export import ExportJob
+    from edgeseg.convert.weights import load_weights
+    from edgeseg.targets import get_target
+
+    monkeypatch.setitem(verify.BUDGETS, "int8", {"min_agreement": 1.01, "max_miou_drop": 1.0})
+    weights = load_weights(str(sample_checkpoint))
+    job = ExportJob(weights=weights, model=weights.build(), target=get_target("host-cpu"), precision="int8",
+                    height=128, width=128, output_kind="logits", fuse_preprocessing=False, basename="search",
+                    calibration="synthetic:4", progress=False,
+                    options={"calib_images": 4, "verify_images": 2, "int8_max_float_layers": 2,
+                             "int8_sensitivity_images": 1})
+    result = ort_int8.export(job, tmp_path)
+    q = result.details["quantization"]
+    assert [a["kept_in_float"] for a in q["budget_search"]] == [0, 1, 2]
+    kept = q["kept_in_float"]
+    assert len(kept) == 2 and set(kept) == set(q["kept_in_float_agreement_gain"])
+    model = onnx.load(str(result.artifact))
+    inits = {t.name for t in model.graph.initializer}
+    # Activations read in float; weights stay int8 initializers behind their DequantizeLinear.
+    activation_dq = {n.output[0] for n in model.graph.node
+                     if n.op_type == "DequantizeLinear" and n.input[0] not in inits}
+    nodes = {n.name: n for n in model.graph.node}
+    for name in kept:
+        assert not set(nodes[name].input) & activation_dq, f"{name} still reads a quantized activation"

@@ -207,3 +207,25 @@ def test_masks_are_palette_pngs_written_without_pillow(tmp_path):
     assert np.array_equal(_png_ids(tmp_path / "m.png"), ids)
     assert Image.open(tmp_path / "m.png").getpalette() == voc_palette()
     assert np.array_equal(read_class_ids_png(tmp_path / "m.png"), ids)
+
+
+def test_ctrl_c_keeps_what_was_done(tmp_path, voc_sample, artifact, monkeypatch):
+    from edgeseg.runtime import predict
+
+    source = tmp_path / "img"
+    source.mkdir()
+    for path in sorted((voc_sample / "JPEGImages").glob("*.jpg"))[:3]:
+        shutil.copy(path, source)
+    real_image = predict._Predictor.image
+
+    def image(self, path):
+        if len(self.summary.results) == 2:
+            raise KeyboardInterrupt
+        real_image(self, path)
+
+    monkeypatch.setattr(predict._Predictor, "image", image)
+    out = tmp_path / "pred"
+    with pytest.raises(KeyboardInterrupt):
+        predict.run_predict(predict.PredictConfig(model=artifact, source=str(source), out=out, progress=False))
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert predictions["processed"] == 2 and len(list((out / "masks").iterdir())) == 2

@@ -332,7 +332,7 @@ def test_int8_budget_search_keeps_the_most_sensitive_layers_in_float(sample_chec
         assert not set(nodes[name].input) & dq_outputs, f"{name} still reads a Q/DQ input"
 
 
-def test_host_cpu_int8_is_the_same_qdq_quantizer(sample_checkpoint, tmp_path):
+def test_host_cpu_int8_takes_the_shared_calibration_methods(sample_checkpoint, tmp_path):
     m = convert(ConvertRequest(target="host-cpu", precision="int8", resolution="128", weights=str(sample_checkpoint),
                                out=tmp_path, calibration="synthetic:4", verify_images=2, progress=False,
                                options={"calib_images": 4, "calib_method": "minmax"}))

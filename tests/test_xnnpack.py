@@ -57,7 +57,9 @@ def test_plain_static_recipe_leaves_int8_hard_swish_outside_xnnpack(int8_and_flo
     key, input_name = tflite_export._signature_input_name(float_model)
     import numpy as np
 
-    calibration = q.calibrate({key: [{input_name: np.zeros((1, 128, 128, 3), np.float32)}]})
+    # Pixels 0..255, what the float model takes (all zeros would give its input normalization a zero range).
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, 128, 128, 3)).astype(np.float32)
+    calibration = q.calibrate({key: [{input_name: pixels}]})
     plain = bytes(q.quantize(calibration).quantized_model)
     outside = xnnpack.outside_ops(plain)
     assert set(outside) == {"HARD_SWISH"} and outside["HARD_SWISH"] == 20

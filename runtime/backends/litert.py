@@ -59,8 +59,9 @@ def _metadata_input(path: Path, metadata, tensor) -> dict:
              "color_order": "RGB", "resize": "stretch"}
     if image is None or image.mean is None:
         if tensor.dtype != "uint8":  # uint8 without it: raw pixels, as MediaPipe feeds them
-            raise ManifestError(f"{path}: its TFLite metadata has no NormalizationOptions for its {tensor.dtype} input; "
-                                f"edgeseg cannot tell how to scale the pixels (write a manifest, {manifest_path_for(path).name})")
+            raise ManifestError(f"{path}: its TFLite metadata has no NormalizationOptions for its {tensor.dtype} "
+                                f"input; edgeseg cannot tell how to scale the pixels (write a manifest, "
+                                f"{manifest_path_for(path).name})")
         entry["normalization"] = "in_model"
         return entry
     mean, std = (np.broadcast_to(np.asarray(v, np.float64), 3) / 255.0 for v in (image.mean, image.std))
@@ -175,7 +176,8 @@ class LiteRTBackend(Backend):
         if not manifest.data.get("from_metadata"):
             labels = embedded_labels(path)
             if labels is not None and labels != manifest.labels:
-                raise ManifestError(f"{manifest.path}: its labels differ from the {LABELS_FILE} in {path.name}'s TFLite metadata")
+                raise ManifestError(f"{manifest.path}: its labels differ from the {LABELS_FILE} "
+                                    f"in {path.name}'s TFLite metadata")
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         dtype = self.input["dtype"]

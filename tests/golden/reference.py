@@ -6,17 +6,14 @@ Every conversion test calls `assert_matches_golden(backend, precision)`.
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
-
 from edgeseg.datasets import read_image_rgb
 from edgeseg.metrics import ConfusionMatrix
 
@@ -50,16 +47,28 @@ def golden_resolutions() -> tuple[int, ...]:
     return tuple(sorted({int(k.split("/")[1]) for k in _arrays() if k.startswith("logits/")}))
 
 
+@cache
+def _synthetic_case(name: str) -> GoldenCase:
+    """A golden synthetic scene, regenerated at its native size; refuses a generator that changed."""
+    from edgeseg.scenes import generate_scene, scene_rng
+
+    index = int(name.rsplit("_", 1)[1])
+    image, mask = generate_scene(scene_rng(0, "val", index))
+    digest = hashlib.sha256(image.tobytes() + mask.tobytes()).hexdigest()
+    assert digest == str(_arrays()[f"sha256/{name}"]), (
+        f"{name}: the scene generator changed since {GOLDEN.name} was written; run tests/golden/make_golden.py")
+    return GoldenCase(name, image, mask)
+
+
 def golden_cases(voc_dir: Path | None = None) -> list[GoldenCase]:
-    """Synthetic scenes from the golden file, plus the VOC images when ../shared is present."""
+    """Synthetic scenes named in the golden file, plus the VOC images when ../shared is present."""
     arrays = _arrays()
     voc_dir = voc_dir or REPO.parent / "shared" / "data" / "voc-sample"
     cases = []
     for name in arrays["names"]:
         name = str(name)
         if name.startswith("synthetic_"):
-            image = np.array(Image.open(io.BytesIO(arrays[f"image/{name}"].tobytes())).convert("RGB"))
-            cases.append(GoldenCase(name, image, arrays[f"gt/{name}"]))
+            cases.append(_synthetic_case(name))
         else:
             path = voc_dir / "JPEGImages" / f"{name[len('voc_'):]}.jpg"
             if not path.is_file():

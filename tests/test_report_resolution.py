@@ -1,0 +1,68 @@
+"""The bench report tells the resolution trade-off: a line per target and precision across input sizes
+(pareto.png) and a per-class table by input size (report.md), rendered from the results dict alone."""
+
+from __future__ import annotations
+
+import matplotlib
+import pytest
+
+from edgeseg.benchmarks import plots, report
+
+matplotlib.use("Agg")
+
+REF = {"320": {"background": 98.0, "ring": 70.0, "disc": 95.0},
+       "640": {"background": 98.5, "ring": 82.0, "disc": 95.5},
+       "1024": {"background": 99.0, "ring": 90.5, "disc": 96.0}}
+
+
+def _row(target: str, precision: str, resolution: str, ms: float, miou: float) -> dict:
+    return {"id": f"{target}-{precision}-{resolution}", "model": {"name": "sample"}, "target": target,
+            "precision": precision, "resolution": resolution, "status": "ok", "dataset": "scenes",
+            "latency": {"total_ms": {"p50": ms}},
+            "accuracy": {"miou": miou, "reference_per_class_iou": REF[resolution]}}
+
+
+def _results() -> dict:
+    rows = []
+    for target, base in (("host-cpu", 10.0), ("android-cpu", 14.0)):
+        for precision, speed in (("fp32", 1.0), ("int8", 0.5)):
+            for res, work, miou in (("1024", 10.0, 93.0), ("320", 1.0, 88.0), ("640", 4.0, 91.5)):
+                rows.append(_row(target, precision, res, base * speed * work, miou - (precision == "int8")))
+    return {"rows": rows}
+
+
+def test_per_class_table_has_a_column_per_size_in_order_and_the_gain():
+    table = report.per_class_by_resolution_table(_results())
+    lines = table.splitlines()
+    assert lines[0] == "sample on scenes:"
+    assert lines[2] == "| class | 320 | 640 | 1024 | 1024 − 320 |"
+    assert "| ring | 70.0 | 82.0 | 90.5 | +20.5 |" in lines
+    assert "| disc | 95.0 | 95.5 | 96.0 | +1.0 |" in lines
+
+
+def test_no_per_class_table_with_a_single_size():
+    results = {"rows": [r for r in _results()["rows"] if r["resolution"] == "320"]}
+    assert report.per_class_by_resolution_table(results) is None
+
+
+def test_pareto_draws_one_line_per_target_and_precision_through_the_sizes_in_order(tmp_path, monkeypatch):
+    drawn = []
+    import matplotlib.axes
+
+    original = matplotlib.axes.Axes.plot
+
+    def spy(self, xs, ys, *args, **kwargs):
+        drawn.append((kwargs.get("label"), list(xs), list(ys)))
+        return original(self, xs, ys, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    plots.plot_pareto(_results(), tmp_path / "pareto.png")
+    assert (tmp_path / "pareto.png").stat().st_size > 10_000
+    assert sorted(label for label, _, _ in drawn) == ["android-cpu fp32", "android-cpu int8", "host-cpu fp32", "host-cpu int8"]
+    host_fp32 = next((xs, ys) for label, xs, ys in drawn if label == "host-cpu fp32")
+    assert host_fp32 == ([10.0, 40.0, 100.0], [88.0, 91.5, 93.0])  # 320 -> 640 -> 1024
+
+
+@pytest.mark.parametrize("resolution", ["320", "640x480"])
+def test_sizes_sort_numerically(resolution):
+    assert plots._resolution_key(resolution)[0] in (320, 640)
