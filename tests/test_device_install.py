@@ -113,6 +113,16 @@ def test_bench_artifacts_runs_there(device_venv, artifacts, synthetic_voc, tmp_p
     assert "No pictures: matplotlib is not installed here" in (tmp_path / "bench" / "report.md").read_text()
 
 
+def test_targets_and_build_engine_run_there(device_venv, artifacts):
+    edgeseg, env = device_venv["edgeseg"], device_venv["env"]
+    targets = _run([edgeseg, "targets"], env)
+    assert targets.returncode == 0 and "jetson-orin-nx" in targets.stdout, targets.stderr
+    # no TensorRT here: one line saying what is missing (or that an ONNX model is no bundle), never a traceback
+    build = _run([edgeseg, "build-engine", str(artifacts["onnx"])], env)
+    assert build.returncode == 2 and build.stderr.startswith("edgeseg build-engine: error: "), build.stderr
+    assert len(build.stderr.strip().splitlines()) == 1 and "torch" not in build.stderr.replace("tensorrt", "")
+
+
 def test_convert_there_says_in_one_line_which_extra_it_needs(device_venv, tmp_path):
     convert = _run([device_venv["edgeseg"], "convert", "--resolution", RESOLUTION, "--out", str(tmp_path)],
                    device_venv["env"])

@@ -44,10 +44,12 @@ def test_dataset_with_a_bad_mask_stops_before_training(synthetic_voc, tmp_path, 
     bad = tmp_path / "bad"
     shutil.copytree(synthetic_voc, bad)
     first = sorted((bad / "SegmentationClass").glob("train_*.png"))[0]
+    with Image.open(bad / "JPEGImages" / f"{first.stem}.jpg") as image:
+        width, height = image.size
     Image.fromarray(np.full((10, 10), 3, np.uint8), mode="L").save(first)
     code = main(["train", "--data", str(bad), "--out", str(tmp_path / "m.pt")])
     assert code == 2
-    assert f"{first.name}: mask is 10x10 but its image is 256x256" in capsys.readouterr().err
+    assert f"{first.name}: mask is 10x10 but its image is {width}x{height}" in capsys.readouterr().err
 
 
 def test_finetune_from_sample_validates_once_and_converts(synthetic_voc, tmp_path, capsys, monkeypatch):

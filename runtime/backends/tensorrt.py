@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from edgeseg.runtime.backends import Backend
+from edgeseg.runtime.backends import Backend, batch_shape
 from edgeseg.runtime.engine import (
     check_engine_compatible,
     current_gpu,
@@ -114,7 +114,7 @@ class TensorRTBackend(Backend):
         if len(inputs) != 1 or len(outputs) != 1:
             raise ManifestError(f"{engine_name}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
         spec = self.manifest.input_spec()
-        expected = (1, spec.height, spec.width, 3) if spec.layout == "NHWC" else (1, 3, spec.height, spec.width)
+        expected = batch_shape(spec)
         if inputs[0].shape != expected or inputs[0].dtype != np.dtype(spec.dtype):
             raise ManifestError(f"{self.manifest.path.name}: says input {list(expected)} {spec.dtype} but {engine_name} "
                                 f"takes {list(inputs[0].shape)} {inputs[0].dtype}")
