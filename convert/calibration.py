@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgeseg.datasets import open_dataset
-from edgeseg.scenes import generate_scene, scene_rng
 from edgeseg.errors import ConfigError, DatasetError
+from edgeseg.scenes import generate_scene, scene_rng
 
 DEFAULT_CALIBRATION_IMAGES = 64
 

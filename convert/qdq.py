@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 from tqdm import tqdm
 
 from edgeseg.errors import ConfigError
+from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 QUANTIZED_OP_TYPES = ("Conv", "Add")
 # How a tensor's INT8 range is estimated from the calibration images:
@@ -273,8 +273,9 @@ def _gated_qdq_model(qdq_path: Path, nodes: list[str]) -> onnx.ModelProto:
     One session then measures every node's effect; a switch sits on the node's own reads, so
     switching one node never changes what another node reads, even where they share a Q/DQ pair.
     """
-    from edgeseg.convert.qdq_placement import sorted_topologically
     from onnx import TensorProto, helper
+
+    from edgeseg.convert.qdq_placement import sorted_topologically
 
     model = onnx.load(str(qdq_path))
     graph = model.graph

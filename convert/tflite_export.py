@@ -25,9 +25,9 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -39,8 +39,8 @@ from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_
 from edgeseg.convert.export import ExportJob, ExportResult
 from edgeseg.convert.wrap import ExportWrapper
 from edgeseg.errors import BackendUnavailableError, ConfigError
-from edgeseg.runtime.tflite_metadata import LABELS_FILE
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
+from edgeseg.runtime.tflite_metadata import LABELS_FILE
 
 INT8_IO = ("float", "int8", "uint8")
 # What ai-edge-quantizer's static INT8 recipe does with the calibration images (qsv_utils.moving_average_update).

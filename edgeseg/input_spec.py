@@ -31,7 +31,7 @@ class InputSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "InputSpec":
+    def from_dict(cls, d: dict) -> InputSpec:
         norm = d.get("normalization", "in_model")
         quant = d.get("quantization") or {}
         return cls(

@@ -25,9 +25,10 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 # FFmpeg prints its own complaint ("moov atom not found") for every source it cannot open; edgeseg
 # reports one line naming the source instead. Read when OpenCV first loads FFmpeg; a value the user
@@ -440,7 +441,7 @@ class FrameGrabber:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="edgeseg-capture", daemon=True)
 
-    def start(self) -> "FrameGrabber":
+    def start(self) -> FrameGrabber:
         self._thread.start()
         return self
 

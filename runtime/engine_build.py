@@ -18,6 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeseg.atomic import write_bytes_atomic, write_json_atomic
+from edgeseg.errors import ConfigError, ManifestError
+from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, sha256_file
 from edgeseg.runtime.engine import (
     BUNDLE_DLA,
     DlaRequest,
@@ -32,10 +35,6 @@ from edgeseg.runtime.engine import (
     trtexec_engine_name,
     writable_cache_dir,
 )
-
-from edgeseg.atomic import write_bytes_atomic, write_json_atomic
-from edgeseg.errors import ConfigError, ManifestError
-from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, sha256_file
 
 if TYPE_CHECKING:
     import tensorrt as trt

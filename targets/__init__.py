@@ -6,7 +6,7 @@ The converter, argument validation, the benchmark and `edgeseg targets` all read
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -192,7 +192,7 @@ def _load(path: Path) -> TargetProfile:
     return TargetProfile(**raw, **sections)
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_targets() -> dict[str, TargetProfile]:
     return {p.stem: _load(p) for p in sorted(PROFILE_DIR.glob("*.yaml"))}
 

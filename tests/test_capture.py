@@ -11,9 +11,19 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import SourceError
-from edgeseg.runtime.capture import (END_OF_SOURCE, SOURCE_LOST, FrameGrabber, FrameSource, ImageFilesSource,
-                                     OpenCVSource, SourceOptions, csi_pipeline, gstreamer_available, open_source,
-                                     parse_source)
+from edgeseg.runtime.capture import (
+    END_OF_SOURCE,
+    SOURCE_LOST,
+    FrameGrabber,
+    FrameSource,
+    ImageFilesSource,
+    OpenCVSource,
+    SourceOptions,
+    csi_pipeline,
+    gstreamer_available,
+    open_source,
+    parse_source,
+)
 
 LEVELS = [20, 60, 100, 140, 180, 220]  # frame i is a flat grey of LEVELS[i]: survives video compression
 

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeseg.convert.pipeline import ConvertRequest, convert
 from edgeseg.convert.trt_support import check_model, require_supported
-from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
+from edgeseg.errors import BackendUnavailableError, ConfigError
 from edgeseg.manifest import load_manifest
 from edgeseg.targets import all_targets
 from tests.tensorrt_qdq_rules import placement_problems, qdq_counts

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeseg.runtime import engine as eng
-from edgeseg.runtime.engine import GpuInfo
 
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.manifest import load_manifest, sha256_file
+from edgeseg.runtime import engine as eng
+from edgeseg.runtime.engine import GpuInfo
 
 ORIN = GpuInfo("Orin (nvgpu)", "8.7")
 _TENSORRT_SPEC = importlib.util.find_spec("tensorrt")  # tensorrt-stubs alone: a namespace package, origin None

@@ -18,7 +18,6 @@ import pytest
 pytest.importorskip("litert_torch", reason="TFLite conversion needs litert-torch (pip install 'edgeseg[tflite]')")
 pytest.importorskip("ai_edge_litert", reason="the LiteRT backend needs ai-edge-litert")
 
-from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
 from edgeseg.convert import tflite_export, tflite_ops  # noqa: E402
 from edgeseg.convert.pipeline import ConvertRequest, convert  # noqa: E402
@@ -27,6 +26,7 @@ from edgeseg.runtime.backends import open_backend  # noqa: E402
 from edgeseg.runtime.backends.litert import embedded_labels  # noqa: E402
 from edgeseg.runtime.postprocess import output_to_mask  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess_rgb  # noqa: E402
+from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng  # noqa: E402
 
 RESOLUTION = "128"  # what conftest's `make` converts at
 CALIBRATION = "synthetic:16"

@@ -5,8 +5,8 @@ import torch
 
 from edgeseg.convert.models import ZOO, build_model
 from edgeseg.convert.weights import load_weights, save_checkpoint
-from edgeseg.scenes import SYNTHETIC_LABELS
 from edgeseg.errors import WeightsError
+from edgeseg.scenes import SYNTHETIC_LABELS
 
 
 def test_zoo_has_the_five_architectures():

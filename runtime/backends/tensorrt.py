@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from edgeseg.errors import BackendUnavailableError, ManifestError
+from edgeseg.manifest import Manifest
 from edgeseg.runtime.backends import Backend
 from edgeseg.runtime.engine import (
     check_engine_compatible,
@@ -28,9 +31,6 @@ from edgeseg.runtime.engine import (
     require_tensorrt,
 )
 from edgeseg.runtime.engine_build import ensure_engine
-
-from edgeseg.errors import BackendUnavailableError, ManifestError
-from edgeseg.manifest import Manifest
 
 if TYPE_CHECKING:
     import pycuda.driver as cuda

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from edgeseg.datasets import read_image_rgb
-from edgeseg.scenes import generate_scene, scene_rng
+
 from edgeseg.convert.verify import reference_spec
 from edgeseg.convert.weights import load_weights
+from edgeseg.datasets import read_image_rgb
 from edgeseg.runtime.preprocess import preprocess_rgb
+from edgeseg.scenes import generate_scene, scene_rng
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "sample_golden.npz"

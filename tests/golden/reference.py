@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from edgeseg.datasets import read_image_rgb
 from edgeseg.metrics import ConfusionMatrix
 
