@@ -11,19 +11,10 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import SourceError
-from edgeseg.runtime.capture import (
-    END_OF_SOURCE,
-    SOURCE_LOST,
-    FrameGrabber,
-    FrameSource,
-    ImageFilesSource,
-    OpenCVSource,
-    SourceOptions,
-    csi_pipeline,
-    gstreamer_available,
-    open_source,
-    parse_source,
-)
+from edgeseg.runtime.capture import SourceOptions, open_source, parse_source
+from edgeseg.runtime.frame_grabber import END_OF_SOURCE, SOURCE_LOST, FrameGrabber
+from edgeseg.runtime.frame_sources import FrameSource, ImageFilesSource, OpenCVSource
+from edgeseg.runtime.gstreamer import csi_pipeline, gstreamer_available
 
 LEVELS = [20, 60, 100, 140, 180, 220]  # frame i is a flat grey of LEVELS[i]: survives video compression
 
@@ -213,7 +204,7 @@ def test_csi_without_gstreamer_names_the_loaded_opencv_and_what_to_do():
 
 
 def test_video_io_backends_read_opencvs_build_information():
-    from edgeseg.runtime.capture import video_io_backends
+    from edgeseg.runtime.gstreamer import video_io_backends
 
     jetpack_like = ("  Video I/O:\n    DC1394:                      NO\n    FFMPEG:                      NO\n"
                     "    GStreamer:                   YES (1.20.3)\n    v4l/v4l2:                    YES (linux/videodev2.h)\n")

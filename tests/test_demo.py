@@ -17,8 +17,9 @@ import pytest
 
 from edgeseg.cli import main
 from edgeseg.runtime.backends import open_backend
-from edgeseg.runtime.capture import FrameSource, SourceOptions, open_source
+from edgeseg.runtime.capture import SourceOptions, open_source
 from edgeseg.runtime.demo import DemoConfig, run_demo
+from edgeseg.runtime.frame_sources import FrameSource
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import RenderOptions, voc_colormap_bgr
