@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgeseg.errors import ManifestError, VerificationError
 
@@ -63,18 +64,18 @@ def read_ops(model: Path | bytes) -> list[OpUse]:
         else:
             codes.append((builtin_names.get(builtin, f"BUILTIN_{builtin}"), False))
     ops = []
+
+    def types(subgraph: Any, indices: list[int]) -> tuple[str, ...]:
+        return tuple(type_names.get(subgraph.Tensors(i).Type(), "?") for i in indices if i >= 0)
+
     for s in range(root.SubgraphsLength()):
         subgraph = root.Subgraphs(s)
-
-        def types(indices: list[int]) -> tuple[str, ...]:
-            return tuple(type_names.get(subgraph.Tensors(i).Type(), "?") for i in indices if i >= 0)
-
         for o in range(subgraph.OperatorsLength()):
             op = subgraph.Operators(o)
             name, custom = codes[op.OpcodeIndex()]
             inputs = [int(op.Inputs(k)) for k in range(op.InputsLength())]
             outputs = [int(op.Outputs(k)) for k in range(op.OutputsLength())]
-            ops.append(OpUse(name, custom, types(inputs), types(outputs), _options(schema, name, op)))
+            ops.append(OpUse(name, custom, types(subgraph, inputs), types(subgraph, outputs), _options(schema, name, op)))
     return ops
 
 

@@ -61,8 +61,8 @@ def test_ctrl_c_during_a_backend_import_is_reported_as_an_interrupt(monkeypatch,
     def interrupted_import(name):
         try:
             raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            raise ImportError(f"cannot import {name}")  # what a library's broad import guard turns it into
+        except KeyboardInterrupt as interrupt:  # what a library's broad import guard turns it into
+            raise ImportError(f"cannot import {name}") from interrupt
 
     monkeypatch.setattr(importlib, "import_module", interrupted_import)
     with pytest.raises(KeyboardInterrupt):

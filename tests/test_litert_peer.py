@@ -110,9 +110,9 @@ def test_truncated_flatbuffer_is_refused_in_one_line(peer_manifest: Path, tmp_pa
 def test_float_batch_of_wrong_dtype_is_refused(peer_manifest: Path) -> None:
     from edgeseg.errors import ConfigError
 
-    with open_backend(peer_manifest, threads=1) as backend:
-        with pytest.raises(ConfigError, match="takes float32 input, got uint8"):
-            backend.infer(np.zeros((1, 257, 257, 3), np.uint8))
+    with open_backend(peer_manifest, threads=1) as backend, \
+            pytest.raises(ConfigError, match="takes float32 input, got uint8"):
+        backend.infer(np.zeros((1, 257, 257, 3), np.uint8))
 
 
 def test_peer_manifest_copy_keeps_working_beside_a_copied_model(peer_manifest: Path, tmp_path: Path) -> None:

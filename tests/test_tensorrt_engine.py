@@ -233,9 +233,14 @@ class _Recorded:
                 pass
 
             count = staticmethod(lambda: 1)
-            name = lambda self: gpu.name
-            compute_capability = lambda self: tuple(int(p) for p in gpu.compute_capability.split("."))
-            retain_primary_context = lambda self: PrimaryContext()
+            def name(self):
+                return gpu.name
+
+            def compute_capability(self):
+                return tuple(int(p) for p in gpu.compute_capability.split("."))
+
+            def retain_primary_context(self):
+                return PrimaryContext()
 
         class Pinned(bytearray):
             def free(self):

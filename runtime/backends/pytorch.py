@@ -22,7 +22,7 @@ class TorchBackend(Backend):
         model_info = manifest.data["model"]
         try:
             payload = torch.load(manifest.artifact_path, map_location="cpu", weights_only=True)
-            state = payload["state_dict"] if "state_dict" in payload else payload
+            state = payload.get("state_dict", payload)
             model = tvm.get_model(model_info["architecture"], weights=None, weights_backbone=None,
                                   num_classes=int(model_info["num_classes"]), aux_loss=False) \
                 if "deeplabv3" in model_info["architecture"] or "fcn" in model_info["architecture"] \
