@@ -11,7 +11,8 @@ from edgeseg.scenes import generate_scene, scene_rng
 DEFAULT_CALIBRATION_IMAGES = 64
 
 
-def calibration_images(spec: str | None, count: int = DEFAULT_CALIBRATION_IMAGES, *, precision: str = "int8") -> list[np.ndarray]:
+def calibration_images(spec: str | None, count: int = DEFAULT_CALIBRATION_IMAGES, *,
+                       precision: str = "int8") -> list[np.ndarray]:
     """RGB uint8 images for calibration from `--calib`.
 
     `spec` is a folder (bare images, VOC layout or images/ + masks/: the train split where one is

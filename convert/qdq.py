@@ -163,7 +163,8 @@ class QdqModel:
     percentile: float | None = None
 
     def to_dict(self) -> dict:
-        return {"format": "QDQ (explicit quantization)", "tool": "edgeseg TensorRT Q/DQ placement, onnxruntime calibrators",
+        return {"format": "QDQ (explicit quantization)",
+                "tool": "edgeseg TensorRT Q/DQ placement, onnxruntime calibrators",
                 "placement": "one pair per tensor: Conv inputs and weights, residual Add skip inputs",
                 "activations": "int8 symmetric per-tensor", "weights": "int8 symmetric per-channel (axis 0)",
                 "calibration_method": self.method,

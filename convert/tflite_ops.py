@@ -35,7 +35,8 @@ class OpUse:
 
 
 def _enum_names(enum_class: type) -> dict[int, str]:
-    return {value: name for name, value in vars(enum_class).items() if not name.startswith("_") and isinstance(value, int)}
+    return {value: name for name, value in vars(enum_class).items()
+            if not name.startswith("_") and isinstance(value, int)}
 
 
 def is_tflite_flatbuffer(data: bytes) -> bool:

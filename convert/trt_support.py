@@ -59,7 +59,8 @@ _OPS_ADDED_10 = {4: {"BlackmanWindow", "HammingWindow", "HannWindow"}, 5: {"STFT
                  15: {"RotaryEmbedding", "RMSNormalization", "TensorScatter"}}
 
 RESIZE_MODES = ("nearest", "linear")
-RESIZE_COORDINATE_TRANSFORMS = ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners")
+RESIZE_COORDINATE_TRANSFORMS = ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric",
+                                "align_corners")
 RESIZE_NEAREST_MODES = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
 
 # Orin DLA through TensorRT 8.6: op types that run natively (Constant and Shape are folded at build time).
@@ -281,7 +282,8 @@ def _check_cast(node: onnx.NodeProto, p: ParserProfile, g: _Graph) -> str | None
     if to not in p.cast_targets:
         return f"Cast to {_TYPE_NAMES.get(to, to)}"
     source = g.types.get(node.input[0])
-    if to == TensorProto.UINT8 and p.float_to_uint8_cast_only and source not in (TensorProto.FLOAT, TensorProto.FLOAT16):
+    if to == TensorProto.UINT8 and p.float_to_uint8_cast_only and source not in (TensorProto.FLOAT,
+                                                                                 TensorProto.FLOAT16):
         kind = _TYPE_NAMES.get(source, "an unknown type") if source is not None else "an unknown type"
         return f"Cast from {kind} to UINT8 (TensorRT 8.x casts to UINT8 only from FP32/FP16)"
     return None

@@ -145,7 +145,8 @@ def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, p
     summary = {
         "reference": "PyTorch FP32",
         "argmax_agreement": agreement,
-        "max_abs_logit_diff": max((r["max_abs_logit_diff"] for r in results if "max_abs_logit_diff" in r), default=None),
+        "max_abs_logit_diff": max((r["max_abs_logit_diff"] for r in results if "max_abs_logit_diff" in r),
+                                  default=None),
         "miou_delta": min(deltas) if deltas else None,
         "budget": budget,
         "sets": results,

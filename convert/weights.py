@@ -128,7 +128,8 @@ def _check_checkpoint_fields(payload: dict, path: Path) -> None:
         if key not in payload:
             raise WeightsError(f"{path}: edgeseg checkpoint lacks '{key}'")
         if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
-            raise WeightsError(f"{path}: edgeseg checkpoint field '{key}' has the wrong type ({type(payload[key]).__name__})")
+            raise WeightsError(f"{path}: edgeseg checkpoint field '{key}' has the wrong type "
+                               f"({type(payload[key]).__name__})")
     if payload["arch"] not in ZOO:
         raise WeightsError(f"{path}: edgeseg checkpoint names an unknown architecture '{payload['arch']}'")
     if not all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
@@ -173,7 +174,8 @@ def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None
         labels = _read_labels_file(labels_file, num_classes)
     else:
         labels = _torchvision_labels(arch, path, sha, num_classes) or tuple(f"class_{i}" for i in range(num_classes))
-    return LoadedWeights(arch=arch, num_classes=num_classes, labels=labels, state_dict=payload, sha256=sha, source=str(path))
+    return LoadedWeights(arch=arch, num_classes=num_classes, labels=labels, state_dict=payload, sha256=sha,
+                         source=str(path))
 
 
 def _load_torchvision(arch: str) -> LoadedWeights:
@@ -188,7 +190,8 @@ def _load_torchvision(arch: str) -> LoadedWeights:
     check_finite(state, f"torchvision:{weights}")
     return LoadedWeights(
         arch=arch, num_classes=len(weights.meta["categories"]), labels=tuple(weights.meta["categories"]),
-        state_dict=state, sha256=None, source=f"torchvision:{weights}", metadata={"torchvision_metrics": weights.meta.get("_metrics")},
+        state_dict=state, sha256=None, source=f"torchvision:{weights}",
+        metadata={"torchvision_metrics": weights.meta.get("_metrics")},
     )
 
 

@@ -62,7 +62,8 @@ def this_machine_plan(bundle: Manifest | Path | str, dla_core: DlaRequest = BUND
     return plan_engine(bundle, dla_core, current_gpu(), version)
 
 
-def _network(plan: EnginePlan, builder: trt.Builder, logger: trt.ILogger) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
+def _network(plan: EnginePlan, builder: trt.Builder, logger: trt.ILogger) -> tuple[trt.INetworkDefinition,
+                                                                                   trt.OnnxParser]:
     import tensorrt as trt
 
     flags = 0
@@ -112,13 +113,15 @@ def _serialize(plan: EnginePlan, folder: Path, log: Callable[[str], None]) -> tu
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ConfigError(f"{plan.bundle.artifact_path.name}: TensorRT {plan.tensorrt_version} built no engine (see "
-                          f"its log above; if it mentions memory, the workspace of {plan.options.workspace_mb} MB is too small)")
+                          f"its log above; if it mentions memory, the workspace of {plan.options.workspace_mb} MB is "
+                          "too small)")
     seconds = time.perf_counter() - start
     write_bytes_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
     return bytes(serialized), seconds
 
 
-def write_engine_manifest(plan: EnginePlan, engine_path: Path, *, built_by: str, build_seconds: float | None) -> Manifest:
+def write_engine_manifest(plan: EnginePlan, engine_path: Path, *, built_by: str,
+                          build_seconds: float | None) -> Manifest:
     """The engine's manifest: the bundle's, with the engine's facts (what binds it, what built it)."""
     bundle = plan.bundle
     data = {key: value for key, value in bundle.data.items() if key not in ("verification", "manifest_path")}

@@ -51,7 +51,8 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     """The options rendering owns."""
     g = parser.add_argument_group("rendering", "how masks are drawn")
     g.add_argument("--mode", choices=MODES, default="overlay",
-                   help="overlay: colours over the frame; mask: the class colours alone; side-by-side: both (default: %(default)s)")
+                   help="overlay: colours over the frame; mask: the class colours alone; side-by-side: both (default: "
+                        "%(default)s)")
     g.add_argument("--alpha", type=float, default=0.5, metavar="A", help="overlay opacity, 0..1 (default: %(default)s)")
     g.add_argument("--no-outlines", action="store_true", help="do not draw class outlines")
     g.add_argument("--no-legend", action="store_true", help="do not draw the legend of classes present")

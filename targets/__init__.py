@@ -122,7 +122,8 @@ class TargetProfile:
     def check_precision(self, precision: str) -> None:
         if precision not in self.precisions:
             raise ConfigError(
-                f"target {self.name} does not support precision '{precision}'; it supports: {', '.join(self.precisions)}"
+                f"target {self.name} does not support precision '{precision}'; it supports: "
+                f"{', '.join(self.precisions)}"
             )
 
     def tensorrt_options(self) -> TensorRTOptions:

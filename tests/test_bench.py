@@ -195,7 +195,8 @@ def test_a_second_run_reuses_the_cached_artifact(tmp_path, results: dict, sample
     assert again["accuracy"]["miou"] == first["accuracy"]["miou"]
 
 
-def test_a_precision_the_target_lacks_is_not_run_with_the_reason(tmp_path, sample_checkpoint: Path, synthetic_voc: Path):
+def test_a_precision_the_target_lacks_is_not_run_with_the_reason(tmp_path, sample_checkpoint: Path,
+                                                                 synthetic_voc: Path):
     out = tmp_path / "r"
     assert bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc), "--targets", "host-cpu",
                   "--precisions", "int8-dynamic", "--quick", "--cache", str(tmp_path / "c"), "--out", str(out)]) == 0
@@ -284,5 +285,6 @@ def test_aspp_compare_runs_each_cell_with_and_without_the_rewrite(tmp_path, samp
     assert on["accuracy"]["miou"] == pytest.approx(off["accuracy"]["miou"], abs=1e-3)
     report = (out / "report.md").read_text()
     assert "with and without (`--aspp-compare`)" in report
-    line = next(x for x in report.splitlines() if x.startswith("| deeplabv3_mobilenet_v3_large | host-cpu | 128 | fp32 |"))
+    line = next(x for x in report.splitlines()
+                if x.startswith("| deeplabv3_mobilenet_v3_large | host-cpu | 128 | fp32 |"))
     assert f"{on['cost']['gflops']:.2f} / {off['cost']['gflops']:.2f}" in line

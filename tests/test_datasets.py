@@ -33,7 +33,8 @@ def test_verification_reads_the_val_split_of_a_voc_layout_folder(tmp_path):
 
 
 def test_split_ids_read_voc_lists_and_root_lists_and_are_empty_when_unlisted(tmp_path):
-    root = write_voc_dataset(tmp_path / "voc", train=3, val=2, seed=5, progress=False, config=SceneConfig(height=64, width=64))
+    root = write_voc_dataset(tmp_path / "voc", train=3, val=2, seed=5, progress=False,
+                             config=SceneConfig(height=64, width=64))
     val_ids = split_ids(root, "val")
     assert val_ids == [s.id for s in open_dataset(root, "val").samples] and len(val_ids) == 2
     (root / "extra.txt").write_text("a 1\n\nb\n")  # first word of each non-empty line

@@ -140,7 +140,8 @@ BAD_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize("path, value, message", BAD_FIELDS, ids=[f"{p}={v if v is not DELETE else 'missing'}" for p, v, _ in BAD_FIELDS])
+@pytest.mark.parametrize("path, value, message", BAD_FIELDS,
+                         ids=[f"{p}={v if v is not DELETE else 'missing'}" for p, v, _ in BAD_FIELDS])
 def test_manifest_with_a_wrong_field_is_refused_in_one_line(copy, capsys, path, value, message):
     data = json.loads(copy.read_text())
     _set(path, value)(data)

@@ -25,7 +25,8 @@ def raise_from_info(monkeypatch, exc: BaseException) -> None:
 
 def test_stdout_closed_by_its_reader_exits_quietly():
     # The read end is closed before the child writes a byte: its first flush meets EPIPE, every time.
-    proc = subprocess.Popen([sys.executable, "-m", "edgeseg", "targets"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "edgeseg", "targets"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     proc.stdout.close()
     assert proc.wait(timeout=120) == 141
     assert proc.stderr.read() == b""

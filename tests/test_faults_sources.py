@@ -40,7 +40,8 @@ def test_silent_source_times_out_with_one_line(silent_pipe):
     with pytest.raises(SourceError) as info:
         open_source(str(silent_pipe), SourceOptions(first_frame_timeout_s=0.5))
     assert time.monotonic() - started < 5
-    assert str(info.value) == (f"{silent_pipe}: delivered no frame within 0.5 s (a busy camera, a silent stream, a pipe "
+    assert str(info.value) == (f"{silent_pipe}: delivered no frame within 0.5 s (a busy camera, a silent stream, a "
+                               "pipe "
                                "nobody writes to?); --first-frame-timeout sets the wait")
 
 

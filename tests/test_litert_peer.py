@@ -53,7 +53,8 @@ def test_peer_manifest_names_the_genuine_google_file(peer_manifest: Path) -> Non
     spec = manifest.input_spec()
     # x/127.5 - 1 written as the manifest's mean/std: (x - 127.5) / 127.5.
     pixels = np.array([[[0, 127, 255]]], dtype=np.uint8).repeat(spec.height, 0).repeat(spec.width, 1)
-    assert np.allclose(preprocess_rgb(pixels, spec)[0, 0, 0], [0 / 127.5 - 1, 127 / 127.5 - 1, 255 / 127.5 - 1], atol=1e-6)
+    assert np.allclose(preprocess_rgb(pixels, spec)[0, 0, 0], [0 / 127.5 - 1, 127 / 127.5 - 1, 255 / 127.5 - 1],
+                       atol=1e-6)
 
 
 def test_peer_reproduces_its_voc_val_miou(peer_manifest: Path, voc_sample: Path) -> None:

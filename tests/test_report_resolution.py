@@ -58,7 +58,8 @@ def test_pareto_draws_one_line_per_target_and_precision_through_the_sizes_in_ord
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
     plots.plot_pareto(_results(), tmp_path / "pareto.png")
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
-    assert sorted(label for label, _, _ in drawn) == ["android-cpu fp32", "android-cpu int8", "host-cpu fp32", "host-cpu int8"]
+    assert sorted(label for label, _, _ in drawn) == ["android-cpu fp32", "android-cpu int8", "host-cpu fp32",
+                                                      "host-cpu int8"]
     host_fp32 = next((xs, ys) for label, xs, ys in drawn if label == "host-cpu fp32")
     assert host_fp32 == ([10.0, 40.0, 100.0], [88.0, 91.5, 93.0])  # 320 -> 640 -> 1024
 

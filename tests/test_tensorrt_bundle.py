@@ -174,7 +174,8 @@ def test_residual_add_quantizes_the_skip_not_the_conv_branch():
 
     w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
     nodes = [helper.make_node("Conv", ["x", "w"], ["c1"], name="c1"), helper.make_node("Relu", ["c1"], ["r"], name="r"),
-             helper.make_node("Conv", ["r", "w"], ["c2"], name="c2"), helper.make_node("Add", ["c1", "c2"], ["y"], name="add")]
+             helper.make_node("Conv", ["r", "w"], ["c2"], name="c2"),
+             helper.make_node("Add", ["c1", "c2"], ["y"], name="add")]
     model = _graph(nodes, initializers=[w], out_shape=(1, 4, 8, 8))
     producer = {o: n for n in model.graph.node for o in n.output}
     assert residual_inputs(model.graph.node[3], producer, {"w"}) == [0]
@@ -268,7 +269,8 @@ def test_qdq_rules_nonzero_zero_point_and_prequantized_weights():
 def test_per_channel_scales_only_on_weights_along_the_output_channel_axis():
     with pytest.raises(ConfigError, match="weight_q.*axis 1 of a Conv weight.*axis 0"):
         require_supported(_dq_conv(TensorProto.FLOAT, axis=1), ("8.6",), artifact="m.onnx")
-    scales = [numpy_helper.from_array(np.full(4, 0.1, np.float32), "s"), numpy_helper.from_array(np.zeros(4, np.int8), "z")]
+    scales = [numpy_helper.from_array(np.full(4, 0.1, np.float32), "s"),
+              numpy_helper.from_array(np.zeros(4, np.int8), "z")]
     activation = _graph([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="act_q", axis=1),
                          helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["y"], name="act_dq", axis=1)],
                         initializers=scales, out_shape=(1, 4, 8, 8))

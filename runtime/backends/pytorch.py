@@ -30,7 +30,8 @@ class TorchBackend(Backend):
                                    num_classes=int(model_info["num_classes"]))
             model.load_state_dict({k: v.float() for k, v in state.items() if not k.startswith("aux_classifier.")})
         except (RuntimeError, KeyError, OSError) as exc:
-            raise ManifestError(f"{manifest.artifact_path}: cannot load as {model_info['architecture']} ({str(exc).splitlines()[0][:160]})") from None
+            raise ManifestError(f"{manifest.artifact_path}: cannot load as {model_info['architecture']} "
+                                f"({str(exc).splitlines()[0][:160]})") from None
         self.model = model.eval()
         if manifest.data["input"].get("layout", "NCHW") != "NCHW" or manifest.output.get("kind") != "logits":
             raise ManifestError(f"{manifest.path}: the PyTorch backend runs NCHW float input with logits output only")

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             arrays[f"logits/{resolution}/{name}"] = low.astype(np.float32)
     arrays["names"] = np.array([n for n, _ in inputs])
     np.savez_compressed(args.out, **arrays)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB): {len(inputs)} inputs x {len(RESOLUTIONS)} resolutions")
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB): {len(inputs)} inputs x {len(RESOLUTIONS)} "
+          "resolutions")
     return 0
 
 

@@ -58,7 +58,8 @@ def score(model: torch.nn.Module, pairs, count: int, resolutions, labels) -> dic
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="sample", help="'sample' or an edgeseg checkpoint")
-    parser.add_argument("--data", type=Path, default=None, help="VOC folder whose val split to score (default: generate)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="VOC folder whose val split to score (default: generate)")
     parser.add_argument("--count", type=int, default=200, help="held-out scenes (default: %(default)s)")
     parser.add_argument("--start", type=int, default=0, help="first held-out scene (to score a set in parts)")
     parser.add_argument("--resolutions", type=int, nargs="+", default=list(RESOLUTIONS))
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     weights = load_weights(args.weights)
     model = weights.build()
-    scores = score(model, held_out_pairs(args.data, args.count, args.start), args.count, args.resolutions, weights.labels)
+    scores = score(model, held_out_pairs(args.data, args.count, args.start), args.count, args.resolutions,
+                   weights.labels)
     meta = weights.metadata
     record = {
         "checkpoint": Path(weights.source).name, "sha256": weights.sha256, "arch": weights.arch,
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             "images": args.count,
             "source": str(args.data) if args.data else
             f"synthetic scenes, seed 0, val {args.start}..{args.start + args.count - 1}, native 1024x1024",
-            "scoring": "FP32 PyTorch; input resized to R (bilinear), argmax resized back to the native ground truth (nearest)",
+            "scoring": "FP32 PyTorch; input resized to R (bilinear), argmax resized back to the native ground truth "
+                       "(nearest)",
             "by_resolution": {str(r): s for r, s in scores.items()},
         },
     }
