@@ -33,7 +33,8 @@ def calibration_images(spec: str | None, count: int = DEFAULT_CALIBRATION_IMAGES
     from pathlib import Path
 
     root = Path(spec)
-    split = "train" if (root / "ImageSets" / "Segmentation" / "train.txt").is_file() or (root / "train.txt").is_file() else None
+    split = "train" if ((root / "ImageSets" / "Segmentation" / "train.txt").is_file()
+                        or (root / "train.txt").is_file()) else None
     dataset = open_dataset(root, split)
     images = []
     for i in range(min(count, len(dataset))):

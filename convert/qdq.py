@@ -293,7 +293,8 @@ def _gated_qdq_model(qdq_path: Path, nodes: list[str]) -> onnx.ModelProto:
         node = by_name[name]
         for i, source in list(_qdq_inputs(node, producer)):
             stem = f"{gate}_in{i}"
-            added.append(helper.make_node("Where", [gate, node.input[i], source], [f"{stem}_out"], name=f"{stem}_where"))
+            added.append(helper.make_node("Where", [gate, node.input[i], source], [f"{stem}_out"],
+                                          name=f"{stem}_where"))
             node.input[i] = f"{stem}_out"
     graph.node.extend(added)
     # Topological order: the gates read tensors produced anywhere in the graph.

@@ -266,7 +266,8 @@ def metadata_facts(job: ExportJob, spec: InputSpec) -> tflite_metadata.Segmenter
         name=job.basename,
         description=f"{weights.arch} semantic segmentation, {weights.num_classes} classes, {job.precision}, "
                     f"{job.height}x{job.width} RGB in, {what} out; converted by edgeseg for {job.target.name}.",
-        version=f"edgeseg {edgeseg.__version__}; weights sha256 {(weights.sha256 or 'unknown')[:16]} ({weights.source})",
+        version=(f"edgeseg {edgeseg.__version__}; weights sha256 {(weights.sha256 or 'unknown')[:16]} "
+                 f"({weights.source})"),
         labels=tuple(weights.labels), height=job.height, width=job.width, output_kind=job.output_kind,
         mean=spec.mean, std=spec.std,
         author=weights.metadata.get("author"), license=weights.metadata.get("license"),
@@ -319,7 +320,8 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     # Refuse INT8 without real images before the slow conversion starts.
     images = calibration_images(job.calibration, count, precision="int8") if job.precision == "int8" else None
     spec = float_input_spec(job)
-    stages = ["convert (litert-torch)"] + (["quantize (ai-edge-quantizer)"] if job.precision != "fp32" else []) + ["write + check ops"]
+    stages = (["convert (litert-torch)"] + (["quantize (ai-edge-quantizer)"] if job.precision != "fp32" else [])
+              + ["write + check ops"])
     bar = tqdm(total=len(stages), desc=f"tflite {job.precision}", unit="stage", disable=not job.progress)
     try:
         bar.set_postfix_str(stages[0])

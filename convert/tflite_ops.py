@@ -76,7 +76,8 @@ def read_ops(model: Path | bytes) -> list[OpUse]:
             name, custom = codes[op.OpcodeIndex()]
             inputs = [int(op.Inputs(k)) for k in range(op.InputsLength())]
             outputs = [int(op.Outputs(k)) for k in range(op.OutputsLength())]
-            ops.append(OpUse(name, custom, types(subgraph, inputs), types(subgraph, outputs), _options(schema, name, op)))
+            ops.append(OpUse(name, custom, types(subgraph, inputs), types(subgraph, outputs),
+                             _options(schema, name, op)))
     return ops
 
 
@@ -126,7 +127,8 @@ GPU_SUPPORTED_OPS = frozenset([
     "SPACE_TO_DEPTH", "SPLIT", "SPLIT_V", "SQRT", "SQUARE", "SQUARED_DIFFERENCE", "STABLEHLO_CLAMP",
     "STRIDED_SLICE", "SUB", "SUM", "TANH", "TILE", "TRANSPOSE", "TRANSPOSE_CONV",
 ])
-GPU_SUPPORTED_CUSTOM_OPS = frozenset({"Convolution2DTransposeBias", "MaxPoolingWithArgmax2D", "MaxUnpooling2D", "Resampler"})
+GPU_SUPPORTED_CUSTOM_OPS = frozenset({"Convolution2DTransposeBias", "MaxPoolingWithArgmax2D", "MaxUnpooling2D",
+                                      "Resampler"})
 _GPU_CAST_PAIRS = frozenset(
     [("BOOL", "FLOAT16"), ("BOOL", "FLOAT32"), ("FLOAT16", "BOOL"), ("FLOAT32", "BOOL")]
     + [(a, b) for a in ("FLOAT32", "INT32") for b in ("FLOAT32", "INT32")]

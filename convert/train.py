@@ -68,7 +68,8 @@ class AugmentedPairs(torch.utils.data.Dataset):
             image = cv2.resize(image, (self.crop, self.crop), interpolation=cv2.INTER_LINEAR)
             mask = cv2.resize(mask, (self.crop, self.crop), interpolation=cv2.INTER_NEAREST)
         x = (np.asarray(image, np.float32) - _MEAN) / _STD
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), torch.from_numpy(np.ascontiguousarray(mask)).long()
+        return (torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))),
+                torch.from_numpy(np.ascontiguousarray(mask)).long())
 
     def _augment(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         f, y, x, flip = self.draw_view(rng, image.shape[0], image.shape[1])

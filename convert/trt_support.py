@@ -251,7 +251,8 @@ def _check_scale(node: onnx.NodeProto, g: _Graph) -> str | None:
         if wanted is None:
             return f"a per-channel scale on a weight read by {reader.op_type} (only Conv and ConvTranspose weights)"
         if axis != wanted:
-            return f"a per-channel scale along axis {axis} of a {reader.op_type} weight (its output channels are axis {wanted})"
+            return (f"a per-channel scale along axis {axis} of a {reader.op_type} weight "
+                    f"(its output channels are axis {wanted})")
     return None
 
 
@@ -306,7 +307,8 @@ def _check_node(node: onnx.NodeProto, p: ParserProfile, g: _Graph) -> str | None
         kind = g.types.get(node.input[0])
         if kind is not None and kind not in p.argmax_inputs:
             return f"ArgMax over {_TYPE_NAMES.get(kind)}"
-    if op == "Slice" and len(node.input) > 3 and node.input[3] and not p.slice_tensor_axes and node.input[3] not in g.consts:
+    if (op == "Slice" and len(node.input) > 3 and node.input[3] and not p.slice_tensor_axes
+            and node.input[3] not in g.consts):
         return "Slice axes must be an initializer before TensorRT 10.3"
     if op in ("Squeeze", "Unsqueeze") and len(node.input) > 1 and node.input[1] and node.input[1] not in g.consts:
         return f"{op} axes must be a constant"

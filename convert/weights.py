@@ -49,7 +49,8 @@ class LoadedWeights:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
-            raise WeightsError(f"{self.source}: does not fit {self.arch} with {self.num_classes} classes ({first})") from None
+            raise WeightsError(f"{self.source}: does not fit {self.arch} with {self.num_classes} classes "
+                               f"({first})") from None
         return model.eval()
 
 
@@ -116,7 +117,8 @@ def _load_file(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt: {reason[:160]})") from None
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint "
+                           f"(truncated or corrupt: {reason[:160]})") from None
 
 
 # What an edgeseg checkpoint must carry, and of which type (a hand-edited or foreign file may not).

@@ -108,7 +108,8 @@ def _serialize(plan: EnginePlan, folder: Path, log: Callable[[str], None]) -> tu
     network, _parser = _network(plan, builder, logger)  # the parser must outlive the build
     timing_path = folder / plan.timing_cache
     config = _config(plan, builder, timing_path)
-    log(f"building {plan.name} on {plan.gpu.name} with TensorRT {plan.tensorrt_version}; this takes minutes on a Jetson")
+    log(f"building {plan.name} on {plan.gpu.name} with TensorRT {plan.tensorrt_version}; "
+        "this takes minutes on a Jetson")
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:

@@ -105,7 +105,8 @@ class Renderer:
         self.thickness = 1 if height < 720 else 2
         (_, self.line_h), self.baseline = cv2.getTextSize("Ag", _FONT, self.font_scale, self.thickness)
         self.line_step = self.line_h + self.baseline + 6
-        self.label_widths = [cv2.getTextSize(name, _FONT, self.font_scale, self.thickness)[0][0] for name in self.labels]
+        self.label_widths = [cv2.getTextSize(name, _FONT, self.font_scale, self.thickness)[0][0]
+                             for name in self.labels]
 
     # -- drawing --------------------------------------------------------------------------
 

@@ -90,7 +90,8 @@ class VideoFileSink(Sink):
             self.tmp_path, self.tmp_lock = locked_temp_file(self.path, suffix=self.path.suffix)
             os.chmod(self.tmp_path, self.file_mode)  # a video is an ordinary file
         except OSError as exc:
-            raise OutputError(f"--save {self.path}: cannot create the video file there ({exc.strerror or exc})") from None
+            raise OutputError(f"--save {self.path}: cannot create the video file there "
+                              f"({exc.strerror or exc})") from None
         self.fps = self.fps if self.fps and self.fps > 0 else DEFAULT_VIDEO_FPS
         writer = cv2.VideoWriter(str(self.tmp_path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
         if not writer.isOpened():
@@ -131,7 +132,8 @@ class VideoFileSink(Sink):
             os.replace(self.tmp_path, self.path)
         except OSError as exc:
             self._discard()
-            raise OutputError(f"--save {self.path}: cannot move the finished video into place ({exc.strerror})") from None
+            raise OutputError(f"--save {self.path}: cannot move the finished video into place "
+                              f"({exc.strerror})") from None
         self.published = True
         self._unlock()
 

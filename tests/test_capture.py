@@ -295,7 +295,8 @@ def test_lost_live_source_is_retried_a_bounded_number_of_times_then_ends():
     assert 1 <= len(frames) <= 3
     assert source.reopen_calls == 3
     assert messages == [f"fake://camera: stopped delivering frames; reconnecting ({k}/3)" for k in (1, 2, 3)]
-    assert grabber.end_reason == f"{SOURCE_LOST}: fake://camera stopped delivering frames and did not come back after 3 reconnect attempts"
+    assert grabber.end_reason == (f"{SOURCE_LOST}: fake://camera stopped delivering frames "
+                                  "and did not come back after 3 reconnect attempts")
 
 
 def test_live_source_that_comes_back_keeps_delivering():

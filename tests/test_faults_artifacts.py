@@ -160,7 +160,8 @@ def test_manifest_that_is_not_an_object_is_refused(copy):
 
 
 def test_external_artifact_needs_the_explicit_flag_and_still_matches_its_sha256(copy, tmp_path):
-    # Hand-written manifests for files edgeseg did not produce (the public peers) say so; the sha256 still pins the file.
+    # Hand-written manifests for files edgeseg did not produce (the public peers) say so;
+    # the sha256 still pins the file.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     artifact = load_manifest(copy).artifact_path

@@ -42,7 +42,8 @@ def demo(model: Path, source: Path, capsys, *extra: str) -> tuple[int, str, str]
     code = main(["demo", "--model", str(model), "--source", str(source), "--headless", "--threads", "1", *extra])
     captured = capsys.readouterr()
     # stderr minus tqdm's progress bar (drawn with carriage returns and cleared on exit in a terminal)
-    lines = [line for line in captured.err.replace("\r", "\n").splitlines() if line.strip() and not line.startswith("demo:")]
+    lines = [line for line in captured.err.replace("\r", "\n").splitlines()
+             if line.strip() and not line.startswith("demo:")]
     return code, captured.out, "\n".join(lines)
 
 

@@ -153,7 +153,8 @@ class LiteRTBackend(Backend):
         manifest = self.manifest
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ManifestError(f"{path}: has {len(inputs)} inputs and {len(outputs)} outputs; edgeseg runs one of each")
+            raise ManifestError(f"{path}: has {len(inputs)} inputs and {len(outputs)} outputs; "
+                                "edgeseg runs one of each")
         self.input, self.output = inputs[0], outputs[0]
         spec = manifest.input_spec()
         expected = list(batch_shape(spec))
