@@ -377,7 +377,7 @@ def per_class_by_resolution_table(results: dict[str, Any]) -> str | None:
         for c in classes:
             values = [by_res[size].get(c) for size in sizes]
             gain = None if values[0] is None or values[-1] is None else values[-1] - values[0]
-            lines.append(f"| {c} | " + " | ".join(_num(v, ".1f") for v in values)
-                         + f" | {_num(gain, '.1f', signed=True)} |")
+            cells = " | ".join(_num(v, ".1f") for v in values)
+            lines.append(f"| {c} | {cells} | {_num(gain, '.1f', signed=True)} |")
         tables.append("\n".join(lines))
     return "\n\n".join(tables) or None

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgeseg.errors import BackendUnavailableError, ManifestError
 from edgeseg.manifest import Manifest
-from edgeseg.runtime.backends import Backend
+from edgeseg.runtime.backends import Backend, batch_shape
 from edgeseg.runtime.engine import (
     check_engine_compatible,
     current_gpu,
@@ -115,7 +115,7 @@ class TensorRTBackend(Backend):
             raise ManifestError(f"{engine_name}: expected one input and one output, found {len(inputs)} and "
                                 f"{len(outputs)}")
         spec = self.manifest.input_spec()
-        expected = (1, spec.height, spec.width, 3) if spec.layout == "NHWC" else (1, 3, spec.height, spec.width)
+        expected = batch_shape(spec)
         if inputs[0].shape != expected or inputs[0].dtype != np.dtype(spec.dtype):
             raise ManifestError(f"{self.manifest.path.name}: says input {list(expected)} {spec.dtype} but "
                                 f"{engine_name} "
