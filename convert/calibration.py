@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from edgeseg.datasets import open_dataset
-from edgeseg.scenes import generate_scene, scene_rng
 from edgeseg.errors import ConfigError, DatasetError
+from edgeseg.scenes import generate_scene, scene_rng
 
 DEFAULT_CALIBRATION_IMAGES = 64
 
 
-def calibration_images(spec: str | None, count: int = DEFAULT_CALIBRATION_IMAGES, *, precision: str = "int8") -> list[np.ndarray]:
+def calibration_images(spec: str | None, count: int = DEFAULT_CALIBRATION_IMAGES, *,
+                       precision: str = "int8") -> list[np.ndarray]:
     """RGB uint8 images for calibration from `--calib`.
 
     `spec` is a folder (bare images, VOC layout or images/ + masks/: the train split where one is
@@ -32,7 +33,8 @@ def calibration_images(spec: str | None, count: int = DEFAULT_CALIBRATION_IMAGES
     from pathlib import Path
 
     root = Path(spec)
-    split = "train" if (root / "ImageSets" / "Segmentation" / "train.txt").is_file() or (root / "train.txt").is_file() else None
+    split = "train" if ((root / "ImageSets" / "Segmentation" / "train.txt").is_file()
+                        or (root / "train.txt").is_file()) else None
     dataset = open_dataset(root, split)
     images = []
     for i in range(min(count, len(dataset))):

@@ -42,7 +42,8 @@ def output_spec(job: ExportJob, *, layout_logits: str = "NCHW") -> dict:
 def export_onnx_file(job: ExportJob, path: Path, model: torch.nn.Module | None = None) -> Path:
     """Trace the wrapped model to `path` (legacy TorchScript exporter: it keeps opset 17)."""
     spec = input_spec(job)
-    wrapper = ExportWrapper(model or job.model, output=job.output_kind, fuse_preprocessing=job.fuse_preprocessing).eval()
+    wrapper = ExportWrapper(model or job.model, output=job.output_kind,
+                            fuse_preprocessing=job.fuse_preprocessing).eval()
     if spec.dtype == "uint8":
         dummy = torch.randint(0, 256, (1, job.height, job.width, 3), dtype=torch.uint8)
     else:
@@ -94,7 +95,8 @@ def quantize_job(job: ExportJob, float_onnx: Path, artifact: Path, output_dict: 
         return verify_onnx(job, reference, path, spec.to_dict(), output_dict, sets, progress=job.progress)
 
     _, verification, record = quantize_within_budget(
-        float_onnx, artifact, images, spec, verify, method=job.options.get("calib_method") or DEFAULT_CALIBRATION_METHOD,
+        float_onnx, artifact, images, spec, verify,
+        method=job.options.get("calib_method") or DEFAULT_CALIBRATION_METHOD,
         percentile=float(job.options.get("calib_percentile") or DEFAULT_PERCENTILE),
         max_float_layers=job.options.get("int8_max_float_layers"),
         sensitivity_images=int(job.options.get("int8_sensitivity_images") or 4), progress=job.progress,
@@ -125,24 +127,14 @@ def write_metadata_props(path: Path, props: dict[str, str]) -> None:
 
 
 def export(job: ExportJob, staging: Path) -> ExportResult:
+    """The float (FP32/FP16) ONNX artifact; INT8 for ONNX Runtime is convert/ort_int8.py's (the format's
+    `precision_exporters` in targets/__init__.py route it there)."""
     path = staging / f"{job.basename}.onnx"
-    details = {"opset": OPSET, "exporter": "torch.onnx.export (TorchScript)"}
-    verification = None
-    if job.precision == "int8":  # explicit Q/DQ, the same quantizer and budget search as the Jetson bundles
-        from edgeseg.convert.qdq import fold_constants
-
-        traced, folded = staging / f"{job.basename}.traced.onnx", staging / f"{job.basename}.float.onnx"
-        try:
-            fold_constants(export_onnx_file(job, traced), folded)
-            verification, details["quantization"] = quantize_job(job, folded, path, output_spec(job))
-        finally:
-            traced.unlink(missing_ok=True)
-            folded.unlink(missing_ok=True)
-    else:
-        export_onnx_file(job, path)
+    details: dict[str, Any] = {"opset": OPSET, "exporter": "torch.onnx.export (TorchScript)"}
+    export_onnx_file(job, path)
     write_metadata_props(path, metadata_props(job, input_spec(job), output_spec(job)))
     details["metadata_props"] = sorted(metadata_props(job, input_spec(job), output_spec(job)))
     return ExportResult(
         artifact=path, input=input_spec(job).to_dict(), output=output_spec(job), details=details,
-        tools={"onnx": onnx.__version__}, verification=verification,
+        tools={"onnx": onnx.__version__}, verification=None,
     )

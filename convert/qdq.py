@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 from tqdm import tqdm
 
 from edgeseg.errors import ConfigError
+from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 QUANTIZED_OP_TYPES = ("Conv", "Add")
 # How a tensor's INT8 range is estimated from the calibration images:
@@ -163,7 +163,8 @@ class QdqModel:
     percentile: float | None = None
 
     def to_dict(self) -> dict:
-        return {"format": "QDQ (explicit quantization)", "tool": "edgeseg TensorRT Q/DQ placement, onnxruntime calibrators",
+        return {"format": "QDQ (explicit quantization)",
+                "tool": "edgeseg TensorRT Q/DQ placement, onnxruntime calibrators",
                 "placement": "one pair per tensor: Conv inputs and weights, residual Add skip inputs",
                 "activations": "int8 symmetric per-tensor", "weights": "int8 symmetric per-channel (axis 0)",
                 "calibration_method": self.method,
@@ -273,8 +274,9 @@ def _gated_qdq_model(qdq_path: Path, nodes: list[str]) -> onnx.ModelProto:
     One session then measures every node's effect; a switch sits on the node's own reads, so
     switching one node never changes what another node reads, even where they share a Q/DQ pair.
     """
-    from edgeseg.convert.qdq_placement import sorted_topologically
     from onnx import TensorProto, helper
+
+    from edgeseg.convert.qdq_placement import sorted_topologically
 
     model = onnx.load(str(qdq_path))
     graph = model.graph
@@ -291,7 +293,8 @@ def _gated_qdq_model(qdq_path: Path, nodes: list[str]) -> onnx.ModelProto:
         node = by_name[name]
         for i, source in list(_qdq_inputs(node, producer)):
             stem = f"{gate}_in{i}"
-            added.append(helper.make_node("Where", [gate, node.input[i], source], [f"{stem}_out"], name=f"{stem}_where"))
+            added.append(helper.make_node("Where", [gate, node.input[i], source], [f"{stem}_out"],
+                                          name=f"{stem}_where"))
             node.input[i] = f"{stem}_out"
     graph.node.extend(added)
     # Topological order: the gates read tensors produced anywhere in the graph.

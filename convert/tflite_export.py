@@ -25,9 +25,9 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -39,8 +39,8 @@ from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_
 from edgeseg.convert.export import ExportJob, ExportResult
 from edgeseg.convert.wrap import ExportWrapper
 from edgeseg.errors import BackendUnavailableError, ConfigError
-from edgeseg.runtime.tflite_metadata import LABELS_FILE
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
+from edgeseg.runtime.tflite_metadata import LABELS_FILE
 
 INT8_IO = ("float", "int8", "uint8")
 # What ai-edge-quantizer's static INT8 recipe does with the calibration images (qsv_utils.moving_average_update).
@@ -158,7 +158,8 @@ def convert_float(job: ExportJob, spec: InputSpec) -> bytes:
             return bytes(litert_torch.convert(module, (sample,)).model_content())
     except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:
         raise ConfigError(
-            f"{job.weights.arch}: litert-torch cannot convert it for {job.target.name} ({str(exc).splitlines()[0][:200]})"
+            f"{job.weights.arch}: litert-torch cannot convert it for {job.target.name} "
+            f"({str(exc).splitlines()[0][:200]})"
         ) from None
 
 
@@ -182,7 +183,8 @@ def quantize(job: ExportJob, model: bytes, spec: InputSpec, images: list[np.ndar
     ops = qtyping.TFLOperationName
     q = quantizer.Quantizer(bytearray(model))
     if job.precision == "fp16":
-        q.add_weight_only_config(".*", ops.ALL_SUPPORTED, 16, algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+        q.add_weight_only_config(".*", ops.ALL_SUPPORTED, 16,
+                                 algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
         calibration = None
     elif job.precision == "int8-dynamic":
         q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
@@ -245,9 +247,11 @@ def set_io_type(model: bytes, io_type: str, scratch: Path) -> bytes:
     src.write_bytes(model)
     try:
         with _native_logs_to_buffer():
-            status = mmi.modify_model_interface(str(src), str(dst), _TFLITE_TENSOR_TYPE[io_type], _TFLITE_TENSOR_TYPE[io_type])
+            status = mmi.modify_model_interface(str(src), str(dst), _TFLITE_TENSOR_TYPE[io_type],
+                                                _TFLITE_TENSOR_TYPE[io_type])
         if status != 0 or not dst.is_file():
-            raise ConfigError(f"--int8-io {io_type}: TFLite could not change the model's input/output type (status {status})")
+            raise ConfigError(f"--int8-io {io_type}: TFLite could not change the model's input/output type (status "
+                              f"{status})")
         return dst.read_bytes()
     finally:
         for path in (src, dst):
@@ -262,7 +266,8 @@ def metadata_facts(job: ExportJob, spec: InputSpec) -> tflite_metadata.Segmenter
         name=job.basename,
         description=f"{weights.arch} semantic segmentation, {weights.num_classes} classes, {job.precision}, "
                     f"{job.height}x{job.width} RGB in, {what} out; converted by edgeseg for {job.target.name}.",
-        version=f"edgeseg {edgeseg.__version__}; weights sha256 {(weights.sha256 or 'unknown')[:16]} ({weights.source})",
+        version=(f"edgeseg {edgeseg.__version__}; weights sha256 {(weights.sha256 or 'unknown')[:16]} "
+                 f"({weights.source})"),
         labels=tuple(weights.labels), height=job.height, width=job.width, output_kind=job.output_kind,
         mean=spec.mean, std=spec.std,
         author=weights.metadata.get("author"), license=weights.metadata.get("license"),
@@ -284,7 +289,8 @@ def describe_io(job: ExportJob, path: Path) -> tuple[InputSpec, dict]:
     dtype = np.dtype(inp["dtype"]).name
     quant = _tensor_quantization(inp) if dtype in ("int8", "uint8") and not job.fuse_preprocessing else None
     spec = InputSpec(height=spec.height, width=spec.width, layout="NHWC", dtype=dtype, mean=spec.mean, std=spec.std,
-                     quant_scale=quant["scale"] if quant else None, quant_zero_point=quant["zero_point"] if quant else None)
+                     quant_scale=quant["scale"] if quant else None,
+                     quant_zero_point=quant["zero_point"] if quant else None)
     output = {"name": out["name"], "kind": job.output_kind, "layout": "NHWC" if job.output_kind == "logits" else "NHW",
               "dtype": np.dtype(out["dtype"]).name}
     out_quant = _tensor_quantization(out) if job.output_kind == "logits" else None
@@ -314,7 +320,8 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     # Refuse INT8 without real images before the slow conversion starts.
     images = calibration_images(job.calibration, count, precision="int8") if job.precision == "int8" else None
     spec = float_input_spec(job)
-    stages = ["convert (litert-torch)"] + (["quantize (ai-edge-quantizer)"] if job.precision != "fp32" else []) + ["write + check ops"]
+    stages = (["convert (litert-torch)"] + (["quantize (ai-edge-quantizer)"] if job.precision != "fp32" else [])
+              + ["write + check ops"])
     bar = tqdm(total=len(stages), desc=f"tflite {job.precision}", unit="stage", disable=not job.progress)
     try:
         bar.set_postfix_str(stages[0])

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgeseg.errors import ManifestError, VerificationError
 
@@ -34,7 +35,8 @@ class OpUse:
 
 
 def _enum_names(enum_class: type) -> dict[int, str]:
-    return {value: name for name, value in vars(enum_class).items() if not name.startswith("_") and isinstance(value, int)}
+    return {value: name for name, value in vars(enum_class).items()
+            if not name.startswith("_") and isinstance(value, int)}
 
 
 def is_tflite_flatbuffer(data: bytes) -> bool:
@@ -63,18 +65,19 @@ def read_ops(model: Path | bytes) -> list[OpUse]:
         else:
             codes.append((builtin_names.get(builtin, f"BUILTIN_{builtin}"), False))
     ops = []
+
+    def types(subgraph: Any, indices: list[int]) -> tuple[str, ...]:
+        return tuple(type_names.get(subgraph.Tensors(i).Type(), "?") for i in indices if i >= 0)
+
     for s in range(root.SubgraphsLength()):
         subgraph = root.Subgraphs(s)
-
-        def types(indices: list[int]) -> tuple[str, ...]:
-            return tuple(type_names.get(subgraph.Tensors(i).Type(), "?") for i in indices if i >= 0)
-
         for o in range(subgraph.OperatorsLength()):
             op = subgraph.Operators(o)
             name, custom = codes[op.OpcodeIndex()]
             inputs = [int(op.Inputs(k)) for k in range(op.InputsLength())]
             outputs = [int(op.Outputs(k)) for k in range(op.OutputsLength())]
-            ops.append(OpUse(name, custom, types(inputs), types(outputs), _options(schema, name, op)))
+            ops.append(OpUse(name, custom, types(subgraph, inputs), types(subgraph, outputs),
+                             _options(schema, name, op)))
     return ops
 
 
@@ -113,17 +116,19 @@ def require_builtin_only(ops: list[OpUse], artifact: str) -> None:
 
 # Builtin ops the GPU delegate takes without further conditions (gpu_compatibility.cc, the
 # `CheckGpuDelegateCompatibility` switch); the conditional ones are checked in `_gpu_reason`.
-GPU_SUPPORTED_OPS = frozenset("""
-    ABS ADD ADD_N ATAN2 AVERAGE_POOL_2D BATCH_MATMUL CEIL CONCATENATION CONV_2D COS CUMSUM DENSIFY
-    DEPTH_TO_SPACE DEPTHWISE_CONV_2D DIV DYNAMIC_UPDATE_SLICE ELU EMBEDDING_LOOKUP EQUAL EXP FLOOR
-    FLOOR_DIV FLOOR_MOD FULLY_CONNECTED GATHER GELU GREATER GREATER_EQUAL HARD_SWISH LEAKY_RELU LESS
-    LESS_EQUAL LOG LOGICAL_AND LOGISTIC LSTM MAX_POOL_2D MAXIMUM MEAN MINIMUM MUL NEG NOT_EQUAL ONE_HOT
-    PACK PAD PADV2 POW PRELU QUANTIZE REDUCE_MAX REDUCE_MIN REDUCE_PROD RELU RELU6 RELU_N1_TO_1 RESHAPE
-    RESIZE_NEAREST_NEIGHBOR RSQRT SELECT SELECT_V2 SIGN SIN SLICE SOFTMAX SPACE_TO_DEPTH SPLIT SPLIT_V
-    SQRT SQUARE SQUARED_DIFFERENCE STABLEHLO_CLAMP STRIDED_SLICE SUB SUM TANH TILE TRANSPOSE
-    TRANSPOSE_CONV
-""".split())
-GPU_SUPPORTED_CUSTOM_OPS = frozenset({"Convolution2DTransposeBias", "MaxPoolingWithArgmax2D", "MaxUnpooling2D", "Resampler"})
+GPU_SUPPORTED_OPS = frozenset([
+    "ABS", "ADD", "ADD_N", "ATAN2", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CEIL", "CONCATENATION", "CONV_2D", "COS",
+    "CUMSUM", "DENSIFY", "DEPTH_TO_SPACE", "DEPTHWISE_CONV_2D", "DIV", "DYNAMIC_UPDATE_SLICE", "ELU",
+    "EMBEDDING_LOOKUP", "EQUAL", "EXP", "FLOOR", "FLOOR_DIV", "FLOOR_MOD", "FULLY_CONNECTED", "GATHER", "GELU",
+    "GREATER", "GREATER_EQUAL", "HARD_SWISH", "LEAKY_RELU", "LESS", "LESS_EQUAL", "LOG", "LOGICAL_AND", "LOGISTIC",
+    "LSTM", "MAX_POOL_2D", "MAXIMUM", "MEAN", "MINIMUM", "MUL", "NEG", "NOT_EQUAL", "ONE_HOT", "PACK", "PAD",
+    "PADV2", "POW", "PRELU", "QUANTIZE", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "RELU", "RELU6", "RELU_N1_TO_1",
+    "RESHAPE", "RESIZE_NEAREST_NEIGHBOR", "RSQRT", "SELECT", "SELECT_V2", "SIGN", "SIN", "SLICE", "SOFTMAX",
+    "SPACE_TO_DEPTH", "SPLIT", "SPLIT_V", "SQRT", "SQUARE", "SQUARED_DIFFERENCE", "STABLEHLO_CLAMP",
+    "STRIDED_SLICE", "SUB", "SUM", "TANH", "TILE", "TRANSPOSE", "TRANSPOSE_CONV",
+])
+GPU_SUPPORTED_CUSTOM_OPS = frozenset({"Convolution2DTransposeBias", "MaxPoolingWithArgmax2D", "MaxUnpooling2D",
+                                      "Resampler"})
 _GPU_CAST_PAIRS = frozenset(
     [("BOOL", "FLOAT16"), ("BOOL", "FLOAT32"), ("FLOAT16", "BOOL"), ("FLOAT32", "BOOL")]
     + [(a, b) for a in ("FLOAT32", "INT32") for b in ("FLOAT32", "INT32")]

@@ -34,20 +34,23 @@ from onnx import TensorProto
 
 from edgeseg.errors import ConfigError
 
-_COMMON_OPS = frozenset("""
-Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast Ceil Celu
-Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace DequantizeLinear Div
-Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements GatherND Gemm
-GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GridSample GRU HardSigmoid HardSwish
-Identity If ImageScaler InstanceNormalization IsNaN LeakyRelu Less LessOrEqual Log LogSoftmax Loop LRN LSTM
-LpNormalization LpPool MatMul Max MaxPool Mean MeanVarianceNormalization Min Mod Mul Neg NonMaxSuppression
-NonZero Not OneHot Or Pad ParametricSoftplus Pow PRelu QuantizeLinear RandomNormal RandomNormalLike
-RandomUniform RandomUniformLike Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax
-ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize ReverseSequence RNN RoiAlign
-Round ScaledTanh Scan Scatter ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice
-Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK
-Transpose Trilu Unsqueeze Upsample Where Xor
-""".split())
+_COMMON_OPS = frozenset([
+    "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Asinh", "Atan", "Atanh", "AveragePool",
+    "BatchNormalization", "Cast", "Ceil", "Celu", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
+    "ConvTranspose", "Cos", "Cosh", "CumSum", "DepthToSpace", "DequantizeLinear", "Div", "Dropout", "Einsum", "Elu",
+    "Equal", "Erf", "Exp", "Expand", "EyeLike", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gemm",
+    "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "GridSample", "GRU",
+    "HardSigmoid", "HardSwish", "Identity", "If", "ImageScaler", "InstanceNormalization", "IsNaN", "LeakyRelu",
+    "Less", "LessOrEqual", "Log", "LogSoftmax", "Loop", "LRN", "LSTM", "LpNormalization", "LpPool", "MatMul", "Max",
+    "MaxPool", "Mean", "MeanVarianceNormalization", "Min", "Mod", "Mul", "Neg", "NonMaxSuppression", "NonZero",
+    "Not", "OneHot", "Or", "Pad", "ParametricSoftplus", "Pow", "PRelu", "QuantizeLinear", "RandomNormal",
+    "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Range", "Reciprocal", "ReduceL1", "ReduceL2",
+    "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum",
+    "ReduceSumSquare", "Relu", "Reshape", "Resize", "ReverseSequence", "RNN", "RoiAlign", "Round", "ScaledTanh",
+    "Scan", "Scatter", "ScatterElements", "ScatterND", "Selu", "Shape", "Shrink", "Sigmoid", "Sign", "Sin", "Sinh",
+    "Size", "Slice", "Softmax", "Softplus", "Softsign", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub", "Sum",
+    "Tan", "Tanh", "ThresholdedRelu", "Tile", "TopK", "Transpose", "Trilu", "Unsqueeze", "Upsample", "Where", "Xor",
+])
 
 # Op types per TensorRT release line; minor releases of 10.x that added ops are listed separately.
 _OPS_8_6 = _COMMON_OPS | {"GroupNormalization", "LayerNormalization", "IsInf"}
@@ -56,15 +59,16 @@ _OPS_ADDED_10 = {4: {"BlackmanWindow", "HammingWindow", "HannWindow"}, 5: {"STFT
                  15: {"RotaryEmbedding", "RMSNormalization", "TensorScatter"}}
 
 RESIZE_MODES = ("nearest", "linear")
-RESIZE_COORDINATE_TRANSFORMS = ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners")
+RESIZE_COORDINATE_TRANSFORMS = ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric",
+                                "align_corners")
 RESIZE_NEAREST_MODES = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
 
 # Orin DLA through TensorRT 8.6: op types that run natively (Constant and Shape are folded at build time).
-DLA_NATIVE_OPS = frozenset("""
-Abs Add AveragePool BatchNormalization Clip Concat Constant Conv ConvTranspose Equal Gemm LeakyRelu LRN
-MatMul Max MaxPool Mul PRelu Relu Reshape Resize Shape Sigmoid Slice Softmax Split Sub Sum Tanh Transpose
-Upsample
-""".split())
+DLA_NATIVE_OPS = frozenset([
+    "Abs", "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "ConvTranspose",
+    "Equal", "Gemm", "LeakyRelu", "LRN", "MatMul", "Max", "MaxPool", "Mul", "PRelu", "Relu", "Reshape", "Resize",
+    "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sub", "Sum", "Tanh", "Transpose", "Upsample",
+])
 
 _TYPE_NAMES = {v: k for k, v in TensorProto.DataType.items()}
 
@@ -191,7 +195,7 @@ class _Graph:
     consumers: dict[str, list[onnx.NodeProto]]
 
     @classmethod
-    def of(cls, model: onnx.ModelProto) -> "_Graph":
+    def of(cls, model: onnx.ModelProto) -> _Graph:
         consumers: dict[str, list[onnx.NodeProto]] = {}
         for node in model.graph.node:
             for tensor in node.input:
@@ -247,7 +251,8 @@ def _check_scale(node: onnx.NodeProto, g: _Graph) -> str | None:
         if wanted is None:
             return f"a per-channel scale on a weight read by {reader.op_type} (only Conv and ConvTranspose weights)"
         if axis != wanted:
-            return f"a per-channel scale along axis {axis} of a {reader.op_type} weight (its output channels are axis {wanted})"
+            return (f"a per-channel scale along axis {axis} of a {reader.op_type} weight "
+                    f"(its output channels are axis {wanted})")
     return None
 
 
@@ -278,7 +283,8 @@ def _check_cast(node: onnx.NodeProto, p: ParserProfile, g: _Graph) -> str | None
     if to not in p.cast_targets:
         return f"Cast to {_TYPE_NAMES.get(to, to)}"
     source = g.types.get(node.input[0])
-    if to == TensorProto.UINT8 and p.float_to_uint8_cast_only and source not in (TensorProto.FLOAT, TensorProto.FLOAT16):
+    if to == TensorProto.UINT8 and p.float_to_uint8_cast_only and source not in (TensorProto.FLOAT,
+                                                                                 TensorProto.FLOAT16):
         kind = _TYPE_NAMES.get(source, "an unknown type") if source is not None else "an unknown type"
         return f"Cast from {kind} to UINT8 (TensorRT 8.x casts to UINT8 only from FP32/FP16)"
     return None
@@ -301,7 +307,8 @@ def _check_node(node: onnx.NodeProto, p: ParserProfile, g: _Graph) -> str | None
         kind = g.types.get(node.input[0])
         if kind is not None and kind not in p.argmax_inputs:
             return f"ArgMax over {_TYPE_NAMES.get(kind)}"
-    if op == "Slice" and len(node.input) > 3 and node.input[3] and not p.slice_tensor_axes and node.input[3] not in g.consts:
+    if (op == "Slice" and len(node.input) > 3 and node.input[3] and not p.slice_tensor_axes
+            and node.input[3] not in g.consts):
         return "Slice axes must be an initializer before TensorRT 10.3"
     if op in ("Squeeze", "Unsqueeze") and len(node.input) > 1 and node.input[1] and node.input[1] not in g.consts:
         return f"{op} axes must be a constant"

@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgeseg.datasets import evaluation_split, open_dataset
-from edgeseg.metrics import Agreement, ConfusionMatrix
-from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD
+from edgeseg.datasets import evaluation_split, open_dataset
 from edgeseg.errors import VerificationError
+from edgeseg.metrics import Agreement, ConfusionMatrix
 from edgeseg.runtime.backends import Backend
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
+from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng
 
 # Minimum argmax agreement with the FP32 reference, and the largest mIoU loss in points
 # (where a labelled set with the model's classes exists), per precision. INT8 is judged mainly by
@@ -145,7 +145,8 @@ def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, p
     summary = {
         "reference": "PyTorch FP32",
         "argmax_agreement": agreement,
-        "max_abs_logit_diff": max((r["max_abs_logit_diff"] for r in results if "max_abs_logit_diff" in r), default=None),
+        "max_abs_logit_diff": max((r["max_abs_logit_diff"] for r in results if "max_abs_logit_diff" in r),
+                                  default=None),
         "miou_delta": min(deltas) if deltas else None,
         "budget": budget,
         "sets": results,

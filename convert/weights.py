@@ -49,7 +49,8 @@ class LoadedWeights:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
-            raise WeightsError(f"{self.source}: does not fit {self.arch} with {self.num_classes} classes ({first})") from None
+            raise WeightsError(f"{self.source}: does not fit {self.arch} with {self.num_classes} classes "
+                               f"({first})") from None
         return model.eval()
 
 
@@ -116,7 +117,8 @@ def _load_file(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt: {reason[:160]})") from None
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint "
+                           f"(truncated or corrupt: {reason[:160]})") from None
 
 
 # What an edgeseg checkpoint must carry, and of which type (a hand-edited or foreign file may not).
@@ -128,7 +130,8 @@ def _check_checkpoint_fields(payload: dict, path: Path) -> None:
         if key not in payload:
             raise WeightsError(f"{path}: edgeseg checkpoint lacks '{key}'")
         if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
-            raise WeightsError(f"{path}: edgeseg checkpoint field '{key}' has the wrong type ({type(payload[key]).__name__})")
+            raise WeightsError(f"{path}: edgeseg checkpoint field '{key}' has the wrong type "
+                               f"({type(payload[key]).__name__})")
     if payload["arch"] not in ZOO:
         raise WeightsError(f"{path}: edgeseg checkpoint names an unknown architecture '{payload['arch']}'")
     if not all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
@@ -173,7 +176,8 @@ def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None
         labels = _read_labels_file(labels_file, num_classes)
     else:
         labels = _torchvision_labels(arch, path, sha, num_classes) or tuple(f"class_{i}" for i in range(num_classes))
-    return LoadedWeights(arch=arch, num_classes=num_classes, labels=labels, state_dict=payload, sha256=sha, source=str(path))
+    return LoadedWeights(arch=arch, num_classes=num_classes, labels=labels, state_dict=payload, sha256=sha,
+                         source=str(path))
 
 
 def _load_torchvision(arch: str) -> LoadedWeights:
@@ -188,7 +192,8 @@ def _load_torchvision(arch: str) -> LoadedWeights:
     check_finite(state, f"torchvision:{weights}")
     return LoadedWeights(
         arch=arch, num_classes=len(weights.meta["categories"]), labels=tuple(weights.meta["categories"]),
-        state_dict=state, sha256=None, source=f"torchvision:{weights}", metadata={"torchvision_metrics": weights.meta.get("_metrics")},
+        state_dict=state, sha256=None, source=f"torchvision:{weights}",
+        metadata={"torchvision_metrics": weights.meta.get("_metrics")},
     )
 
 

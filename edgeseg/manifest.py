@@ -96,7 +96,8 @@ def resolve_manifest_path(path: Path | str) -> Path:
         return candidate
     if not path.exists():
         raise ManifestError(f"{path}: no such artifact")
-    raise ManifestError(f"{path}: has no manifest beside it (expected {candidate.name}); convert it with edgeseg or write one")
+    raise ManifestError(f"{path}: has no manifest beside it (expected {candidate.name}); convert it with edgeseg or "
+                        "write one")
 
 
 def _type_name(kind: type | tuple[type, ...]) -> str:
@@ -112,7 +113,8 @@ def _check_fields(data: dict, mpath: Path) -> None:
                 raise ManifestError(f"{mpath}: manifest lacks {name}")
             value = part[key]
             if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-                raise ManifestError(f"{mpath}: manifest field {name} is {type(value).__name__}, expected {_type_name(kind)}")
+                raise ManifestError(f"{mpath}: manifest field {name} is {type(value).__name__}, expected "
+                                    f"{_type_name(kind)}")
 
 
 def _check_normalization(norm: Any, mpath: Path) -> None:
@@ -153,7 +155,8 @@ def validate_manifest(data: Any, mpath: Path) -> None:
         raise ManifestError(f"{mpath}: manifest input size {inp['width']}x{inp['height']} is not positive")
     _check_normalization(inp["normalization"], mpath)
     if data["output"]["kind"] not in OUTPUT_KINDS:
-        raise ManifestError(f"{mpath}: manifest output.kind '{data['output']['kind']}' is not one of {', '.join(OUTPUT_KINDS)}")
+        raise ManifestError(f"{mpath}: manifest output.kind '{data['output']['kind']}' is not one of "
+                            f"{', '.join(OUTPUT_KINDS)}")
     sha = data["artifact_sha256"]
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise ManifestError(f"{mpath}: manifest artifact_sha256 is not a sha256 (64 lowercase hex digits)")

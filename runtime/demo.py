@@ -30,15 +30,9 @@ import numpy as np
 
 from edgeseg.errors import ConfigError
 from edgeseg.runtime.backends import load_model_manifest, open_backend
-from edgeseg.runtime.capture import (
-    SOURCE_LOST,
-    CapturedFrame,
-    FrameGrabber,
-    FrameSource,
-    ImageFilesSource,
-    SourceOptions,
-    open_source,
-)
+from edgeseg.runtime.capture import SourceOptions, open_source
+from edgeseg.runtime.frame_grabber import SOURCE_LOST, CapturedFrame, FrameGrabber
+from edgeseg.runtime.frame_sources import FrameSource, ImageFilesSource
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import Renderer, RenderOptions, hud_line

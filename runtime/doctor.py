@@ -88,7 +88,7 @@ def opencv_info() -> dict[str, Any]:
     if probe["status"] != "ok":
         return {**probe, "hint": "pip install 'edgeseg[opencv]', or use JetPack's OpenCV on a Jetson"}
     cv2 = probe["module"]
-    from edgeseg.runtime.capture import video_io_backends
+    from edgeseg.runtime.gstreamer import video_io_backends
 
     return {"status": "ok", "version": cv2.__version__, "file": cv2.__file__, **video_io_backends()}
 

@@ -18,6 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeseg.atomic import write_bytes_atomic, write_json_atomic
+from edgeseg.errors import ConfigError, ManifestError
+from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, sha256_file
 from edgeseg.runtime.engine import (
     BUNDLE_DLA,
     DlaRequest,
@@ -32,10 +35,6 @@ from edgeseg.runtime.engine import (
     trtexec_engine_name,
     writable_cache_dir,
 )
-
-from edgeseg.atomic import write_bytes_atomic, write_json_atomic
-from edgeseg.errors import ConfigError, ManifestError
-from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, sha256_file
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -63,7 +62,8 @@ def this_machine_plan(bundle: Manifest | Path | str, dla_core: DlaRequest = BUND
     return plan_engine(bundle, dla_core, current_gpu(), version)
 
 
-def _network(plan: EnginePlan, builder: trt.Builder, logger: trt.ILogger) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
+def _network(plan: EnginePlan, builder: trt.Builder, logger: trt.ILogger) -> tuple[trt.INetworkDefinition,
+                                                                                   trt.OnnxParser]:
     import tensorrt as trt
 
     flags = 0
@@ -108,18 +108,21 @@ def _serialize(plan: EnginePlan, folder: Path, log: Callable[[str], None]) -> tu
     network, _parser = _network(plan, builder, logger)  # the parser must outlive the build
     timing_path = folder / plan.timing_cache
     config = _config(plan, builder, timing_path)
-    log(f"building {plan.name} on {plan.gpu.name} with TensorRT {plan.tensorrt_version}; this takes minutes on a Jetson")
+    log(f"building {plan.name} on {plan.gpu.name} with TensorRT {plan.tensorrt_version}; "
+        "this takes minutes on a Jetson")
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ConfigError(f"{plan.bundle.artifact_path.name}: TensorRT {plan.tensorrt_version} built no engine (see "
-                          f"its log above; if it mentions memory, the workspace of {plan.options.workspace_mb} MB is too small)")
+                          f"its log above; if it mentions memory, the workspace of {plan.options.workspace_mb} MB is "
+                          "too small)")
     seconds = time.perf_counter() - start
     write_bytes_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
     return bytes(serialized), seconds
 
 
-def write_engine_manifest(plan: EnginePlan, engine_path: Path, *, built_by: str, build_seconds: float | None) -> Manifest:
+def write_engine_manifest(plan: EnginePlan, engine_path: Path, *, built_by: str,
+                          build_seconds: float | None) -> Manifest:
     """The engine's manifest: the bundle's, with the engine's facts (what binds it, what built it)."""
     bundle = plan.bundle
     data = {key: value for key, value in bundle.data.items() if key not in ("verification", "manifest_path")}

@@ -69,7 +69,8 @@ def _build_engine(args: argparse.Namespace) -> int:
     else:
         info = engine.data["engine"]
         print(f"engine {engine.artifact_path}")
-        print(f"  {info['precision']} on {info['gpu']} (compute {info['compute_capability']}), TensorRT {info['tensorrt']}"
+        print(f"  {info['precision']} on {info['gpu']} (compute {info['compute_capability']}), TensorRT "
+              f"{info['tensorrt']}"
               + (f", DLA core {info['dla_core']}" if info["dla_core"] is not None else "")
               + (f", built in {info['build_seconds']} s" if info.get("build_seconds") is not None else "")
               + f" by {info.get('built_by', 'edgeseg build-engine')}")

@@ -26,7 +26,8 @@ from edgeseg.errors import ConfigError, EdgesegError, SourceError
 from edgeseg.manifest import Manifest
 from edgeseg.palette_png import encode_class_ids_png
 from edgeseg.runtime.backends import load_model_manifest, open_backend
-from edgeseg.runtime.capture import IMAGE_SUFFIXES, parse_source
+from edgeseg.runtime.capture import parse_source
+from edgeseg.runtime.frame_sources import IMAGE_SUFFIXES
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import Renderer, RenderOptions, voc_colormap_bgr

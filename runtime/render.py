@@ -51,7 +51,8 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     """The options rendering owns."""
     g = parser.add_argument_group("rendering", "how masks are drawn")
     g.add_argument("--mode", choices=MODES, default="overlay",
-                   help="overlay: colours over the frame; mask: the class colours alone; side-by-side: both (default: %(default)s)")
+                   help="overlay: colours over the frame; mask: the class colours alone; side-by-side: both (default: "
+                        "%(default)s)")
     g.add_argument("--alpha", type=float, default=0.5, metavar="A", help="overlay opacity, 0..1 (default: %(default)s)")
     g.add_argument("--no-outlines", action="store_true", help="do not draw class outlines")
     g.add_argument("--no-legend", action="store_true", help="do not draw the legend of classes present")
@@ -104,7 +105,8 @@ class Renderer:
         self.thickness = 1 if height < 720 else 2
         (_, self.line_h), self.baseline = cv2.getTextSize("Ag", _FONT, self.font_scale, self.thickness)
         self.line_step = self.line_h + self.baseline + 6
-        self.label_widths = [cv2.getTextSize(name, _FONT, self.font_scale, self.thickness)[0][0] for name in self.labels]
+        self.label_widths = [cv2.getTextSize(name, _FONT, self.font_scale, self.thickness)[0][0]
+                             for name in self.labels]
 
     # -- drawing --------------------------------------------------------------------------
 

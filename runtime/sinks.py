@@ -34,8 +34,11 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
     """The options the sinks own."""
     g = parser.add_argument_group("output", "where rendered frames go")
     g.add_argument("--save", type=Path, default=None, metavar="VIDEO",
-                   help=f"write the rendered video ({', '.join(sorted(VIDEO_CODECS))}); finished and playable on every exit")
-    g.add_argument("--save-frames", type=Path, default=None, metavar="DIR", help="write every rendered frame as DIR/frame_000000.png (images: DIR/<image name>.png, each at its own size)")
+                   help=f"write the rendered video ({', '.join(sorted(VIDEO_CODECS))}); finished and playable on every "
+                        "exit")
+    g.add_argument("--save-frames", type=Path, default=None, metavar="DIR",
+                   help="write every rendered frame as DIR/frame_000000.png (images: DIR/<image name>.png, each at its "
+                        "own size)")
     g.add_argument("--headless", action="store_true", help="no window (the default where no display exists)")
 
 
@@ -64,7 +67,8 @@ class VideoFileSink(Sink):
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in VIDEO_CODECS:
-            raise ConfigError(f"--save {self.path}: unsupported video type '{suffix or '(none)'}'; use one of {', '.join(sorted(VIDEO_CODECS))}")
+            raise ConfigError(f"--save {self.path}: unsupported video type '{suffix or '(none)'}'; use one of "
+                              f"{', '.join(sorted(VIDEO_CODECS))}")
         if self.path.is_dir():
             raise ConfigError(f"--save {self.path}: is a folder; give a file name such as out.mp4")
         ensure_writable_dir(self.path.parent if str(self.path.parent) else Path("."))
@@ -86,12 +90,14 @@ class VideoFileSink(Sink):
             self.tmp_path, self.tmp_lock = locked_temp_file(self.path, suffix=self.path.suffix)
             os.chmod(self.tmp_path, self.file_mode)  # a video is an ordinary file
         except OSError as exc:
-            raise OutputError(f"--save {self.path}: cannot create the video file there ({exc.strerror or exc})") from None
+            raise OutputError(f"--save {self.path}: cannot create the video file there "
+                              f"({exc.strerror or exc})") from None
         self.fps = self.fps if self.fps and self.fps > 0 else DEFAULT_VIDEO_FPS
         writer = cv2.VideoWriter(str(self.tmp_path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
         if not writer.isOpened():
             self._discard()
-            raise ConfigError(f"--save {self.path}: OpenCV cannot write {self.fourcc} video here (an OpenCV built without FFmpeg?)")
+            raise ConfigError(f"--save {self.path}: OpenCV cannot write {self.fourcc} video here (an OpenCV built "
+                              "without FFmpeg?)")
         self.writer = writer
         self.size = (width, height)
 
@@ -126,7 +132,8 @@ class VideoFileSink(Sink):
             os.replace(self.tmp_path, self.path)
         except OSError as exc:
             self._discard()
-            raise OutputError(f"--save {self.path}: cannot move the finished video into place ({exc.strerror})") from None
+            raise OutputError(f"--save {self.path}: cannot move the finished video into place "
+                              f"({exc.strerror})") from None
         self.published = True
         self._unlock()
 

@@ -6,7 +6,7 @@ The converter, argument validation, the benchmark and `edgeseg targets` all read
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -122,7 +122,8 @@ class TargetProfile:
     def check_precision(self, precision: str) -> None:
         if precision not in self.precisions:
             raise ConfigError(
-                f"target {self.name} does not support precision '{precision}'; it supports: {', '.join(self.precisions)}"
+                f"target {self.name} does not support precision '{precision}'; it supports: "
+                f"{', '.join(self.precisions)}"
             )
 
     def tensorrt_options(self) -> TensorRTOptions:
@@ -192,7 +193,7 @@ def _load(path: Path) -> TargetProfile:
     return TargetProfile(**raw, **sections)
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_targets() -> dict[str, TargetProfile]:
     return {p.stem: _load(p) for p in sorted(PROFILE_DIR.glob("*.yaml"))}
 

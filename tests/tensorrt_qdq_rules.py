@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from edgeseg.convert.qdq_placement import residual_inputs
 from onnx import TensorProto, numpy_helper
+
+from edgeseg.convert.qdq_placement import residual_inputs
 
 
 def _attr(node: onnx.NodeProto, name: str, default):

@@ -40,7 +40,8 @@ def cache(tmp_path_factory) -> Path:
 def quick_report(tmp_path_factory, sample_checkpoint: Path, synthetic_voc: Path, cache: Path) -> Path:
     """One `--quick` sweep of the sample model over host-cpu and android-cpu, converted once."""
     out = tmp_path_factory.mktemp("bench-report")
-    code = bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc), "--targets", "host-cpu,android-cpu",
+    code = bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc),
+                  "--targets", "host-cpu,android-cpu",
                   "--resolutions", f"{QUICK_RESOLUTION},320", "--precisions", "fp32", "--quick", "--runs", "6",
                   "--cache", str(cache), "--out", str(out)])
     assert code == 0
@@ -90,7 +91,8 @@ def test_csv_and_markdown_hold_every_row(quick_report: Path, results: dict):
     assert [line["id"] for line in lines] == [r["id"] for r in results["rows"]]
     assert [line["status"] for line in lines] == [r["status"] for r in results["rows"]]
     report = (quick_report / "report.md").read_text()
-    header = "| model | target | backend | resolution | precision | status | p50 ms | p90 ms | FPS | mIoU | ΔmIoU | size MB |"
+    header = ("| model | target | backend | resolution | precision | status | p50 ms | p90 ms | FPS | mIoU | ΔmIoU "
+              "| size MB |")
     assert header in report
     table = report.split(header, 1)[1].split("\n\n", 1)[0]
     assert len([line for line in table.splitlines() if line.startswith("| ")]) == len(results["rows"])
@@ -123,7 +125,8 @@ def test_host_cpu_fp32_reproduces_the_verification_recorded_at_conversion(result
         assert (Path(recorded["source"]) / "images" / name).read_bytes() == \
             (synthetic_voc / "JPEGImages" / f"{sample_id}.jpg").read_bytes()
     assert abs(row["accuracy"]["miou"] - recorded["miou"]) <= CHECK_TOLERANCE["miou_points"]
-    assert abs(row["accuracy"]["argmax_agreement"] - recorded["argmax_agreement"]) <= CHECK_TOLERANCE["argmax_agreement"]
+    assert (abs(row["accuracy"]["argmax_agreement"] - recorded["argmax_agreement"])
+            <= CHECK_TOLERANCE["argmax_agreement"])
     assert abs(row["accuracy"]["reference_miou"] - recorded["reference_miou"]) <= CHECK_TOLERANCE["miou_points"]
     assert row["verification_check"]["comparable"] and row["verification_check"]["agrees"]
 
@@ -161,8 +164,10 @@ def test_cost_uses_the_exported_models_flops_and_the_measured_peak(results: dict
     rewrite = manifest.data["conversion"].get("aspp_rewrite") or {}
     if rewrite.get("applied"):
         assert cost["gflops"] == pytest.approx(rewrite["flops_after"] / 1e9, abs=1e-3)
-    assert cost["achieved_gflops_per_s"] == pytest.approx(cost["gflops"] / (row["latency"]["inference_ms"]["p50"] / 1000), rel=1e-2)
-    assert cost["roofline_fraction"] == pytest.approx(cost["achieved_gflops_per_s"] / results["machine"]["matmul_peak"]["gflops_per_s"], abs=1e-3)
+    assert cost["achieved_gflops_per_s"] == pytest.approx(
+        cost["gflops"] / (row["latency"]["inference_ms"]["p50"] / 1000), rel=1e-2)
+    assert cost["roofline_fraction"] == pytest.approx(
+        cost["achieved_gflops_per_s"] / results["machine"]["matmul_peak"]["gflops_per_s"], abs=1e-3)
     assert cost["size_mb"] == pytest.approx(Path(row["artifact"]["path"]).stat().st_size / 2**20, abs=1e-3)
 
 
@@ -186,7 +191,8 @@ def test_a_second_run_reuses_the_cached_artifact(tmp_path, results: dict, sample
                                                  synthetic_voc: Path, cache: Path):
     out = tmp_path / "again"
     assert bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc), "--targets", "host-cpu",
-                  "--resolutions", QUICK_RESOLUTION, "--quick", "--runs", "2", "--cache", str(cache), "--out", str(out)]) == 0
+                  "--resolutions", QUICK_RESOLUTION, "--quick", "--runs", "2", "--cache", str(cache),
+                  "--out", str(out)]) == 0
     again = json.loads((out / "results.json").read_text())["rows"][0]
     first = row_for(results, "host-cpu")
     assert again["artifact"]["from_cache"] is True
@@ -195,7 +201,8 @@ def test_a_second_run_reuses_the_cached_artifact(tmp_path, results: dict, sample
     assert again["accuracy"]["miou"] == first["accuracy"]["miou"]
 
 
-def test_a_precision_the_target_lacks_is_not_run_with_the_reason(tmp_path, sample_checkpoint: Path, synthetic_voc: Path):
+def test_a_precision_the_target_lacks_is_not_run_with_the_reason(tmp_path, sample_checkpoint: Path,
+                                                                 synthetic_voc: Path):
     out = tmp_path / "r"
     assert bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc), "--targets", "host-cpu",
                   "--precisions", "int8-dynamic", "--quick", "--cache", str(tmp_path / "c"), "--out", str(out)]) == 0
@@ -284,5 +291,6 @@ def test_aspp_compare_runs_each_cell_with_and_without_the_rewrite(tmp_path, samp
     assert on["accuracy"]["miou"] == pytest.approx(off["accuracy"]["miou"], abs=1e-3)
     report = (out / "report.md").read_text()
     assert "with and without (`--aspp-compare`)" in report
-    line = next(x for x in report.splitlines() if x.startswith("| deeplabv3_mobilenet_v3_large | host-cpu | 128 | fp32 |"))
+    line = next(x for x in report.splitlines()
+                if x.startswith("| deeplabv3_mobilenet_v3_large | host-cpu | 128 | fp32 |"))
     assert f"{on['cost']['gflops']:.2f} / {off['cost']['gflops']:.2f}" in line

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import SourceError
-from edgeseg.runtime.capture import (END_OF_SOURCE, SOURCE_LOST, FrameGrabber, FrameSource, ImageFilesSource,
-                                     OpenCVSource, SourceOptions, csi_pipeline, gstreamer_available, open_source,
-                                     parse_source)
+from edgeseg.runtime.capture import SourceOptions, open_source, parse_source
+from edgeseg.runtime.frame_grabber import END_OF_SOURCE, SOURCE_LOST, FrameGrabber
+from edgeseg.runtime.frame_sources import FrameSource, ImageFilesSource, OpenCVSource
+from edgeseg.runtime.gstreamer import csi_pipeline, gstreamer_available
 
 LEVELS = [20, 60, 100, 140, 180, 220]  # frame i is a flat grey of LEVELS[i]: survives video compression
 
@@ -42,7 +43,8 @@ class CountingLiveSource(FrameSource):
 
     live = True
 
-    def __init__(self, *, period_s: float = 0.002, fail_after: int | None = None, reopen_succeeds_on: int | None = None):
+    def __init__(self, *, period_s: float = 0.002, fail_after: int | None = None,
+                 reopen_succeeds_on: int | None = None):
         self.uri = "fake://camera"
         self.period_s = period_s
         self.fail_after = fail_after
@@ -198,15 +200,17 @@ def test_csi_without_gstreamer_names_the_loaded_opencv_and_what_to_do():
         open_source("csi://0")
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"csi://0: the loaded OpenCV {cv2.__version__} ({cv2.__file__}) was built without GStreamer")
+    assert message.startswith(f"csi://0: the loaded OpenCV {cv2.__version__} ({cv2.__file__}) was built without "
+                              "GStreamer")
     assert re.search(r"--system-site-packages .*docs/jetson\.md", message)
 
 
 def test_video_io_backends_read_opencvs_build_information():
-    from edgeseg.runtime.capture import video_io_backends
+    from edgeseg.runtime.gstreamer import video_io_backends
 
     jetpack_like = ("  Video I/O:\n    DC1394:                      NO\n    FFMPEG:                      NO\n"
-                    "    GStreamer:                   YES (1.20.3)\n    v4l/v4l2:                    YES (linux/videodev2.h)\n")
+                    "    GStreamer:                   YES (1.20.3)\n    v4l/v4l2:                    YES "
+                    "(linux/videodev2.h)\n")
     assert video_io_backends(jetpack_like) == {"gstreamer": True, "v4l2": True, "ffmpeg": False}
     assert video_io_backends("") == {"gstreamer": False, "v4l2": False, "ffmpeg": False}
     assert video_io_backends()["gstreamer"] == gstreamer_available()
@@ -227,7 +231,8 @@ def test_camera_index_is_a_live_v4l2_source(uri, target):
     assert source.requested == (640, 480, 30)
 
 
-@pytest.mark.parametrize("uri", ["rtsp://192.0.2.1:8554/cam", "http://192.0.2.1/stream.mjpg", "https://192.0.2.1/x.m3u8"])
+@pytest.mark.parametrize("uri",
+                         ["rtsp://192.0.2.1:8554/cam", "http://192.0.2.1/stream.mjpg", "https://192.0.2.1/x.m3u8"])
 def test_network_streams_are_live_ffmpeg_sources(uri):
     source = parse_source(uri)
     assert isinstance(source, OpenCVSource) and source.live and source.target == uri
@@ -237,7 +242,8 @@ def test_network_streams_are_live_ffmpeg_sources(uri):
 
 
 def test_unreachable_stream_is_a_source_error():
-    with pytest.raises(SourceError, match=r"rtsp://127\.0\.0\.1:9/cam: cannot open \(is the stream up and reachable\?\)"):
+    with pytest.raises(SourceError,
+                       match=r"rtsp://127\.0\.0\.1:9/cam: cannot open \(is the stream up and reachable\?\)"):
         open_source("rtsp://127.0.0.1:9/cam")  # the discard port: nothing streams there
 
 
@@ -289,7 +295,8 @@ def test_lost_live_source_is_retried_a_bounded_number_of_times_then_ends():
     assert 1 <= len(frames) <= 3
     assert source.reopen_calls == 3
     assert messages == [f"fake://camera: stopped delivering frames; reconnecting ({k}/3)" for k in (1, 2, 3)]
-    assert grabber.end_reason == f"{SOURCE_LOST}: fake://camera stopped delivering frames and did not come back after 3 reconnect attempts"
+    assert grabber.end_reason == (f"{SOURCE_LOST}: fake://camera stopped delivering frames "
+                                  "and did not come back after 3 reconnect attempts")
 
 
 def test_live_source_that_comes_back_keeps_delivering():

@@ -17,8 +17,9 @@ import pytest
 
 from edgeseg.cli import main
 from edgeseg.runtime.backends import open_backend
-from edgeseg.runtime.capture import FrameSource, SourceOptions, open_source
+from edgeseg.runtime.capture import SourceOptions, open_source
 from edgeseg.runtime.demo import DemoConfig, run_demo
+from edgeseg.runtime.frame_sources import FrameSource
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import RenderOptions, voc_colormap_bgr
@@ -53,8 +54,11 @@ def pytorch_model(onnx_model, sample_checkpoint, tmp_path_factory) -> Path:
 
 
 BACKENDS = [
-    pytest.param("onnxruntime", marks=pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed")),
-    pytest.param("pytorch", marks=pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")),
+    pytest.param("onnxruntime",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
+                                          reason="onnxruntime not installed")),
+    pytest.param("pytorch",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")),
 ]
 
 
@@ -67,7 +71,8 @@ def scene_video(tmp_path_factory) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (FRAME_W, FRAME_H))
     assert writer.isOpened()
     for i in range(VIDEO_FRAMES):
-        rgb, _ = generate_scene(scene_rng(7, "val", i), SceneConfig(height=FRAME_H, width=FRAME_W, max_objects=3, min_object_px=40))
+        rgb, _ = generate_scene(scene_rng(7, "val", i),
+                                SceneConfig(height=FRAME_H, width=FRAME_W, max_objects=3, min_object_px=40))
         writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     writer.release()
     return path
@@ -95,9 +100,11 @@ def expected_masks(model: Path, frames: list[np.ndarray]) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_demo_writes_every_frame_with_the_overlay_where_the_mask_says(backend, onnx_model, pytorch_model, scene_video, tmp_path):
+def test_demo_writes_every_frame_with_the_overlay_where_the_mask_says(backend, onnx_model, pytorch_model, scene_video,
+                                                                      tmp_path):
     model = onnx_model if backend == "onnxruntime" else pytorch_model
-    config = DemoConfig(model=model, source=str(scene_video), save=tmp_path / "out.mp4", save_frames=tmp_path / "frames",
+    config = DemoConfig(model=model, source=str(scene_video), save=tmp_path / "out.mp4",
+                        save_frames=tmp_path / "frames",
                         render=RenderOptions(alpha=ALPHA, outlines=True, legend=False, hud=False), threads=1)
     summary = run_demo(config)
 

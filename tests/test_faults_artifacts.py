@@ -140,7 +140,8 @@ BAD_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize("path, value, message", BAD_FIELDS, ids=[f"{p}={v if v is not DELETE else 'missing'}" for p, v, _ in BAD_FIELDS])
+@pytest.mark.parametrize("path, value, message", BAD_FIELDS,
+                         ids=[f"{p}={v if v is not DELETE else 'missing'}" for p, v, _ in BAD_FIELDS])
 def test_manifest_with_a_wrong_field_is_refused_in_one_line(copy, capsys, path, value, message):
     data = json.loads(copy.read_text())
     _set(path, value)(data)
@@ -159,7 +160,8 @@ def test_manifest_that_is_not_an_object_is_refused(copy):
 
 
 def test_external_artifact_needs_the_explicit_flag_and_still_matches_its_sha256(copy, tmp_path):
-    # Hand-written manifests for files edgeseg did not produce (the public peers) say so; the sha256 still pins the file.
+    # Hand-written manifests for files edgeseg did not produce (the public peers) say so;
+    # the sha256 still pins the file.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     artifact = load_manifest(copy).artifact_path

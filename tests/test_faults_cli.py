@@ -25,7 +25,8 @@ def raise_from_info(monkeypatch, exc: BaseException) -> None:
 
 def test_stdout_closed_by_its_reader_exits_quietly():
     # The read end is closed before the child writes a byte: its first flush meets EPIPE, every time.
-    proc = subprocess.Popen([sys.executable, "-m", "edgeseg", "targets"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "edgeseg", "targets"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     proc.stdout.close()
     assert proc.wait(timeout=120) == 141
     assert proc.stderr.read() == b""
@@ -40,7 +41,8 @@ def test_os_error_is_one_line_naming_the_file_and_exit_2(monkeypatch, capsys):
 def test_internal_error_is_one_line_and_exit_1(monkeypatch, capsys):
     raise_from_info(monkeypatch, ValueError("boom\nsecond line"))
     assert main(["info", "x"]) == 1
-    assert capsys.readouterr().err == "edgeseg info: internal error: ValueError: boom (run with --debug for the traceback)\n"
+    assert capsys.readouterr().err == ("edgeseg info: internal error: ValueError: boom "
+                                       "(run with --debug for the traceback)\n")
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
@@ -61,8 +63,8 @@ def test_ctrl_c_during_a_backend_import_is_reported_as_an_interrupt(monkeypatch,
     def interrupted_import(name):
         try:
             raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            raise ImportError(f"cannot import {name}")  # what a library's broad import guard turns it into
+        except KeyboardInterrupt as interrupt:  # what a library's broad import guard turns it into
+            raise ImportError(f"cannot import {name}") from interrupt
 
     monkeypatch.setattr(importlib, "import_module", interrupted_import)
     with pytest.raises(KeyboardInterrupt):
@@ -76,4 +78,5 @@ def test_ctrl_c_during_a_backend_import_is_reported_as_an_interrupt(monkeypatch,
 def test_out_of_memory_is_one_line(monkeypatch, capsys):
     raise_from_info(monkeypatch, MemoryError())
     assert main(["info", "x"]) == 2
-    assert capsys.readouterr().err == "edgeseg info: error: out of memory (a smaller --resolution or fewer images may fit)\n"
+    assert capsys.readouterr().err == ("edgeseg info: error: out of memory "
+                                       "(a smaller --resolution or fewer images may fit)\n")

@@ -47,7 +47,8 @@ def test_empty_labels_file_is_refused(voc, tmp_path, capsys):
     (voc / "labels.txt").write_text("\n \n")
     code, err = train(voc, tmp_path / "m.pt", capsys)
     assert code == 2
-    assert err == f"edgeseg train: error: {voc / 'labels.txt'}: is empty; name the classes, one per line, background first"
+    assert err == (f"edgeseg train: error: {voc / 'labels.txt'}: is empty; "
+                   "name the classes, one per line, background first")
 
 
 def test_truncated_image_among_good_ones_is_found_by_the_data_check(voc, tmp_path, capsys):

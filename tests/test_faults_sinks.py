@@ -42,7 +42,8 @@ def demo(model: Path, source: Path, capsys, *extra: str) -> tuple[int, str, str]
     code = main(["demo", "--model", str(model), "--source", str(source), "--headless", "--threads", "1", *extra])
     captured = capsys.readouterr()
     # stderr minus tqdm's progress bar (drawn with carriage returns and cleared on exit in a terminal)
-    lines = [line for line in captured.err.replace("\r", "\n").splitlines() if line.strip() and not line.startswith("demo:")]
+    lines = [line for line in captured.err.replace("\r", "\n").splitlines()
+             if line.strip() and not line.startswith("demo:")]
     return code, captured.out, "\n".join(lines)
 
 
@@ -128,7 +129,8 @@ os._exit(137)  # SIGKILL: close() never runs
 def test_video_temporary_of_a_killed_run_is_removed_by_the_next_run(model, source, tmp_path, capsys):
     out = tmp_path / "out.mp4"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    assert subprocess.run([sys.executable, "-c", KILLED_WHILE_RECORDING, str(out)], env=env, check=False).returncode == 137
+    assert subprocess.run([sys.executable, "-c", KILLED_WHILE_RECORDING, str(out)], env=env,
+                          check=False).returncode == 137
     stale = [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.mp4.")]
     assert len(stale) == 1 and not out.exists()
     code, _, err = demo(model, source, capsys, "--save", str(out))

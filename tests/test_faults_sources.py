@@ -40,7 +40,8 @@ def test_silent_source_times_out_with_one_line(silent_pipe):
     with pytest.raises(SourceError) as info:
         open_source(str(silent_pipe), SourceOptions(first_frame_timeout_s=0.5))
     assert time.monotonic() - started < 5
-    assert str(info.value) == (f"{silent_pipe}: delivered no frame within 0.5 s (a busy camera, a silent stream, a pipe "
+    assert str(info.value) == (f"{silent_pipe}: delivered no frame within 0.5 s (a busy camera, a silent stream, a "
+                               "pipe "
                                "nobody writes to?); --first-frame-timeout sets the wait")
 
 
@@ -59,7 +60,8 @@ def test_demo_on_a_silent_source_exits_2_and_writes_nothing(silent_pipe, tmp_pat
 def test_negative_timeout_is_refused(tmp_path, capsys):
     code = main(["demo", "--model", str(tmp_path), "--source", "0", "--first-frame-timeout", "-1"])
     assert code == 2
-    assert capsys.readouterr().err.strip() == "edgeseg demo: error: --first-frame-timeout -1: must be 0 (wait forever) or more"
+    assert capsys.readouterr().err.strip() == ("edgeseg demo: error: --first-frame-timeout -1: "
+                                               "must be 0 (wait forever) or more")
 
 
 def test_a_source_that_opens_in_time_is_unaffected(tmp_path):
@@ -86,6 +88,7 @@ def test_zero_waits_forever_option_maps_to_none():
 
     parser = argparse.ArgumentParser()
     add_source_arguments(parser)
-    assert source_options_from_args(parser.parse_args(["--source", "x", "--first-frame-timeout", "0"])).first_frame_timeout_s is None
+    args = parser.parse_args(["--source", "x", "--first-frame-timeout", "0"])
+    assert source_options_from_args(args).first_frame_timeout_s is None
     assert source_options_from_args(parser.parse_args(["--source", "x"])).first_frame_timeout_s == 15.0
 

@@ -18,9 +18,9 @@ import pytest
 pytest.importorskip("ai_edge_litert", reason="the LiteRT backend needs ai-edge-litert (pip install 'edgeseg[tflite]')")
 
 from edgeseg.datasets import VOC_LABELS, open_dataset  # noqa: E402
-from edgeseg.metrics import ConfusionMatrix  # noqa: E402
 from edgeseg.errors import ManifestError  # noqa: E402
 from edgeseg.manifest import load_manifest, sha256_file  # noqa: E402
+from edgeseg.metrics import ConfusionMatrix  # noqa: E402
 from edgeseg.runtime.backends import open_backend  # noqa: E402
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess_rgb  # noqa: E402
@@ -53,7 +53,8 @@ def test_peer_manifest_names_the_genuine_google_file(peer_manifest: Path) -> Non
     spec = manifest.input_spec()
     # x/127.5 - 1 written as the manifest's mean/std: (x - 127.5) / 127.5.
     pixels = np.array([[[0, 127, 255]]], dtype=np.uint8).repeat(spec.height, 0).repeat(spec.width, 1)
-    assert np.allclose(preprocess_rgb(pixels, spec)[0, 0, 0], [0 / 127.5 - 1, 127 / 127.5 - 1, 255 / 127.5 - 1], atol=1e-6)
+    assert np.allclose(preprocess_rgb(pixels, spec)[0, 0, 0], [0 / 127.5 - 1, 127 / 127.5 - 1, 255 / 127.5 - 1],
+                       atol=1e-6)
 
 
 def test_peer_reproduces_its_voc_val_miou(peer_manifest: Path, voc_sample: Path) -> None:
@@ -110,9 +111,9 @@ def test_truncated_flatbuffer_is_refused_in_one_line(peer_manifest: Path, tmp_pa
 def test_float_batch_of_wrong_dtype_is_refused(peer_manifest: Path) -> None:
     from edgeseg.errors import ConfigError
 
-    with open_backend(peer_manifest, threads=1) as backend:
-        with pytest.raises(ConfigError, match="takes float32 input, got uint8"):
-            backend.infer(np.zeros((1, 257, 257, 3), np.uint8))
+    with open_backend(peer_manifest, threads=1) as backend, \
+            pytest.raises(ConfigError, match="takes float32 input, got uint8"):
+        backend.infer(np.zeros((1, 257, 257, 3), np.uint8))
 
 
 def test_peer_manifest_copy_keeps_working_beside_a_copied_model(peer_manifest: Path, tmp_path: Path) -> None:

@@ -79,7 +79,8 @@ def test_failed_verification_publishes_nothing(sample_checkpoint, tmp_path, monk
 
     monkeypatch.setitem(verify.BUDGETS, "fp32", {"min_agreement": 1.01, "max_miou_drop": 0.0})
     out = tmp_path / "out"
-    code = main(["convert", "--weights", str(sample_checkpoint), "--resolution", "64", "--verify-images", "1", "--out", str(out)])
+    code = main(["convert", "--weights", str(sample_checkpoint), "--resolution", "64", "--verify-images", "1",
+                 "--out", str(out)])
     assert code == 2
     assert "disagrees with PyTorch beyond the budget" in capsys.readouterr().err
     assert [p for p in out.iterdir()] == []

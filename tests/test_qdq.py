@@ -28,7 +28,8 @@ def folded(sample_checkpoint: Path, tmp_path_factory) -> Path:
     """The sample model's constant-folded float ONNX at 128 px, as the quantizer receives it."""
     weights = load_weights(str(sample_checkpoint))
     job = ExportJob(weights=weights, model=weights.build(), target=get_target("host-cpu"), precision="int8",
-                    height=SIZE, width=SIZE, output_kind="logits", fuse_preprocessing=False, basename="m", progress=False)
+                    height=SIZE, width=SIZE, output_kind="logits", fuse_preprocessing=False, basename="m",
+                    progress=False)
     tmp = tmp_path_factory.mktemp("qdq")
     return qdq.fold_constants(export_onnx_file(job, tmp / "traced.onnx"), tmp / "float.onnx")
 

@@ -46,7 +46,9 @@ def test_android_targets_name_their_delegate():
 
 
 def test_unsupported_precision_says_what_is_supported():
-    with pytest.raises(ConfigError, match="android-cpu does not support precision 'int4'; it supports: fp32, fp16, int8, int8-dynamic"):
+    with pytest.raises(ConfigError,
+                       match="android-cpu does not support precision 'int4'; it supports: fp32, fp16, int8, "
+                             "int8-dynamic"):
         get_target("android-cpu").check_precision("int4")
 
 

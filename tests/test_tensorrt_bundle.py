@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeseg.convert.pipeline import ConvertRequest, convert
 from edgeseg.convert.trt_support import check_model, require_supported
-from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
+from edgeseg.errors import BackendUnavailableError, ConfigError
 from edgeseg.manifest import load_manifest
 from edgeseg.targets import all_targets
 from tests.tensorrt_qdq_rules import placement_problems, qdq_counts
@@ -66,8 +66,10 @@ def test_every_jetson_target_converts_to_a_verified_bundle(bundles, target):
     profile = all_targets()[target]
     assert m["backend"] == "tensorrt" and m["target"] == target
     trt = m["conversion"]["tensorrt"]
-    assert trt["parser_check"]["passed"] and trt["parser_check"]["tensorrt_versions"] == list(profile.tensorrt_options().versions)
-    assert trt["build"]["precision"] == m["precision"] and trt["build"]["workspace_mb"] == profile.tensorrt_options().workspace_mb
+    assert trt["parser_check"]["passed"]
+    assert trt["parser_check"]["tensorrt_versions"] == list(profile.tensorrt_options().versions)
+    assert trt["build"]["precision"] == m["precision"]
+    assert trt["build"]["workspace_mb"] == profile.tensorrt_options().workspace_mb
     v = m["verification"]
     assert v["passed"] and v["runtime"].startswith("ONNX Runtime")
     assert load_manifest(mpath).artifact_path == onnx_path
@@ -138,7 +140,8 @@ def test_placement_check_fails_planted_violations(bundles):
     model = onnx.load(str(_files(bundles["jetson-agx-orin"])[1]))
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
-    relu = next(n for n in graph.node if n.op_type in ("Relu", "HardSigmoid") and producer[n.input[0]].op_type == "Conv")
+    relu = next(n for n in graph.node
+                if n.op_type in ("Relu", "HardSigmoid") and producer[n.input[0]].op_type == "Conv")
     nodes, inits, dq = _qdq_nodes(relu.input[0], np.array(0.1, np.float32), None)
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
@@ -174,7 +177,8 @@ def test_residual_add_quantizes_the_skip_not_the_conv_branch():
 
     w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
     nodes = [helper.make_node("Conv", ["x", "w"], ["c1"], name="c1"), helper.make_node("Relu", ["c1"], ["r"], name="r"),
-             helper.make_node("Conv", ["r", "w"], ["c2"], name="c2"), helper.make_node("Add", ["c1", "c2"], ["y"], name="add")]
+             helper.make_node("Conv", ["r", "w"], ["c2"], name="c2"),
+             helper.make_node("Add", ["c1", "c2"], ["y"], name="add")]
     model = _graph(nodes, initializers=[w], out_shape=(1, 4, 8, 8))
     producer = {o: n for n in model.graph.node for o in n.output}
     assert residual_inputs(model.graph.node[3], producer, {"w"}) == [0]
@@ -251,7 +255,8 @@ def _dq_conv(weight_type: int, zero_point: int = 0, scales: int = 4, axis: int =
         nodes = [helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zp"], ["w_dq"], name="weight_dq", axis=axis)]
     else:
         nodes = [helper.make_node("QuantizeLinear", ["w", "w_scale", "w_zp"], ["w_q"], name="weight_q", axis=axis),
-                 helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["w_dq"], name="weight_dq", axis=axis)]
+                 helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["w_dq"], name="weight_dq",
+                                  axis=axis)]
     nodes.append(helper.make_node("Conv", ["x", "w_dq"], ["y"], name="conv"))
     return _graph(nodes, initializers=inits, out_shape=(1, 4, 8, 8))
 
@@ -259,7 +264,8 @@ def _dq_conv(weight_type: int, zero_point: int = 0, scales: int = 4, axis: int =
 def test_qdq_rules_nonzero_zero_point_and_prequantized_weights():
     prequantized = _dq_conv(TensorProto.INT8)
     assert check_model(prequantized, ("8.6", "10.3")).ok  # the 8.6 parser takes INT8 initializers into DQ
-    assert any("weight_dq" in str(p) and "pre-quantized" in str(p) for p in check_model(prequantized, ("8.5",)).problems)
+    problems = check_model(prequantized, ("8.5",)).problems
+    assert any("weight_dq" in str(p) and "pre-quantized" in str(p) for p in problems)
     assert check_model(_dq_conv(TensorProto.FLOAT), ("8.5", "8.6", "10.3")).ok  # float weights behind Q -> DQ
     with pytest.raises(ConfigError, match="weight_dq.*zero point"):
         require_supported(_dq_conv(TensorProto.INT8, zero_point=3), ("10.3",), artifact="m.onnx")
@@ -268,7 +274,8 @@ def test_qdq_rules_nonzero_zero_point_and_prequantized_weights():
 def test_per_channel_scales_only_on_weights_along_the_output_channel_axis():
     with pytest.raises(ConfigError, match="weight_q.*axis 1 of a Conv weight.*axis 0"):
         require_supported(_dq_conv(TensorProto.FLOAT, axis=1), ("8.6",), artifact="m.onnx")
-    scales = [numpy_helper.from_array(np.full(4, 0.1, np.float32), "s"), numpy_helper.from_array(np.zeros(4, np.int8), "z")]
+    scales = [numpy_helper.from_array(np.full(4, 0.1, np.float32), "s"),
+              numpy_helper.from_array(np.zeros(4, np.int8), "z")]
     activation = _graph([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="act_q", axis=1),
                          helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["y"], name="act_dq", axis=1)],
                         initializers=scales, out_shape=(1, 4, 8, 8))

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeseg.runtime import engine as eng
-from edgeseg.runtime.engine import GpuInfo
 
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.manifest import load_manifest, sha256_file
+from edgeseg.runtime import engine as eng
+from edgeseg.runtime.engine import GpuInfo
 
 ORIN = GpuInfo("Orin (nvgpu)", "8.7")
 _TENSORRT_SPEC = importlib.util.find_spec("tensorrt")  # tensorrt-stubs alone: a namespace package, origin None
@@ -32,7 +32,8 @@ def _bundle(folder: Path, precision: str = "fp16", dla_core: int | None = 0) -> 
     data = {
         "format_version": 1, "artifact": onnx_path.name, "artifact_sha256": sha256_file(onnx_path),
         "backend": "tensorrt", "target": "jetson-orin-nx", "precision": precision,
-        "model": {"architecture": "deeplabv3_mobilenet_v3_large", "num_classes": 7, "labels": [f"c{i}" for i in range(7)]},
+        "model": {"architecture": "deeplabv3_mobilenet_v3_large", "num_classes": 7,
+                  "labels": [f"c{i}" for i in range(7)]},
         "input": {"height": 64, "width": 64, "layout": "NCHW", "dtype": "float32",
                   "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3, "scale": 1 / 255}},
         "output": {"name": "output", "kind": "logits", "layout": "NCHW", "dtype": "float32"},
@@ -53,13 +54,16 @@ def test_cache_key_covers_every_build_option(tmp_path):
     assert base.options.builder_flags == ("FP16", "GPU_FALLBACK") and base.options.dla_core == 0
     settings = eng.bundle_settings(bundle)
     variants = {
-        "workspace": eng.cache_key(eng.build_options({**settings, "workspace_mb": 1024}, 0, "10.3.0"), ORIN, "10.3.0", base.onnx_sha256),
-        "no fallback": eng.cache_key(eng.build_options({**settings, "gpu_fallback": False}, 0, "10.3.0"), ORIN, "10.3.0", base.onnx_sha256),
+        "workspace": eng.cache_key(eng.build_options({**settings, "workspace_mb": 1024}, 0, "10.3.0"), ORIN, "10.3.0",
+                                   base.onnx_sha256),
+        "no fallback": eng.cache_key(eng.build_options({**settings, "gpu_fallback": False}, 0, "10.3.0"), ORIN,
+                                     "10.3.0", base.onnx_sha256),
         "dla core": eng.plan_engine(bundle, 1, ORIN, "10.3.0").key,
         "gpu only": eng.plan_engine(bundle, None, ORIN, "10.3.0").key,
         "tensorrt": eng.plan_engine(bundle, eng.BUNDLE_DLA, ORIN, "10.3.1").key,
         "gpu": eng.plan_engine(bundle, eng.BUNDLE_DLA, GpuInfo("Orin (nvgpu)", "8.6"), "10.3.0").key,
-        "precision": eng.plan_engine(load_manifest(_bundle(tmp_path, "fp32", None)), eng.BUNDLE_DLA, ORIN, "10.3.0").key,
+        "precision": eng.plan_engine(load_manifest(_bundle(tmp_path, "fp32", None)), eng.BUNDLE_DLA, ORIN,
+                                     "10.3.0").key,
     }
     assert len(set(variants.values()) | {base.key}) == len(variants) + 1, variants
 
@@ -233,9 +237,14 @@ class _Recorded:
                 pass
 
             count = staticmethod(lambda: 1)
-            name = lambda self: gpu.name
-            compute_capability = lambda self: tuple(int(p) for p in gpu.compute_capability.split("."))
-            retain_primary_context = lambda self: PrimaryContext()
+            def name(self):
+                return gpu.name
+
+            def compute_capability(self):
+                return tuple(int(p) for p in gpu.compute_capability.split("."))
+
+            def retain_primary_context(self):
+                return PrimaryContext()
 
         class Pinned(bytearray):
             def free(self):
@@ -267,7 +276,8 @@ class _Recorded:
         cuda.__dict__.update(
             init=lambda: None, Device=Device, Error=RuntimeError, Stream=Stream, pagelocked_empty=pagelocked_empty,
             mem_alloc=DeviceAllocation, Context=types.SimpleNamespace(pop=lambda: log("pop")),
-            memcpy_htod_async=lambda dst, src, stream: log("htod"), memcpy_dtoh_async=lambda dst, src, stream: log("dtoh"))
+            memcpy_htod_async=lambda dst, src, stream: log("htod"),
+            memcpy_dtoh_async=lambda dst, src, stream: log("dtoh"))
         return cuda
 
     def install(self, monkeypatch) -> None:
@@ -310,7 +320,8 @@ def test_backend_frees_device_then_pinned_buffers_then_stream_before_the_context
     backend.close()
     input_bytes, output_bytes = 3 * 64 * 64 * 4, 7 * 64 * 64 * 4
     assert api.calls == ["push", f"free device {input_bytes}", f"free device {output_bytes}",
-                         f"free pinned {input_bytes}", f"free pinned {output_bytes}", "stream destroyed", "pop", "detach"]
+                         f"free pinned {input_bytes}", f"free pinned {output_bytes}", "stream destroyed", "pop",
+                         "detach"]
     with pytest.raises(BackendUnavailableError, match="already closed"):
         backend.close()
     with pytest.raises(BackendUnavailableError, match="closed"):

@@ -18,7 +18,6 @@ import pytest
 pytest.importorskip("litert_torch", reason="TFLite conversion needs litert-torch (pip install 'edgeseg[tflite]')")
 pytest.importorskip("ai_edge_litert", reason="the LiteRT backend needs ai-edge-litert")
 
-from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
 from edgeseg.convert import tflite_export, tflite_ops  # noqa: E402
 from edgeseg.convert.pipeline import ConvertRequest, convert  # noqa: E402
@@ -27,6 +26,7 @@ from edgeseg.runtime.backends import open_backend  # noqa: E402
 from edgeseg.runtime.backends.litert import embedded_labels  # noqa: E402
 from edgeseg.runtime.postprocess import output_to_mask  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess_rgb  # noqa: E402
+from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng  # noqa: E402
 
 RESOLUTION = "128"  # what conftest's `make` converts at
 CALIBRATION = "synthetic:16"
@@ -145,7 +145,8 @@ def _with_flex_op(model: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
 
 
-def test_a_model_with_flex_ops_is_refused_and_nothing_is_written(make, traced_once, sample_checkpoint, tmp_path) -> None:
+def test_a_model_with_flex_ops_is_refused_and_nothing_is_written(make, traced_once, sample_checkpoint,
+                                                                 tmp_path) -> None:
     make("fp32")  # fills the trace cache for this graph
     key = next(k for k in traced_once if k[3] == "logits" and not k[4])
     clean = traced_once[key]
@@ -161,12 +162,14 @@ def test_a_model_with_flex_ops_is_refused_and_nothing_is_written(make, traced_on
     assert list(tmp_path.iterdir()) == []  # the staging folder went away with the failure
 
 
-def test_int8_without_calibration_images_is_refused_in_one_line(sample_checkpoint: Path, tmp_path: Path, capsys) -> None:
+def test_int8_without_calibration_images_is_refused_in_one_line(sample_checkpoint: Path, tmp_path: Path,
+                                                                capsys) -> None:
     code = main(["convert", "--target", "android-cpu", "--precision", "int8", "--resolution", RESOLUTION,
                  "--weights", str(sample_checkpoint), "--verify-images", "1", "--json", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err[-1] == ("edgeseg convert: error: int8 needs calibration images: pass --calib DIR (or --calib synthetic:N); "
+    assert err[-1] == ("edgeseg convert: error: int8 needs calibration images: pass --calib DIR (or --calib "
+                       "synthetic:N); "
                        "edgeseg never calibrates on random data")
     assert list(tmp_path.iterdir()) == []
 
@@ -210,8 +213,10 @@ def test_gpu_table_flags_the_usual_suspects() -> None:
         op("HARD_SWISH", False, ("FLOAT32",), ("FLOAT32",)),
         op("CAST", False, ("FLOAT32",), ("INT32",)),
         op("CAST", False, ("UINT8",), ("FLOAT32",)),
-        op("RESIZE_BILINEAR", False, ("FLOAT32", "INT32"), ("FLOAT32",), (("align_corners", False), ("half_pixel_centers", True))),
-        op("RESIZE_BILINEAR", False, ("FLOAT32", "INT32"), ("FLOAT32",), (("align_corners", True), ("half_pixel_centers", True))),
+        op("RESIZE_BILINEAR", False, ("FLOAT32", "INT32"), ("FLOAT32",),
+           (("align_corners", False), ("half_pixel_centers", True))),
+        op("RESIZE_BILINEAR", False, ("FLOAT32", "INT32"), ("FLOAT32",),
+           (("align_corners", True), ("half_pixel_centers", True))),
         op("ARG_MAX", False, ("FLOAT32", "INT32"), ("INT32",)),
         op("ARG_MAX", False, ("FLOAT32", "INT32"), ("INT32",)),
         op("FlexAddV2", True, ("FLOAT32",), ("FLOAT32",)),

@@ -5,8 +5,8 @@ import torch
 
 from edgeseg.convert.models import ZOO, build_model
 from edgeseg.convert.weights import load_weights, save_checkpoint
-from edgeseg.scenes import SYNTHETIC_LABELS
 from edgeseg.errors import WeightsError
+from edgeseg.scenes import SYNTHETIC_LABELS
 
 
 def test_zoo_has_the_five_architectures():
@@ -70,7 +70,8 @@ def test_truncated_file(tmp_path, sample_checkpoint):
 def test_state_dict_of_another_architecture_is_named(tmp_path):
     path = tmp_path / "lraspp.pth"
     torch.save(build_model("lraspp_mobilenet_v3_large", num_classes=21).state_dict(), path)
-    with pytest.raises(WeightsError, match="not a deeplabv3_mobilenet_v3_large state dict.*looks like lraspp_mobilenet_v3_large"):
+    with pytest.raises(WeightsError,
+                       match="not a deeplabv3_mobilenet_v3_large state dict.*looks like lraspp_mobilenet_v3_large"):
         load_weights(str(path))
 
 
@@ -102,5 +103,6 @@ def test_torchvision_weights_offline_say_to_pass_a_file(monkeypatch, tmp_path):
 
     monkeypatch.setattr(segmentation.DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1.__class__,
                         "get_state_dict", offline)
-    with pytest.raises(WeightsError, match="cannot download torchvision's deeplabv3_mobilenet_v3_large weights.*pass --weights PATH"):
+    with pytest.raises(WeightsError,
+                       match="cannot download torchvision's deeplabv3_mobilenet_v3_large weights.*pass --weights PATH"):
         load_weights("torchvision")

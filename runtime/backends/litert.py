@@ -142,7 +142,8 @@ class LiteRTBackend(Backend):
         self.runtime = module.__name__.split(".")[0]
         try:
             # The default op resolver applies the XNNPACK delegate on the CPU, as android-cpu does.
-            self.interpreter = module.Interpreter(model_path=str(path), num_threads=int(self.threads) if self.threads else None)
+            self.interpreter = module.Interpreter(model_path=str(path),
+                                                  num_threads=int(self.threads) if self.threads else None)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ManifestError(f"{path}: LiteRT cannot load it ({str(exc).splitlines()[0][:200]})") from None
@@ -152,13 +153,15 @@ class LiteRTBackend(Backend):
         manifest = self.manifest
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ManifestError(f"{path}: has {len(inputs)} inputs and {len(outputs)} outputs; edgeseg runs one of each")
+            raise ManifestError(f"{path}: has {len(inputs)} inputs and {len(outputs)} outputs; "
+                                "edgeseg runs one of each")
         self.input, self.output = inputs[0], outputs[0]
         spec = manifest.input_spec()
         expected = list(batch_shape(spec))
         if list(self.input["shape"]) != expected:
             raise ManifestError(
-                f"{manifest.path}: says input {expected} ({spec.layout}) but {path.name} takes {self.input['shape'].tolist()}"
+                f"{manifest.path}: says input {expected} ({spec.layout}) but {path.name} takes "
+                f"{self.input['shape'].tolist()}"
             )
         model_dtype = np.dtype(self.input["dtype"]).name
         if model_dtype != spec.dtype:
@@ -168,7 +171,8 @@ class LiteRTBackend(Backend):
             scale, zero_point = self.input_quant
             if not np.isclose(spec.quant_scale, scale, rtol=1e-5) or spec.quant_zero_point != zero_point:
                 raise ManifestError(
-                    f"{manifest.path}: says input quantization scale {spec.quant_scale} zero point {spec.quant_zero_point} "
+                    f"{manifest.path}: says input quantization scale {spec.quant_scale} zero point "
+                    f"{spec.quant_zero_point} "
                     f"but {path.name} uses {scale} and {zero_point}"
                 )
         self.output_kind = manifest.output.get("kind", "logits")
@@ -183,7 +187,8 @@ class LiteRTBackend(Backend):
         dtype = self.input["dtype"]
         if batch.dtype != dtype:
             if self.input_quant is None or batch.dtype.kind != "f":
-                raise ConfigError(f"{self.manifest.artifact_path.name}: takes {np.dtype(dtype).name} input, got {batch.dtype}")
+                raise ConfigError(f"{self.manifest.artifact_path.name}: takes {np.dtype(dtype).name} input, got "
+                                  f"{batch.dtype}")
             scale, zero_point = self.input_quant
             info = np.iinfo(dtype)
             batch = np.clip(np.round(batch / scale) + zero_point, info.min, info.max).astype(dtype)

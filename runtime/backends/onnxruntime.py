@@ -20,9 +20,11 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = int(self.threads)
         options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(manifest.artifact_path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(manifest.artifact_path), options,
+                                                providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ManifestError(f"{manifest.artifact_path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:200]})") from None
+            raise ManifestError(f"{manifest.artifact_path}: ONNX Runtime cannot load it "
+                                f"({str(exc).splitlines()[0][:200]})") from None
         inputs = self.session.get_inputs()
         self.input_name = inputs[0].name
         spec = manifest.input_spec()

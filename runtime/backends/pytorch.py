@@ -22,7 +22,7 @@ class TorchBackend(Backend):
         model_info = manifest.data["model"]
         try:
             payload = torch.load(manifest.artifact_path, map_location="cpu", weights_only=True)
-            state = payload["state_dict"] if "state_dict" in payload else payload
+            state = payload.get("state_dict", payload)
             model = tvm.get_model(model_info["architecture"], weights=None, weights_backbone=None,
                                   num_classes=int(model_info["num_classes"]), aux_loss=False) \
                 if "deeplabv3" in model_info["architecture"] or "fcn" in model_info["architecture"] \
@@ -30,7 +30,8 @@ class TorchBackend(Backend):
                                    num_classes=int(model_info["num_classes"]))
             model.load_state_dict({k: v.float() for k, v in state.items() if not k.startswith("aux_classifier.")})
         except (RuntimeError, KeyError, OSError) as exc:
-            raise ManifestError(f"{manifest.artifact_path}: cannot load as {model_info['architecture']} ({str(exc).splitlines()[0][:160]})") from None
+            raise ManifestError(f"{manifest.artifact_path}: cannot load as {model_info['architecture']} "
+                                f"({str(exc).splitlines()[0][:160]})") from None
         self.model = model.eval()
         if manifest.data["input"].get("layout", "NCHW") != "NCHW" or manifest.output.get("kind") != "logits":
             raise ManifestError(f"{manifest.path}: the PyTorch backend runs NCHW float input with logits output only")

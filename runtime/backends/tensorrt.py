@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from edgeseg.errors import BackendUnavailableError, ManifestError
+from edgeseg.manifest import Manifest
 from edgeseg.runtime.backends import Backend, batch_shape
 from edgeseg.runtime.engine import (
     check_engine_compatible,
@@ -28,9 +31,6 @@ from edgeseg.runtime.engine import (
     require_tensorrt,
 )
 from edgeseg.runtime.engine_build import ensure_engine
-
-from edgeseg.errors import BackendUnavailableError, ManifestError
-from edgeseg.manifest import Manifest
 
 if TYPE_CHECKING:
     import pycuda.driver as cuda
@@ -112,11 +112,13 @@ class TensorRTBackend(Backend):
         inputs = [t for t in self._tensors if t.is_input]
         outputs = [t for t in self._tensors if not t.is_input]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ManifestError(f"{engine_name}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+            raise ManifestError(f"{engine_name}: expected one input and one output, found {len(inputs)} and "
+                                f"{len(outputs)}")
         spec = self.manifest.input_spec()
         expected = batch_shape(spec)
         if inputs[0].shape != expected or inputs[0].dtype != np.dtype(spec.dtype):
-            raise ManifestError(f"{self.manifest.path.name}: says input {list(expected)} {spec.dtype} but {engine_name} "
+            raise ManifestError(f"{self.manifest.path.name}: says input {list(expected)} {spec.dtype} but "
+                                f"{engine_name} "
                                 f"takes {list(inputs[0].shape)} {inputs[0].dtype}")
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -135,7 +137,8 @@ class TensorRTBackend(Backend):
             np.copyto(inp.host, batch)
             cuda.memcpy_htod_async(inp.device, inp.host, self._stream)
             if not self.context.execute_async_v3(stream_handle=self._stream.handle):
-                raise BackendUnavailableError(f"{self.engine_manifest.artifact_path.name}: TensorRT could not enqueue the inference")
+                raise BackendUnavailableError(f"{self.engine_manifest.artifact_path.name}: TensorRT could not enqueue "
+                                              "the inference")
             cuda.memcpy_dtoh_async(out.host, out.device, self._stream)
             self._stream.synchronize()
         finally:
