@@ -62,24 +62,18 @@ def images(shared_data: Path) -> list[np.ndarray]:
     return photos + scenes
 
 
-def agreement_with_mediapipe(path: Path, images: list[np.ndarray]) -> tuple[float, list[str]]:
-    """Share of pixels where MediaPipe's category mask equals edgeseg's runtime mask, and its labels."""
-    same = total = 0
-    with open_backend(path, threads=1) as backend:
-        spec, out = backend.manifest.input_spec(), backend.manifest.output
-        task = segmenter(path)
-        try:
-            labels = list(task.labels)
-            for image in images:
-                pixels = cv2.resize(image, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
-                ours = output_to_mask(backend.infer(preprocess_rgb(pixels, spec)), out["kind"], out["layout"])
-                result = task.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(pixels)))
-                theirs = result.category_mask.numpy_view().reshape(ours.shape)
-                same += int(np.count_nonzero(theirs == ours))
-                total += ours.size
-        finally:
-            task.close()
-    return same / total, labels
+def _agreement_script():
+    """benchmarks/scripts/mediapipe_agreement.py: the test and the numbers in docs/android.md share its measure."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scripts" / "mediapipe_agreement.py"
+    spec = importlib.util.spec_from_file_location("mediapipe_agreement", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+agreement_with_mediapipe = _agreement_script().agreement
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
