@@ -71,9 +71,9 @@ def convert(request: ConvertRequest) -> dict:
         manifest["verification"] = _verification(result, staged_manifest, model, sets, request, weights.num_classes)
         enforce(manifest["verification"], result.artifact.name)
         write_json_atomic(staged_manifest, manifest)
-        # Again at the end: another run may have published under this name in the meantime.
-        check_name_free(checked.artifact, checked.weights_sha256, request.force)
-        publish([result.artifact, *result.extra_files, staged_manifest], request.out)
+        # Again at the end, under the publish lock: another run may have published under this name meanwhile.
+        publish([result.artifact, *result.extra_files, staged_manifest], request.out,
+                check=lambda: check_name_free(checked.artifact, checked.weights_sha256, request.force))
     manifest["manifest_path"] = str(manifest_path_for(request.out / result.artifact.name))
     return manifest
 

@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +43,15 @@ def crash_point(name: str) -> None:
         os._exit(CRASH_EXIT_CODE)
 
 
-def _try_lock(path: Path) -> int | None:
-    """An fd holding an exclusive flock on `path`, or None when another live process holds it."""
+def _try_lock(path: Path, *, shared: bool = False) -> int | None:
+    """An fd holding a flock on `path` (exclusive, or `shared` for a look that others may take at the same
+    time), or None when another live process holds it exclusively."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
         return None
@@ -104,7 +105,8 @@ def interrupted_publish(published_name: Path) -> bool:
     for folder in Path(path.parent).glob(f"{STAGING_PREFIX}*"):
         if not (folder / manifest_name).is_file():
             continue
-        fd = _try_lock(folder / OWNER_FILE)
+        # A shared look: two reruns looking at once must not take each other for the live owner.
+        fd = _try_lock(folder / OWNER_FILE, shared=True)
         if fd is not None:  # its owner is gone
             os.close(fd)
             return True
@@ -201,11 +203,12 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def publish(staged: list[Path], out_dir: Path) -> list[Path]:
+def publish(staged: list[Path], out_dir: Path, *, check: Callable[[], None] | None = None) -> list[Path]:
     """Move staged files into `out_dir` with atomic renames, in the given order, the last one being the
     manifest that describes the others.
 
-    Under a lock on `out_dir`, so two conversions into one folder publish one after the other. The old
+    Under a lock on `out_dir`, so two conversions into one folder publish one after the other; `check`
+    runs under that lock first (it sees another run's pair whole, never half-published) and may refuse. The old
     manifest goes first: a crash at any moment leaves the old pair, the new pair, or new files without a
     manifest (which no reader uses), never a manifest beside files it does not describe.
     """
@@ -214,6 +217,8 @@ def publish(staged: list[Path], out_dir: Path) -> list[Path]:
         _fsync(src)  # the bytes reach the disk before the names do
     published = []
     with folder_lock(out_dir):
+        if check is not None:
+            check()
         (out_dir / manifest.name).unlink(missing_ok=True)
         crash_point("publish:old-manifest-removed")
         for src in files:
