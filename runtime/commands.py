@@ -32,10 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  edgeseg demo --model model.onnx --source clip.mp4 --headless --save out.mp4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, type=Path, metavar="ARTIFACT",
-                   help="a converted model: the artifact, its manifest, or a folder holding one")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads for the engine (default: the manifest's target profile)")
+    add_model_arguments(p)
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     add_source_arguments(p)
     add_render_arguments(p)
@@ -43,6 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_demo)
     _register_predict(sub)
     _register_doctor(sub)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """--model and --threads: how every command that runs a converted model names it and its CPU threads."""
+    p.add_argument("--model", required=True, type=Path, metavar="ARTIFACT",
+                   help="a converted model: the artifact, its manifest, or a folder holding one")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for the engine (default: the manifest's target profile)")
 
 
 def _register_predict(sub: argparse._SubParsersAction) -> None:
@@ -61,8 +66,7 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
                "  edgeseg predict --model model.onnx --source rtsp://cam/stream --out pred --max-frames 100",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, type=Path, metavar="ARTIFACT",
-                   help="a converted model: the artifact, its manifest, or a folder holding one")
+    add_model_arguments(p)
     p.add_argument("--source", required=True, metavar="IMAGE|DIR|VIDEO|URI",
                    help="an image, a folder of images (a VOC folder: its JPEGImages/), a video file, "
                         "or a stream/camera URI")
@@ -74,8 +78,6 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video-frames", action="store_true",
                    help="videos: write overlay/side-by-side as one PNG per frame instead of one .mp4 per kind")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="videos and streams: stop after N frames")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads for the engine (default: the manifest's target profile)")
     p.add_argument("--alpha", type=float, default=0.5, metavar="A", help="overlay opacity, 0..1 (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_predict)
