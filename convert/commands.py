@@ -211,6 +211,10 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
                    help="training crop and validation size (default: %(default)s)")
     p.add_argument("--crop", type=int, default=None,
                    help="training crop size (default: --resolution; smaller trains faster)")
+    p.add_argument("--scale-min", type=float, default=d.scale_min,
+                   help="smallest scene scale, as a fraction of --resolution on the short side (default: %(default)s)")
+    p.add_argument("--scale-max", type=float, default=d.scale_max,
+                   help="largest scene scale; scales are drawn log-uniform between the two (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate, poly decay (default: %(default)s)")
@@ -238,6 +242,7 @@ def _train(args: argparse.Namespace) -> int:
 
     config = TrainConfig(
         data=str(args.data), arch=args.model, resolution=args.resolution, crop=args.crop, epochs=args.epochs,
+        scale_min=args.scale_min, scale_max=args.scale_max,
         batch_size=args.batch_size, lr=args.lr, train_split=args.train_split, val_split=args.val_split,
         seed=args.seed, workers=args.workers, save_dtype=args.save_dtype, bf16=not args.no_bf16, init=args.init,
     )

@@ -260,9 +260,13 @@ def _loaders(config: TrainConfig, train_set: SegmentationDataset, generator: tor
         pairs, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=config.workers,
         generator=generator,
     )
-    bn_loader = torch.utils.data.DataLoader(
-        AugmentedPairs(train_set, config.resolution, (1.0, 1.0), augment=False), batch_size=config.batch_size,
-    )
+    # BatchNorm statistics are recomputed on what training showed the network: the same multi-scale
+    # crops (the first `bn_images` training images, each epoch's own views), not whole images at one size,
+    # which would tune the statistics to --resolution alone and cost accuracy at the other input sizes.
+    bn_pairs = AugmentedPairs(train_set, config.crop or config.resolution, (config.scale_min, config.scale_max),
+                              augment=True, base=config.resolution)
+    bn_pairs.seed = config.seed
+    bn_loader = torch.utils.data.DataLoader(bn_pairs, batch_size=config.batch_size)
     return loader, bn_loader, pairs
 
 
@@ -320,6 +324,8 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     zoo_entry(config.arch)
     if config.resolution % 8 or config.resolution < 64 or config.resolution > MAX_SIDE:
         raise ConfigError(f"--resolution {config.resolution}: must be a multiple of 8 from 64 to {MAX_SIDE}")
+    if not 0 < config.scale_min <= config.scale_max:
+        raise ConfigError(f"--scale-min {config.scale_min} --scale-max {config.scale_max}: need 0 < min <= max")
     check_init(config.init)
     _check_writable(Path(out))  # before an epoch of work, not after
     torch.manual_seed(config.seed)
@@ -341,7 +347,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     scores: dict = {}
     for epoch in range(start_epoch, config.epochs):
         generator.manual_seed(config.seed + epoch)  # the same epoch sees the same batches after a resume
-        pairs.epoch = epoch
+        pairs.epoch = bn_loader.dataset.epoch = epoch
         started = time.time()
         losses = _train_epoch(model, loader, optimizer, config, epoch, steps_per_epoch, progress)
         recompute_bn_statistics(model, bn_loader, config.bn_images, progress=progress)

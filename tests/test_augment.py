@@ -50,3 +50,25 @@ def test_scales_are_log_uniform_over_the_deployment_range():
     assert sides.min() < 0.52 * 640 and sides.max() > 1.55 * 640
     below = np.mean(sides < 640 * math.sqrt(0.5 * 1.6))
     assert below == pytest.approx(0.5, abs=0.03)
+
+
+def test_batchnorm_statistics_come_from_the_training_views(tmp_path):
+    """The precise-BN pass sees the multi-scale crops training saw (this epoch's), not whole scenes at
+    --resolution: statistics tuned to one size cost accuracy at the other deployment sizes."""
+    import torch
+
+    from edgeseg.convert.train import _loaders
+    from edgeseg.convert.train_config import TrainConfig
+    from edgeseg.datasets import open_dataset
+    from edgeseg.scenes import write_voc_dataset
+
+    root = write_voc_dataset(tmp_path / "s", train=4, val=1, progress=False, config=SceneConfig(height=256, width=256))
+    config = TrainConfig(data=str(root), resolution=128, crop=96, scale_min=0.5, scale_max=2.0, batch_size=2)
+    train_set = open_dataset(root, "train")
+    loader, bn_loader, pairs = _loaders(config, train_set, torch.Generator().manual_seed(0))
+    bn_pairs = bn_loader.dataset
+    assert bn_pairs.augment and bn_pairs.crop == 96 and bn_pairs.scale == (0.5, 2.0) and bn_pairs.base == 128
+    bn_pairs.epoch = pairs.epoch = 3
+    image, mask = bn_pairs[1]
+    again, again_mask = pairs[1]  # the same view training drew for image 1 in epoch 3
+    assert image.shape == (3, 96, 96) and torch.equal(image, again) and torch.equal(mask, again_mask)

@@ -79,6 +79,17 @@ def test_absurd_resolution_is_refused_before_any_allocation(voc, tmp_path, capsy
     assert sorted(p.name for p in tmp_path.iterdir()) == ["voc"]
 
 
+@pytest.mark.parametrize("scales", [("0", "1.6"), ("1.8", "0.45"), ("-1", "2")])
+def test_bad_scale_range_is_refused_before_training(voc, tmp_path, capsys, scales):
+    code = main(["train", "--data", str(voc), "--scale-min", scales[0], "--scale-max", scales[1],
+                 "--out", str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == (f"edgeseg train: error: --scale-min {float(scales[0])} --scale-max {float(scales[1])}: "
+                   "need 0 < min <= max")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["voc"]
+
+
 def test_train_out_under_a_file_is_refused_before_training(voc, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
