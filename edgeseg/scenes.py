@@ -288,6 +288,26 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, {"train": 0, "val": 1, "calib": 2}[split], index])
 
 
+JPEG_QUALITY = 92
+
+
+def encode_jpeg(image: np.ndarray) -> bytes:
+    """The JPEG `make-scenes` stores for a scene (quality 92, OpenCV's 4:2:0 chroma subsampling)."""
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    assert ok
+    return jpeg.tobytes()
+
+
+def stored_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """A scene as `make-scenes` stores it and training, the bench and scoring read it: the image after the
+    JPEG round trip (8x8 blocks, halved chroma resolution), the mask exact. A model trained on the stored
+    scenes sees these artefacts at full strength only at large input sizes, so held-out scenes are scored
+    in this form, not as rendered."""
+    image, mask = generate_scene(rng, config)
+    decoded = cv2.imdecode(np.frombuffer(encode_jpeg(image), np.uint8), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), mask
+
+
 def write_voc_dataset(
     out_dir: Path, *, train: int, val: int, seed: int = 0, config: SceneConfig = SceneConfig(),
     progress: bool = True,
@@ -307,9 +327,7 @@ def write_voc_dataset(
     for split, i in tqdm(jobs, desc=f"scenes -> {out_dir}", disable=not progress, unit="scene"):
         image, label = generate_scene(scene_rng(seed, split, i), config)
         scene_id = f"{split}_{i:05d}"
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-        assert ok
-        write_bytes_atomic(out_dir / "JPEGImages" / f"{scene_id}.jpg", jpeg.tobytes())
+        write_bytes_atomic(out_dir / "JPEGImages" / f"{scene_id}.jpg", encode_jpeg(image))
         png = Image.fromarray(label, mode="P")
         png.putpalette(palette)
         buf = io.BytesIO()

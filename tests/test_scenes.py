@@ -13,7 +13,15 @@ import pytest
 from edgeseg.datasets import open_dataset
 from edgeseg.errors import ConfigError
 from edgeseg.metrics import ConfusionMatrix
-from edgeseg.scenes import IGNORE_INDEX, SYNTHETIC_LABELS, SceneConfig, generate_scene, scene_rng, write_voc_dataset
+from edgeseg.scenes import (
+    IGNORE_INDEX,
+    SYNTHETIC_LABELS,
+    SceneConfig,
+    generate_scene,
+    scene_rng,
+    stored_scene,
+    write_voc_dataset,
+)
 
 SMALL = SceneConfig(height=256, width=256)
 
@@ -108,3 +116,14 @@ def test_written_set_is_byte_identical_for_the_same_seed(tmp_path):
     ds = open_dataset(a, "val")
     assert len(ds) == 2 and ds.labels == SYNTHETIC_LABELS and ds.kind == "voc"
     assert ds.pair(0)[1].shape == (256, 256)
+
+
+def test_stored_scene_is_what_make_scenes_writes_and_training_reads(tmp_path):
+    """Held-out scoring reads scenes as stored (JPEG round trip), the form a model trained on a
+    make-scenes folder sees; it differs from the raw render."""
+    root = write_voc_dataset(tmp_path / "s", train=0, val=2, seed=5, progress=False, config=SMALL)
+    image, mask = open_dataset(root, "val").pair(1)
+    stored_image, stored_mask = stored_scene(scene_rng(5, "val", 1), SMALL)
+    raw_image, _ = generate_scene(scene_rng(5, "val", 1), SMALL)
+    assert np.array_equal(stored_image, image) and np.array_equal(stored_mask, mask)
+    assert not np.array_equal(raw_image, stored_image)

@@ -1,7 +1,7 @@
 """Score the sample model per input size and write its sidecar JSON: `python tests/golden/score_sample.py`.
 
-Scored as deployment is scored: each held-out scene (seed 0, val 0..N-1, native 1024x1024, or a
-VOC folder given with --data) is resized to the input size R, the PyTorch FP32 model's argmax is
+Scored as deployment is scored: each held-out scene (seed 0, val 0..N-1, native 1024x1024, as
+`edgeseg make-scenes` stores it, i.e. after its JPEG round trip; or a VOC folder given with --data) is resized to the input size R, the PyTorch FP32 model's argmax is
 resized back (nearest) to the native ground truth, and one confusion matrix per R accumulates
 over all scenes. The sidecar (`<checkpoint stem>.json` beside the checkpoint) carries the
 checkpoint's training history and these scores, so a reader sees what the shipped model does at
@@ -26,7 +26,7 @@ from edgeseg.datasets import open_dataset
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.runtime.postprocess import resize_mask
 from edgeseg.runtime.preprocess import preprocess_rgb
-from edgeseg.scenes import generate_scene, scene_rng
+from edgeseg.scenes import scene_rng, stored_scene
 
 RESOLUTIONS = (320, 640, 1024)
 
@@ -39,7 +39,7 @@ def held_out_pairs(data: Path | None, count: int, start: int = 0):
             yield dataset.pair(i)
     else:
         for i in range(start, start + count):
-            yield generate_scene(scene_rng(0, "val", i))
+            yield stored_scene(scene_rng(0, "val", i))
 
 
 @torch.no_grad()
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         "validation": {
             "images": args.count,
             "source": str(args.data) if args.data else
-            f"synthetic scenes, seed 0, val {args.start}..{args.start + args.count - 1}, native 1024x1024",
+            f"synthetic scenes, seed 0, val {args.start}..{args.start + args.count - 1}, native 1024x1024, "
+            "as make-scenes stores them (JPEG quality 92)",
             "scoring": "FP32 PyTorch; input resized to R (bilinear), argmax resized back to the native ground "
                        "truth (nearest)",
             "by_resolution": {str(r): s for r, s in scores.items()},
