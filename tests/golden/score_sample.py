@@ -1,11 +1,12 @@
 """Score the sample model per input size and write its sidecar JSON: `python tests/golden/score_sample.py`.
 
 Scored as deployment is scored: each held-out scene (seed 0, val 0..N-1, native 1024x1024, as
-`edgeseg make-scenes` stores it, i.e. after its JPEG round trip; or a VOC folder given with --data) is resized to the input size R, the PyTorch FP32 model's argmax is
-resized back (nearest) to the native ground truth, and one confusion matrix per R accumulates
-over all scenes. The sidecar (`<checkpoint stem>.json` beside the checkpoint) carries the
-checkpoint's training history and these scores, so a reader sees what the shipped model does at
-320, 640 and 1024 without running anything.
+`edgeseg make-scenes` stores it, i.e. after its JPEG round trip; or a VOC folder given with --data)
+is resized to the input size R, the PyTorch FP32 model's argmax is resized back (nearest) to the
+native ground truth, and one confusion matrix per R accumulates over all scenes. The sidecar
+(`<checkpoint stem>.json` beside the checkpoint) carries the checkpoint's training history and
+these scores, so a reader sees what the shipped model does at 320, 640 and 1024 without running
+anything.
 """
 
 from __future__ import annotations
