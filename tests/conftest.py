@@ -33,6 +33,28 @@ def sample_checkpoint() -> Path:
     return SAMPLE_CHECKPOINT
 
 
+@pytest.fixture
+def unreachable_int8_budget_job(sample_checkpoint: Path, monkeypatch):
+    """A 128-pixel INT8 export job of the sample model for a target, under an INT8 budget no artifact can meet
+    (agreement above 1): the sensitive-layer search runs to its limit of 2 layers kept in float."""
+    from edgeseg.convert import verify
+    from edgeseg.convert.export import ExportJob
+    from edgeseg.convert.weights import load_weights
+    from edgeseg.targets import get_target
+
+    monkeypatch.setitem(verify.BUDGETS, "int8", {"min_agreement": 1.01, "max_miou_drop": 1.0})
+    weights = load_weights(str(sample_checkpoint))
+
+    def job(target: str) -> ExportJob:
+        return ExportJob(weights=weights, model=weights.build(), target=get_target(target), precision="int8",
+                         height=128, width=128, output_kind="logits", fuse_preprocessing=False, basename="search",
+                         calibration="synthetic:4", progress=False,
+                         options={"calib_images": 4, "verify_images": 2, "int8_max_float_layers": 2,
+                                  "int8_sensitivity_images": 1})
+
+    return job
+
+
 @pytest.fixture(scope="session")
 def synthetic_voc(tmp_path_factory) -> Path:
     """A small VOC-layout set of synthetic scenes (16 train, 8 val, 256 px: native 1024 would slow every

@@ -73,22 +73,10 @@ def test_reduce_range_only_on_x86_without_vnni(machine: str, cpuinfo: str, reduc
     assert ort_int8.needs_reduce_range(machine, cpuinfo) is reduce
 
 
-def test_budget_search_keeps_sensitive_layers_in_float_in_the_ort_form(sample_checkpoint, tmp_path, monkeypatch):
+def test_budget_search_keeps_sensitive_layers_in_float_in_the_ort_form(unreachable_int8_budget_job, tmp_path):
     """The shared sensitive-layer search works on this form: an unreachable budget runs it to its limit,
     and the layers kept in float read no Q/DQ input in the written graph."""
-    from edgeseg.convert import verify
-    from edgeseg.convert.export import ExportJob
-    from edgeseg.convert.weights import load_weights
-    from edgeseg.targets import get_target
-
-    monkeypatch.setitem(verify.BUDGETS, "int8", {"min_agreement": 1.01, "max_miou_drop": 1.0})
-    weights = load_weights(str(sample_checkpoint))
-    job = ExportJob(weights=weights, model=weights.build(), target=get_target("host-cpu"), precision="int8",
-                    height=128, width=128, output_kind="logits", fuse_preprocessing=False, basename="search",
-                    calibration="synthetic:4", progress=False,
-                    options={"calib_images": 4, "verify_images": 2, "int8_max_float_layers": 2,
-                             "int8_sensitivity_images": 1})
-    result = ort_int8.export(job, tmp_path)
+    result = ort_int8.export(unreachable_int8_budget_job("host-cpu"), tmp_path)
     q = result.details["quantization"]
     assert [a["kept_in_float"] for a in q["budget_search"]] == [0, 1, 2]
     kept = q["kept_in_float"]

@@ -310,23 +310,12 @@ def test_tensorrt_backend_without_tensorrt_says_what_is_needed(bundles):
     assert "\n" not in message and "TensorRT" in message and "NVIDIA GPU" in message
 
 
-def test_int8_budget_search_keeps_the_most_sensitive_layers_in_float(sample_checkpoint, tmp_path, monkeypatch):
+def test_int8_budget_search_keeps_the_most_sensitive_layers_in_float(unreachable_int8_budget_job, tmp_path):
     """An unreachable budget drives the search to its limit: every attempt is recorded, and the layers
     kept in float really run without Q/DQ in the published graph."""
-    from edgeseg.convert import verify
-    from edgeseg.convert.export import ExportJob
     from edgeseg.convert.tensorrt_bundle import export
-    from edgeseg.convert.weights import load_weights
-    from edgeseg.targets import get_target
 
-    monkeypatch.setitem(verify.BUDGETS, "int8", {"min_agreement": 1.01, "max_miou_drop": 1.0})
-    weights = load_weights(str(sample_checkpoint))
-    job = ExportJob(weights=weights, model=weights.build(), target=get_target("jetson-orin-nano"), precision="int8",
-                    height=128, width=128, output_kind="logits", fuse_preprocessing=False, basename="search",
-                    calibration="synthetic:4", progress=False,
-                    options={"calib_images": 4, "verify_images": 2, "int8_max_float_layers": 2,
-                             "int8_sensitivity_images": 1})
-    result = export(job, tmp_path)
+    result = export(unreachable_int8_budget_job("jetson-orin-nano"), tmp_path)
     q = result.details["quantization"]
     assert [a["kept_in_float"] for a in q["budget_search"]] == [0, 1, 2]
     assert not result.verification["passed"]  # the pipeline refuses to publish it (enforce)
