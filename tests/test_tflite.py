@@ -1,6 +1,6 @@
 """TFLite / LiteRT conversion for the android-* targets, verified against the PyTorch FP32 reference.
 
-CI converts at 128 px to stay fast; docs/android.md holds the 320 and 640 figures measured with
+CI converts at 160 px to stay fast; docs/android.md holds the 320 and 640 figures measured with
 `edgeseg convert`. Tracing with litert-torch is the slow step (tens of seconds), quantization takes
 seconds, so the session traces each float graph once and every precision quantizes that one (the
 `make` and `traced_once` fixtures in conftest.py, shared with test_tflite_mediapipe.py).
@@ -28,7 +28,7 @@ from edgeseg.runtime.postprocess import output_to_mask  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess_rgb  # noqa: E402
 from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng  # noqa: E402
 
-RESOLUTION = "128"  # what conftest's `make` converts at
+RESOLUTION = "160"  # what conftest's `make` converts at
 CALIBRATION = "synthetic:16"
 
 pytestmark = pytest.mark.slow

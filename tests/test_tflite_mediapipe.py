@@ -1,7 +1,7 @@
 """Android's own tools load edgeseg's `.tflite` as it is: MediaPipe's ImageSegmenter reads the TFLite
 Model Metadata (normalization, labels) and segments like edgeseg's own runtime.
 
-Images are given to both at the model's resolution (128 px here), so MediaPipe's resize and edgeseg's
+Images are given to both at the model's resolution (160 px here), so MediaPipe's resize and edgeseg's
 are out of the comparison: what is compared is the metadata-driven preprocessing, the model and the
 argmax. The artifacts are the session's (conftest `make`, shared with test_tflite.py).
 """
@@ -80,7 +80,7 @@ agreement_with_mediapipe = _agreement_script().agreement
 def test_mediapipe_image_segmenter_agrees_with_the_runtime(make, images, variant: str) -> None:
     precision, request = VARIANTS[variant]
     path = artifact(make(precision, **request))
-    assert path.name.endswith(f"-{precision}-128{'-u8in' if request else ''}.tflite")
+    assert path.name.endswith(f"-{precision}-160{'-u8in' if request else ''}.tflite")
     agreement, labels = agreement_with_mediapipe(path, images)
     assert labels == list(SYNTHETIC_LABELS)
     assert agreement >= MIN_AGREEMENT, f"{variant}: {agreement:.5f}"
@@ -94,10 +94,10 @@ def test_metadata_says_what_the_manifest_says(make) -> None:
     assert md.labels == SYNTHETIC_LABELS == fused.labels and md.outputs[0].label_files == ("labels.txt",)
     image = md.inputs[0]
     # Float input: RGB pixels 0..255 (the ImageNet normalization is inside the model), one mean/std for all.
-    assert (image.color_space, image.default_size, image.mean, image.std) == ("RGB", (128, 128), (0.0,) * 3, (1.0,) * 3)
+    assert (image.color_space, image.default_size, image.mean, image.std) == ("RGB", (160, 160), (0.0,) * 3, (1.0,) * 3)
     assert float_manifest["input"]["normalization"]["std"] == pytest.approx([1 / 255] * 3)
     assert fused.inputs[0].mean is None and fused_manifest["input"]["normalization"] == "in_model"
-    assert md.activation == "NONE" and md.outputs[0].description.startswith("logits 1x128x128x7")
+    assert md.activation == "NONE" and md.outputs[0].description.startswith("logits 1x160x160x7")
     assert md.min_parser_version == "1.5.0"  # SEGMENTER_METADATA is a 1.5.0 schema member
 
 
@@ -193,7 +193,7 @@ def test_metadata_that_reads_back_wrong_is_refused(make) -> None:
     from edgeseg.errors import VerificationError
 
     path = artifact(make("fp32"))
-    facts = SegmenterFacts(name=path.stem, description="", version="", labels=SYNTHETIC_LABELS, height=128, width=128,
+    facts = SegmenterFacts(name=path.stem, description="", version="", labels=SYNTHETIC_LABELS, height=160, width=160,
                            output_kind="logits", mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3)
     verify(path, facts)  # what the exporter wrote
     with pytest.raises(VerificationError, match="reads back wrong: labels, normalization, image size"):

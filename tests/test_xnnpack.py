@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def int8_and_float(sample_checkpoint: Path, tmp_path_factory) -> tuple[dict, bytes]:
-    """The android-cpu INT8 artifact at 128 px, and the FP32 flatbuffer it was quantized from."""
+    """The android-cpu INT8 artifact at 160 px (conftest says why not 128), and the FP32 flatbuffer it was
+    quantized from."""
     traced: list[bytes] = []
     original = tflite_export.convert_float
 
@@ -29,7 +30,7 @@ def int8_and_float(sample_checkpoint: Path, tmp_path_factory) -> tuple[dict, byt
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tflite_export, "convert_float", keep)
-        m = convert(ConvertRequest(target="android-cpu", precision="int8", resolution="128",
+        m = convert(ConvertRequest(target="android-cpu", precision="int8", resolution="160",
                                    weights=str(sample_checkpoint), out=tmp_path_factory.mktemp("xnnpack"),
                                    calibration="synthetic:16", verify_images=4, progress=False,
                                    options={"calib_images": 16}))
@@ -58,7 +59,7 @@ def test_plain_static_recipe_leaves_int8_hard_swish_outside_xnnpack(int8_and_flo
     import numpy as np
 
     # Pixels 0..255, what the float model takes (all zeros would give its input normalization a zero range).
-    pixels = np.random.default_rng(0).uniform(0, 255, (1, 128, 128, 3)).astype(np.float32)
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, 160, 160, 3)).astype(np.float32)
     calibration = q.calibrate({key: [{input_name: pixels}]})
     plain = bytes(q.quantize(calibration).quantized_model)
     outside = xnnpack.outside_ops(plain)
