@@ -42,6 +42,45 @@ def test_sample_sidecar_scores_the_shipped_weights_at_each_input_size(sample_che
     assert sidecar["history"] == load_weights("sample").metadata["history"]
 
 
+def _train_stages(commands: str) -> list[dict]:
+    """The `edgeseg train` options of each command in a shell text (continuation lines joined)."""
+    import re
+    import shlex
+
+    stages = []
+    for command in re.split(r"&&|\n", commands.replace("\\\n", " ")):
+        words = shlex.split(command, comments=True)
+        if words[:2] == ["edgeseg", "train"]:
+            flags = dict(zip(words[2::2], words[3::2]))
+            stages.append({"data": flags["--data"], "resolution": int(flags["--resolution"]),
+                           "crop": int(flags["--crop"]), "scale_min": float(flags["--scale-min"]),
+                           "scale_max": float(flags["--scale-max"]), "epochs": int(flags["--epochs"]),
+                           "lr": float(flags["--lr"])})
+    return stages
+
+
+def test_readme_training_commands_are_the_sample_models_recorded_stages(sample_checkpoint):
+    """The README's training block, the sidecar's training command and the configuration each stage recorded
+    when it ran all describe the same stages, in order (data folders compared by their scene counts)."""
+    import json
+    import re
+    from pathlib import Path
+
+    sidecar = json.loads(sample_checkpoint.with_suffix(".json").read_text())
+    records = [sidecar[k]["train_config"] for k in sorted(k for k in sidecar if re.fullmatch(r"stage\d+", k))]
+    records.append(sidecar["train_config"])
+    keys = ("resolution", "crop", "scale_min", "scale_max", "epochs", "lr")
+    recorded = [{k: r[k] for k in keys} for r in records]
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "--init sample-320.pt" in b)
+    for text in (block, sidecar["training_command"]):
+        stages = _train_stages(text)
+        assert [{k: s[k] for k in keys} for s in stages] == recorded, text
+        counts = dict(re.findall(r"make-scenes --out (\S+) --train (\d+)", text))
+        recorded_counts = [int(re.search(r"train(\d+)$", r["data"]).group(1)) for r in records]
+        assert [int(counts[s["data"]]) for s in stages] == recorded_counts, text
+
+
 def test_plain_state_dict_takes_class_count_from_the_classifier(tmp_path):
     model = build_model("lraspp_mobilenet_v3_large", num_classes=5)
     path = tmp_path / "lraspp.pth"
