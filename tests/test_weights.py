@@ -67,7 +67,8 @@ def test_readme_training_commands_are_the_sample_models_recorded_stages(sample_c
     from pathlib import Path
 
     sidecar = json.loads(sample_checkpoint.with_suffix(".json").read_text())
-    records = [sidecar[k]["train_config"] for k in sorted(k for k in sidecar if re.fullmatch(r"stage\d+", k))]
+    stage_keys = sorted((k for k in sidecar if re.fullmatch(r"stage\d+", k)), key=lambda k: int(k[5:]))
+    records = [sidecar[k]["train_config"] for k in stage_keys]
     records.append(sidecar["train_config"])
     keys = ("resolution", "crop", "scale_min", "scale_max", "epochs", "lr")
     recorded = [{k: r[k] for k in keys} for r in records]
