@@ -152,6 +152,8 @@ def _info(args: argparse.Namespace) -> int:
          f"sha256 {str(d.get('artifact_sha256', '?'))[:12]})"),
         f"target       {d['target']}  backend {d['backend']}  precision {d['precision']}",
         f"model        {model['architecture']}, {model['num_classes']} classes: {', '.join(model['labels'])}",
+        *([f"image pool   over {model['image_pool_window']} px windows where the input is larger"]
+          if model.get("image_pool_window") else []),
         f"weights      {model.get('weights_source')}  (sha256 {str(model.get('weights_sha256'))[:12]})",
         (f"input        {inp['height']}x{inp['width']} {inp.get('layout')} {inp.get('dtype')} "
          f"{inp.get('color_order', 'RGB')}, normalization {'in model' if norm == 'in_model' else norm}"),
@@ -215,7 +217,9 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
                    help="smallest scene scale, as a fraction of --resolution on the short side (default: %(default)s)")
     p.add_argument("--scale-max", type=float, default=d.scale_max,
                    help="largest scene scale; scales are drawn log-uniform between the two (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.epochs,
+                   help="epochs to train; 0 writes the --init weights unchanged, with the --image-pool-window and "
+                        "their validation score (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate, poly decay (default: %(default)s)")
     p.add_argument("--train-split", default=d.train_split, help="split list for training (default: %(default)s)")
@@ -224,6 +228,11 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
                    help="start from the sample model or an edgeseg checkpoint (fine-tuning keeps its labels unless the "
                         "data's differ, then the classifier head is re-initialised), from torchvision's weights (falls "
                         "back to scratch offline) or from scratch (default: %(default)s)")
+    p.add_argument("--image-pool-window", default=d.image_pool_window, metavar="PIXELS|global|init",
+                   help="average the ASPP image-pooling branch over a window of this many input pixels where the "
+                        "input is larger (TensorFlow DeepLab's image_pooling_crop_size), or over the whole map "
+                        "(global); recorded in the checkpoint, so conversion and the bench use it too (default: "
+                        "%(default)s, the --init checkpoint's setting, global without one)")
     p.add_argument("--save-dtype", choices=("fp32", "fp16"), default=d.save_dtype,
                    help="dtype of the saved weights (default: %(default)s)")
     p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes (default: %(default)s)")
@@ -245,10 +254,12 @@ def _train(args: argparse.Namespace) -> int:
         scale_min=args.scale_min, scale_max=args.scale_max,
         batch_size=args.batch_size, lr=args.lr, train_split=args.train_split, val_split=args.val_split,
         seed=args.seed, workers=args.workers, save_dtype=args.save_dtype, bf16=not args.no_bf16, init=args.init,
+        image_pool_window=args.image_pool_window,
     )
     from edgeseg.atomic import ensure_writable_dir
-    from edgeseg.convert.train_config import check_init
+    from edgeseg.convert.train_config import check_init, parse_image_pool_window
 
+    parse_image_pool_window(config.image_pool_window)
     check_init(config.init)  # before torch is imported: a wrong --init answers at once
     ensure_writable_dir(args.out.parent)
     from edgeseg.convert.train import train

@@ -17,17 +17,19 @@ class ZooEntry:
     # State-dict keys whose first dimension is the class count.
     classifier_keys: tuple[str, ...]
     has_aux: bool
+    # Input pixels per feature cell where the ASPP sees the map; None: no ASPP (no image pooling).
+    output_stride: int | None = None
 
 
 ZOO: dict[str, ZooEntry] = {
     e.name: e
     for e in (
         ZooEntry("deeplabv3_mobilenet_v3_large", tvseg.deeplabv3_mobilenet_v3_large,
-                 tvseg.DeepLabV3_MobileNet_V3_Large_Weights, ("classifier.4.weight",), True),
+                 tvseg.DeepLabV3_MobileNet_V3_Large_Weights, ("classifier.4.weight",), True, 16),
         ZooEntry("deeplabv3_resnet50", tvseg.deeplabv3_resnet50,
-                 tvseg.DeepLabV3_ResNet50_Weights, ("classifier.4.weight",), True),
+                 tvseg.DeepLabV3_ResNet50_Weights, ("classifier.4.weight",), True, 8),
         ZooEntry("deeplabv3_resnet101", tvseg.deeplabv3_resnet101,
-                 tvseg.DeepLabV3_ResNet101_Weights, ("classifier.4.weight",), True),
+                 tvseg.DeepLabV3_ResNet101_Weights, ("classifier.4.weight",), True, 8),
         ZooEntry("lraspp_mobilenet_v3_large", tvseg.lraspp_mobilenet_v3_large,
                  tvseg.LRASPP_MobileNet_V3_Large_Weights,
                  ("classifier.low_classifier.weight", "classifier.high_classifier.weight"), False),

@@ -115,6 +115,7 @@ def metadata_props(job: ExportJob, spec: InputSpec, output: dict) -> dict[str, s
         "input_layout": spec.layout, "input_dtype": spec.dtype, "color_order": spec.color_order,
         "normalization": normalization, "output_kind": output["kind"], "output_layout": output["layout"],
         "weights_sha256": job.weights.sha256 or "unknown",
+        "image_pool_window": str(job.weights.image_pool_window or "global"),
     }
 
 

@@ -6,13 +6,14 @@ output goes back to float, and ORT fuses none of it. What ORT runs fastest, meas
 on this project's 2-core AVX-512 VNNI CPU (docs/benchmarks.md, "host-cpu INT8 form"):
 
 - QDQ format (ORT fuses DQ -> op -> Q into QLinearConv / QLinearAdd / QLinearMul /
-  QLinearGlobalAveragePool / QLinearConcat at session creation; QOperator writes the same kernels
+  QLinearGlobalAveragePool / QLinearAveragePool / QLinearConcat at session creation; QOperator writes the same kernels
   into the file and measured no faster, and QDQ stays readable by any ONNX tool);
 - uint8 activations with a zero point (asymmetric ranges: ReLU outputs use all 256 levels), int8
   symmetric per-channel weights stored as int8 initializers (U8S8, the VNNI dot-product form);
 - every op with an integer kernel quantized, so activations stay uint8 from one Conv to the next:
   Conv, Add (residuals), Mul (the x * HardSigmoid(x) of HardSwish and the squeeze-excitation scale),
-  GlobalAveragePool, Concat, Resize, and Relu (folded into the preceding quantization range).
+  GlobalAveragePool, AveragePool (image pooling over a window, convert/image_pooling.py), Concat, Resize,
+  and Relu (folded into the preceding quantization range).
   Quantizing Conv and Add only left the HardSwish and SE chains in float with a Q/DQ round trip
   around each and was slower; HardSigmoid has no integer kernel and runs in float between DQ and Q;
 - the final upsampling of the logits stays float (`logit_resizes`): quantized, it ended in a
@@ -39,7 +40,7 @@ from edgeseg.convert.onnx_export import OPSET, export_onnx_file, input_spec, out
 from edgeseg.errors import ConfigError
 from edgeseg.runtime.preprocess import InputSpec
 
-ORT_INT8_OP_TYPES = ("Conv", "Add", "Mul", "GlobalAveragePool", "Concat", "Resize", "Relu")
+ORT_INT8_OP_TYPES = ("Conv", "Add", "Mul", "GlobalAveragePool", "AveragePool", "Concat", "Resize", "Relu")
 # The asymmetric-activation, symmetric-weight QDQ layout ORT's CPU kernels fuse (module docstring).
 ORT_QDQ_OPTIONS = {"ActivationSymmetric": False, "WeightSymmetric": True}
 # CPU flags whose int8 dot product cannot saturate (x86); without one, weights use 7 bits.

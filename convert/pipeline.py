@@ -93,6 +93,8 @@ def _manifest(request: ConvertRequest, checked: ConvertPlan, weights, result, as
             "architecture": weights.arch, "num_classes": weights.num_classes, "labels": list(weights.labels),
             "weights_source": weights.source, "weights_sha256": weights.sha256,
             "trained_resolution": weights.trained_resolution,
+            # ASPP image pooling over this many input pixels (null: the whole map, torchvision's global pooling).
+            "image_pool_window": weights.image_pool_window,
         },
         "input": result.input,
         "output": result.output,

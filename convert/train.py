@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from edgeseg.atomic import atomic_path, crash_point, ensure_writable_dir, locked_temp_file
+from edgeseg.convert.image_pooling import check_window, set_image_pool_window
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD, build_model, zoo_entry
 from edgeseg.convert.resolution import MAX_SIDE
-from edgeseg.convert.train_config import TrainConfig, check_init
+from edgeseg.convert.train_config import TrainConfig, check_init, parse_image_pool_window
 from edgeseg.convert.weights import LoadedWeights, load_weights, save_checkpoint
 from edgeseg.datasets import IGNORE_INDEX, SegmentationDataset, open_dataset
 from edgeseg.errors import ConfigError, DatasetError, WeightsError
@@ -197,6 +198,16 @@ def initial_model(config: TrainConfig, labels: tuple[str, ...],
     return model, f"torchvision:{enum}"
 
 
+def image_pool_window(config: TrainConfig, weights: LoadedWeights | None) -> int | None:
+    """The image-pooling window to train and save with: the option's, or the --init checkpoint's."""
+    value = parse_image_pool_window(config.image_pool_window)
+    if value == "init":
+        return weights.image_pool_window if weights is not None else None
+    window = None if value == "global" else int(value)
+    check_window(config.arch, window, "--image-pool-window")
+    return window
+
+
 def _state_path(out: Path) -> Path:
     return out.with_name(out.name + ".train-state")
 
@@ -324,14 +335,18 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     zoo_entry(config.arch)
     if config.resolution % 8 or config.resolution < 64 or config.resolution > MAX_SIDE:
         raise ConfigError(f"--resolution {config.resolution}: must be a multiple of 8 from 64 to {MAX_SIDE}")
+    if config.epochs < 0:
+        raise ConfigError(f"--epochs {config.epochs}: must be 0 or more")
     if not 0 < config.scale_min <= config.scale_max:
         raise ConfigError(f"--scale-min {config.scale_min} --scale-max {config.scale_max}: need 0 < min <= max")
     check_init(config.init)
     _check_writable(Path(out))  # before an epoch of work, not after
     torch.manual_seed(config.seed)
     weights = init_weights(config)
+    pool_window = image_pool_window(config, weights)
     train_set, val_set, labels = _open_data(config, weights)
     model, init = initial_model(config, labels, weights)
+    set_image_pool_window(model, config.arch, pool_window)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state_path = _state_path(out)
     start_epoch, history = 0, []
@@ -368,6 +383,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     save_checkpoint(
         out, model, arch=config.arch, labels=labels, resolution=config.resolution, dtype=save_dtype,
         extra={"dataset": str(config.data), "dataset_sha256": train_set.fingerprint(), "val_miou": scores["miou"],
-               "val_scores": scores, "init": init, "history": history, "train_config": asdict(config)},
+               "val_scores": scores, "init": init, "history": history, "train_config": asdict(config),
+               "image_pool_window": pool_window},
     )
     return {"checkpoint": str(out), "val_miou": scores["miou"], "history": history}

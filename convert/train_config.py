@@ -30,6 +30,15 @@ class TrainConfig:
     save_dtype: str = "fp32"
     bf16: bool = True
     init: str = "torchvision"  # "sample", "scratch", or the path of an edgeseg checkpoint
+    # ASPP image-pooling window in input pixels, "global", or "init": the --init checkpoint's (global if none).
+    image_pool_window: str = "init"
+
+
+def parse_image_pool_window(value: str) -> str:
+    """--image-pool-window: 'init', 'global' or a positive pixel count (checked against the model later)."""
+    if value in ("init", "global") or (value.isdigit() and int(value) > 0):
+        return value
+    raise ConfigError(f"--image-pool-window {value}: give a window in pixels, 'global', or 'init'")
 
 
 def check_init(init: str) -> None:

@@ -39,10 +39,15 @@ class LoadedWeights:
     source: str
     trained_resolution: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # ASPP image pooling over this many input pixels at most (convert.image_pooling); None: global.
+    image_pool_window: int | None = None
 
     def build(self) -> torch.nn.Module:
         """The model in eval mode, in float32, with these weights loaded (aux head dropped)."""
+        from edgeseg.convert.image_pooling import set_image_pool_window
+
         model = build_model(self.arch, num_classes=self.num_classes, aux_loss=False)
+        set_image_pool_window(model, self.arch, self.image_pool_window)
         state = {k: v.float() if v.is_floating_point() else v
                  for k, v in self.state_dict.items() if not k.startswith("aux_classifier.")}
         try:
@@ -138,6 +143,19 @@ def _check_checkpoint_fields(payload: dict, path: Path) -> None:
         raise WeightsError(f"{path}: edgeseg checkpoint's state_dict holds something other than tensors")
 
 
+def _image_pool_window(payload: dict, arch: str, path: Path) -> int | None:
+    """The checkpoint's recorded image-pooling window, checked against its architecture."""
+    from edgeseg.convert.image_pooling import check_window
+    from edgeseg.errors import ConfigError
+
+    window = payload.get("image_pool_window")
+    try:
+        check_window(arch, window, str(path))
+    except ConfigError as exc:
+        raise WeightsError(str(exc)) from None
+    return window
+
+
 def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None = None) -> LoadedWeights:
     """Resolve `--weights`: 'sample', 'torchvision', or a path to a state dict / edgeseg checkpoint."""
     if spec == "sample":
@@ -163,6 +181,7 @@ def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None
         )
         if len(weights.labels) != weights.num_classes:
             raise WeightsError(f"{path}: carries {len(weights.labels)} label names for {weights.num_classes} classes")
+        weights.image_pool_window = _image_pool_window(payload, ckpt_arch, path)
         check_finite(weights.state_dict, str(path))
         return weights
     if isinstance(payload, dict) and "model" in payload and isinstance(payload["model"], dict):

@@ -43,19 +43,26 @@ def test_sample_sidecar_scores_the_shipped_weights_at_each_input_size(sample_che
 
 
 def _train_stages(commands: str) -> list[dict]:
-    """The `edgeseg train` options of each command in a shell text (continuation lines joined)."""
+    """The `edgeseg train` options of each command in a shell text (continuation lines joined; an option a
+    command leaves out takes its default, as `edgeseg train` does)."""
     import re
     import shlex
 
+    from edgeseg.convert.train_config import TrainConfig
+
+    d = TrainConfig(data="")
     stages = []
     for command in re.split(r"&&|\n", commands.replace("\\\n", " ")):
         words = shlex.split(command, comments=True)
         if words[:2] == ["edgeseg", "train"]:
             flags = dict(zip(words[2::2], words[3::2]))
-            stages.append({"data": flags["--data"], "resolution": int(flags["--resolution"]),
-                           "crop": int(flags["--crop"]), "scale_min": float(flags["--scale-min"]),
-                           "scale_max": float(flags["--scale-max"]), "epochs": int(flags["--epochs"]),
-                           "lr": float(flags["--lr"])})
+            crop = flags.get("--crop")
+            stages.append({"data": flags["--data"], "resolution": int(flags.get("--resolution", d.resolution)),
+                           "crop": int(crop) if crop else d.crop,
+                           "scale_min": float(flags.get("--scale-min", d.scale_min)),
+                           "scale_max": float(flags.get("--scale-max", d.scale_max)),
+                           "epochs": int(flags.get("--epochs", d.epochs)), "lr": float(flags.get("--lr", d.lr)),
+                           "image_pool_window": flags.get("--image-pool-window", d.image_pool_window)})
     return stages
 
 
@@ -66,12 +73,15 @@ def test_readme_training_commands_are_the_sample_models_recorded_stages(sample_c
     import re
     from pathlib import Path
 
+    from edgeseg.convert.train_config import TrainConfig
+
     sidecar = json.loads(sample_checkpoint.with_suffix(".json").read_text())
     stage_keys = sorted((k for k in sidecar if re.fullmatch(r"stage\d+", k)), key=lambda k: int(k[5:]))
     records = [sidecar[k]["train_config"] for k in stage_keys]
     records.append(sidecar["train_config"])
-    keys = ("resolution", "crop", "scale_min", "scale_max", "epochs", "lr")
-    recorded = [{k: r[k] for k in keys} for r in records]
+    keys = ("resolution", "crop", "scale_min", "scale_max", "epochs", "lr", "image_pool_window")
+    # Stages trained before the option existed pooled globally, which "init" meant for them.
+    recorded = [{k: r.get(k, TrainConfig.image_pool_window) for k in keys} for r in records]
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "--init sample-320.pt" in b)
     for text in (block, sidecar["training_command"]):

@@ -76,14 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": Path(weights.source).name, "sha256": weights.sha256, "arch": weights.arch,
         "labels": list(weights.labels), "init": meta.get("init"), "dataset_sha256": meta.get("dataset_sha256"),
         "train_config": meta.get("train_config"), "training_command": args.training_command,
-        "history": meta.get("history"),
+        "history": meta.get("history"), "image_pool_window": weights.image_pool_window,
         "validation": {
             "images": args.count,
             "source": str(args.data) if args.data else
             f"synthetic scenes, seed 0, val {args.start}..{args.start + args.count - 1}, native 1024x1024, "
             "as make-scenes stores them (JPEG quality 92)",
             "scoring": "FP32 PyTorch; input resized to R (bilinear), argmax resized back to the native ground "
-                       "truth (nearest)",
+                       "truth (nearest)" + (f"; ASPP image pooling over {weights.image_pool_window}-pixel windows"
+                                            if weights.image_pool_window else ""),
             "by_resolution": {str(r): s for r, s in scores.items()},
         },
     }
