@@ -1,4 +1,4 @@
-"""DeepLabV3's image pooling over a window instead of the whole feature map, as an inference setting.
+"""DeepLabV3's image pooling over a window instead of the whole feature map: a model setting the checkpoint records.
 
 The ASPP image-pooling branch averages the whole feature map into one vector and adds it to every
 pixel. A model trained on crops of a given extent learns that vector as the mean of one crop; at a
@@ -12,6 +12,7 @@ so the setting only changes inputs larger than the window.
 The window is given in input pixels and must be a multiple of the model's output stride (16 for
 DeepLabV3-MobileNetV3, 8 for DeepLabV3-ResNet); it travels in the edgeseg checkpoint
 (`image_pool_window`), so conversion, verification, the bench and training all build the same model.
+Training with a window uses it too, where the training crop is larger than the window.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def set_image_pool_window(model: nn.Module, arch: str, window: int | None) -> nn
         for name, child in list(parent.named_children()):
             if not isinstance(child, ASPPPooling):
                 continue
+            # torchvision's own class around the same layers: no new parameters, whatever `child` was before.
             plain = ASPPPooling.__new__(ASPPPooling)
             nn.Sequential.__init__(plain, *child)
             if window is None:
