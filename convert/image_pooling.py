@@ -23,7 +23,7 @@ from torch import nn
 from torchvision.models.segmentation.deeplabv3 import ASPPPooling
 
 from edgeseg.convert.models import zoo_entry
-from edgeseg.errors import ConfigError
+from edgeseg.errors import ConfigError, EdgesegError
 
 
 class WindowedASPPPooling(ASPPPooling):
@@ -45,15 +45,15 @@ class WindowedASPPPooling(ASPPPooling):
         return F.interpolate(y, size=(height, width), mode="bilinear", align_corners=False)
 
 
-def check_window(arch: str, window: int | None, source: str) -> None:
-    """Refuse a window the architecture cannot honour, naming where it came from."""
+def check_window(arch: str, window: int | None, source: str, error: type[EdgesegError] = ConfigError) -> None:
+    """Refuse a window the architecture cannot honour, naming where it came from (`error`: the exception type)."""
     if window is None:
         return
     stride = zoo_entry(arch).output_stride
     if stride is None:
-        raise ConfigError(f"{source}: image_pool_window {window}: {arch} has no ASPP image pooling")
+        raise error(f"{source}: image_pool_window {window}: {arch} has no ASPP image pooling")
     if isinstance(window, bool) or not isinstance(window, int) or window < stride or window % stride:
-        raise ConfigError(f"{source}: image_pool_window {window!r}: must be a multiple of {arch}'s output "
+        raise error(f"{source}: image_pool_window {window!r}: must be a multiple of {arch}'s output "
                           f"stride {stride} (pixels), or absent for global pooling")
 
 

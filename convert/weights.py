@@ -143,19 +143,6 @@ def _check_checkpoint_fields(payload: dict, path: Path) -> None:
         raise WeightsError(f"{path}: edgeseg checkpoint's state_dict holds something other than tensors")
 
 
-def _image_pool_window(payload: dict, arch: str, path: Path) -> int | None:
-    """The checkpoint's recorded image-pooling window, checked against its architecture."""
-    from edgeseg.convert.image_pooling import check_window
-    from edgeseg.errors import ConfigError
-
-    window = payload.get("image_pool_window")
-    try:
-        check_window(arch, window, str(path))
-    except ConfigError as exc:
-        raise WeightsError(str(exc)) from None
-    return window
-
-
 def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None = None) -> LoadedWeights:
     """Resolve `--weights`: 'sample', 'torchvision', or a path to a state dict / edgeseg checkpoint."""
     if spec == "sample":
@@ -181,7 +168,10 @@ def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None
         )
         if len(weights.labels) != weights.num_classes:
             raise WeightsError(f"{path}: carries {len(weights.labels)} label names for {weights.num_classes} classes")
-        weights.image_pool_window = _image_pool_window(payload, ckpt_arch, path)
+        from edgeseg.convert.image_pooling import check_window
+
+        weights.image_pool_window = payload.get("image_pool_window")
+        check_window(ckpt_arch, weights.image_pool_window, str(path), WeightsError)
         check_finite(weights.state_dict, str(path))
         return weights
     if isinstance(payload, dict) and "model" in payload and isinstance(payload["model"], dict):

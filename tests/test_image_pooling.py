@@ -133,6 +133,8 @@ def test_a_bad_window_option_stops_training_before_any_work(synthetic_voc, tmp_p
     assert "--image-pool-window: image_pool_window 100: must be a multiple" in capsys.readouterr().err
     assert main(["train", "--data", str(synthetic_voc), "--image-pool-window", "wide", "--out", str(out)]) == 2
     assert "--image-pool-window wide: give a window in pixels, 'global', or 'init'" in capsys.readouterr().err
+    assert main(["train", "--data", str(synthetic_voc), "--epochs", "-1", "--out", str(out)]) == 2
+    assert "--epochs -1: must be 0 or more" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -43,26 +43,22 @@ def test_sample_sidecar_scores_the_shipped_weights_at_each_input_size(sample_che
 
 
 def _train_stages(commands: str) -> list[dict]:
-    """The `edgeseg train` options of each command in a shell text (continuation lines joined; an option a
-    command leaves out takes its default, as `edgeseg train` does)."""
+    """The `edgeseg train` options of each command in a shell text (continuation lines joined)."""
     import re
     import shlex
 
     from edgeseg.convert.train_config import TrainConfig
 
-    d = TrainConfig(data="")
     stages = []
     for command in re.split(r"&&|\n", commands.replace("\\\n", " ")):
         words = shlex.split(command, comments=True)
         if words[:2] == ["edgeseg", "train"]:
             flags = dict(zip(words[2::2], words[3::2]))
-            crop = flags.get("--crop")
-            stages.append({"data": flags["--data"], "resolution": int(flags.get("--resolution", d.resolution)),
-                           "crop": int(crop) if crop else d.crop,
-                           "scale_min": float(flags.get("--scale-min", d.scale_min)),
-                           "scale_max": float(flags.get("--scale-max", d.scale_max)),
-                           "epochs": int(flags.get("--epochs", d.epochs)), "lr": float(flags.get("--lr", d.lr)),
-                           "image_pool_window": flags.get("--image-pool-window", d.image_pool_window)})
+            stages.append({"data": flags["--data"], "resolution": int(flags["--resolution"]),
+                           "crop": int(flags["--crop"]), "scale_min": float(flags["--scale-min"]),
+                           "scale_max": float(flags["--scale-max"]), "epochs": int(flags["--epochs"]),
+                           "lr": float(flags["--lr"]),
+                           "image_pool_window": flags.get("--image-pool-window", TrainConfig.image_pool_window)})
     return stages
 
 
