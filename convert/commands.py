@@ -27,7 +27,7 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default="host-cpu",
                    help="target profile (see `edgeseg targets`; default: %(default)s)")
     p.add_argument("--precision", default="fp32",
-                   help="fp32, fp16, int8 or int8-dynamic, as the target supports (default: %(default)s)")
+                   help="fp32, fp16, bf16, int8 or int8-dynamic, as the target supports (default: %(default)s)")
     p.add_argument("--resolution", default="320",
                    help="320, 640, 1024, any multiple of 8 from 64, or HxW (default: %(default)s)")
     p.add_argument("--weights", default="sample",
@@ -197,6 +197,7 @@ def _targets(args: argparse.Namespace) -> int:
     for t in targets.values():
         extra = f", delegate {t.litert.delegate}" if t.litert else ""
         extra += f", DLA cores {t.tensorrt.dla_cores}" if t.tensorrt else ""
+        extra += f", device {t.openvino.device}" if t.openvino else ""
         print(f"{t.name:18} {t.backend:12} {'/'.join(t.precisions):28} default {t.default_resolution}{extra}")
         print(f"{'':18} {t.description}")
     return 0

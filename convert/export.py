@@ -65,3 +65,5 @@ class ExportResult:
     tools: dict[str, str] = field(default_factory=dict)
     # Set when the exporter verified the artifact itself (e.g. a TensorRT bundle checked under ONNX Runtime).
     verification: dict[str, Any] | None = None
+    runtime: dict[str, Any] = field(default_factory=dict)  # merged into manifest["runtime"] (the backend reads it)
+    size_bytes: int | None = None  # the model's size when it is more than the artifact file (an IR's .xml + .bin)

@@ -18,12 +18,14 @@ from typing import Any
 
 from edgeseg.atomic import ensure_writable_dir, interrupted_publish
 from edgeseg.convert.resolution import parse_resolution, resolution_tag
+from edgeseg.cpu_features import require_bfloat16
 from edgeseg.errors import ConfigError, WeightsError
 from edgeseg.targets import TargetProfile, get_target
 
 OUTPUT_KINDS = ("logits", "mask")  # convert.wrap.OUTPUT_KINDS, without importing torch (a test keeps them equal)
-ARTIFACT_SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "tensorrt-bundle": ".onnx"}
-NEEDS_CALIBRATION = ("int8",)  # int8-dynamic quantizes weights only
+ARTIFACT_SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "tensorrt-bundle": ".onnx", "openvino": ".xml"}
+NEEDS_CALIBRATION = ("int8",)
+QUANTIZER = {"tflite": "ai-edge-quantizer", "openvino": "NNCF"}  # formats whose INT8 calibrates its own way  # int8-dynamic quantizes weights only
 DEFAULT_ARCH = "deeplabv3_mobilenet_v3_large"  # convert.models.DEFAULT_ARCH (a test keeps them equal)
 SAMPLE_NAME = "deeplabv3_mobilenet_v3_large_synthetic.pt"  # convert.weights.SAMPLE_NAME (likewise)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -124,9 +126,9 @@ def _check_calibration(request: ConvertRequest, target: TargetProfile) -> None:
             raise ConfigError(f"--calib {spec}: expected synthetic:N with N a number of scenes, at least 1")
     elif not Path(spec).is_dir():
         raise ConfigError(f"--calib {spec}: no such folder (a folder of images, VOC layout or images/+masks/)")
-    if target.format == "tflite" and request.options.get("calib_method"):
+    if target.format in ("tflite", "openvino") and request.options.get("calib_method"):
         raise ConfigError(f"--calib-method {request.options['calib_method']}: applies to Q/DQ ONNX (host-cpu, Jetson); "
-                          "TFLite INT8 uses ai-edge-quantizer's own calibration")
+                          f"{target.format} INT8 uses {QUANTIZER[target.format]}'s own calibration")
 
 
 def _check_files(request: ConvertRequest) -> None:
@@ -166,6 +168,8 @@ def plan(request: ConvertRequest) -> ConvertPlan:
 
     target = get_target(request.target)
     target.check_precision(request.precision)
+    if request.precision == "bf16":  # verified under bf16 arithmetic: this CPU must have it
+        require_bfloat16(f"--precision bf16 for {target.name}")
     height, width = parse_resolution(request.resolution)
     if request.output_kind not in OUTPUT_KINDS:
         raise ConfigError(f"--output {request.output_kind}: choose one of {', '.join(OUTPUT_KINDS)}")

@@ -30,6 +30,8 @@ from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng
 BUDGETS = {
     "fp32": {"min_agreement": 0.999, "max_miou_drop": 0.1},
     "fp16": {"min_agreement": 0.995, "max_miou_drop": 0.5},
+    # bfloat16 keeps 8 significand bits to FP16's 11: near-tied pixels flip more often (issue 29: >= 0.99).
+    "bf16": {"min_agreement": 0.99, "max_miou_drop": 0.5},
     "int8": {"min_agreement": 0.90, "max_miou_drop": 1.0},
     "int8-dynamic": {"min_agreement": 0.90, "max_miou_drop": 1.0},
 }

@@ -18,6 +18,7 @@ OPTIONAL_PACKAGES = {
     "ai_edge_quantizer": ("ai-edge-quantizer", "tflite"), "matplotlib": ("matplotlib", "bench"),
     "onnxruntime": ("onnxruntime", "onnxruntime"), "ai_edge_litert": ("ai-edge-litert", "litert"),
     "pycuda": ("pycuda", "jetson"), "cv2": ("opencv-python", "opencv"),
+    "openvino": ("openvino", "openvino"), "nncf": ("nncf", "openvino-convert"),
 }
 
 

@@ -8,6 +8,7 @@ installed distributions, because importing it costs seconds and says nothing mor
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata
 import importlib.util
@@ -25,9 +26,11 @@ CONVERT_NEEDS = {
     "onnx": ("torch", "torchvision", "onnx", "onnxruntime"),
     "tensorrt-bundle": ("torch", "torchvision", "onnx", "onnxruntime"),
     "tflite": ("torch", "torchvision", "litert-torch", "ai-edge-quantizer", "ai-edge-litert"),
+    "openvino": ("torch", "torchvision", "onnx", "openvino", "nncf"),
 }
 EXTRA_OF = {"torch": "convert", "torchvision": "convert", "onnx": "convert", "onnxruntime": "onnxruntime",
-            "litert-torch": "tflite", "ai-edge-quantizer": "tflite", "ai-edge-litert": "litert"}
+            "litert-torch": "tflite", "ai-edge-quantizer": "tflite", "ai-edge-litert": "litert",
+            "openvino": "openvino", "nncf": "openvino-convert"}
 
 
 def _error_line(exc: BaseException) -> str:
@@ -84,10 +87,15 @@ def install_profile() -> dict[str, Any]:
 
 
 def opencv_info() -> dict[str, Any]:
-    probe = probe_import("cv2")
-    if probe["status"] != "ok":
-        return {**probe, "hint": "pip install 'edgeseg[opencv]', or use JetPack's OpenCV on a Jetson"}
-    cv2 = probe["module"]
+    from edgeseg.errors import MissingPackageError, PackageConflictError
+    from edgeseg.system_packages import import_opencv
+
+    try:
+        cv2 = import_opencv()
+    except MissingPackageError:
+        return {"status": "missing", "hint": "pip install 'edgeseg[opencv]', or use JetPack's OpenCV on a Jetson"}
+    except PackageConflictError as exc:  # a pip numpy shadowing the system's: the line says which and what to do
+        return {"status": "broken", "error": str(exc), "conflict": True}
     from edgeseg.runtime.gstreamer import video_io_backends
 
     return {"status": "ok", "version": cv2.__version__, "file": cv2.__file__, **video_io_backends()}
@@ -122,6 +130,25 @@ def _litert_delegates(interpreter_module: Any) -> dict[str, str]:
     found = ctypes.util.find_library("tensorflowlite_gpu_delegate")
     return {"xnnpack": "built in (CPU)",
             "gpu": f"{found} found" if found else "no GPU delegate library here (a phone's comes with the Android app)"}
+
+
+def openvino_info() -> dict[str, Any]:
+    """OpenVINO, the devices it sees, and whether this CPU has the bfloat16 instructions bf16 artifacts need."""
+    from edgeseg.cpu_features import bfloat16_flags
+
+    flags = bfloat16_flags()
+    probe = probe_import("openvino")
+    if probe["status"] != "ok":
+        return {**_public(probe), "cpu_bfloat16": bool(flags), "cpu_bfloat16_flags": flags}
+    try:
+        from edgeseg.runtime.backends.openvino import has_bfloat16
+
+        core = probe["module"].Core()
+        devices, bf16 = list(core.available_devices), has_bfloat16(core)
+    except Exception as exc:  # noqa: BLE001 - a plugin that fails to load: reported, not fatal
+        return {"status": "broken", "error": _error_line(exc), "cpu_bfloat16": bool(flags), "cpu_bfloat16_flags": flags}
+    return {"status": "ok", "version": probe["module"].__version__.split("-")[0], "devices": devices,
+            "cpu_bfloat16": bf16, "cpu_bfloat16_flags": flags}
 
 
 def tensorrt_info() -> dict[str, Any]:
@@ -231,6 +258,8 @@ def target_verdict(target: TargetProfile, report: dict[str, Any]) -> dict[str, A
 
 def _run_verdict(target: TargetProfile, report: dict[str, Any]) -> tuple[bool, str]:
     def broken_or_missing(entry: dict[str, Any], what: str, extra: str) -> str:
+        if entry.get("conflict"):  # a long line of its own: said once, on the opencv line
+            return f"{what} does not import (the {what.lower()} line above says which package shadows which)"
         if entry["status"] == "broken":
             return f"{what} is installed but broken ({entry['error']})"
         if entry["status"] == "stubs-only":
@@ -251,6 +280,16 @@ def _run_verdict(target: TargetProfile, report: dict[str, Any]) -> tuple[bool, s
         return True, f"can run {where} ({lite['package']} {lite['version']}, XNNPACK)"
     if target.backend == "tensorrt":
         return _tensorrt_verdict(target, report)
+    if target.backend == "openvino" and target.openvino is not None:
+        ov, device = report["openvino"], target.openvino.device
+        if ov["status"] != "ok":
+            return False, "cannot run, because " + broken_or_missing(ov, "openvino", "edgeseg[openvino]")
+        if not any(d == device or d.startswith(f"{device}.") for d in ov["devices"]):
+            return False, (f"cannot run, because OpenVINO sees no Intel {device} here "
+                           f"(openvino.Core().available_devices: {', '.join(ov['devices']) or 'none'})")
+        bf16 = "" if "bf16" not in target.precisions else \
+            ("; bf16 too (bfloat16 instructions)" if ov["cpu_bfloat16"] else "; not bf16 (no bfloat16 instructions)")
+        return True, f"can run (OpenVINO {ov['version']}, {device}{bf16})"
     return False, f"cannot run, because this edgeseg has no probe for backend {target.backend}"
 
 
@@ -286,6 +325,7 @@ def diagnose() -> dict[str, Any]:
         "platform": {"system": platform.system(), "machine": platform.machine(), "jetson": jetson_info()},
         "edgeseg": install_profile(),
         "opencv": opencv_info(), "onnxruntime": onnxruntime_info(), "litert": litert_info(),
+        "openvino": openvino_info(),
         "tensorrt": tensorrt_info(), "cuda": cuda_info(), "conversion": conversion_info(),
     }
     report["conversion_available"] = all(report["conversion"].get(n) for n in CONVERT_NEEDS["onnx"])
@@ -326,6 +366,10 @@ def format_report(report: dict[str, Any]) -> str:
     lite = report["litert"]
     delegates = "; ".join(f"{k}: {v}" for k, v in lite.get("delegates", {}).items())
     lines.append(_package_line("litert", lite, f" ({lite.get('package')}); delegates {delegates}"))
+    ov = report["openvino"]
+    bf16 = "yes (" + ", ".join(ov["cpu_bfloat16_flags"]) + ")" if ov["cpu_bfloat16"] else "no"
+    lines.append(_package_line("openvino", ov, f"; devices {', '.join(ov.get('devices', []))}")
+                 + f"; CPU bfloat16: {bf16}")
     trt = report["tensorrt"]
     dla = (f"; DLA cores {trt['dla_cores']}" if "dla_cores" in trt else
            f"; builder: {trt['builder_error']}" if "builder_error" in trt else "")
@@ -350,3 +394,23 @@ def format_report(report: dict[str, Any]) -> str:
 
 def _yes(value: Any) -> str:
     return "yes" if value else "no"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "doctor", help="what this machine can convert and run, and why not",
+        description="Report Python, the edgeseg install (its extras), OpenCV and its capture back-ends (GStreamer, "
+                    "V4L2, FFmpeg), ONNX Runtime and its providers, LiteRT and its delegates, TensorRT, the GPU and "
+                    "DLA cores, pycuda, and whether the conversion stack is installed; then, for every target "
+                    "profile, whether this machine can convert for it and run it, and why not. A missing or "
+                    "broken package is reported, never fatal.")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=_doctor)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    import json
+
+    report = diagnose()
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0

@@ -62,12 +62,32 @@ def onnx_summary(path: Path) -> dict[str, Any] | None:
     return {"format": "ONNX metadata_props", **props}
 
 
+def openvino_summary(path: Path) -> dict[str, Any] | None:
+    """The `edgeseg` section of an OpenVINO IR's `rt_info` (JSON values decoded); None when it has none.
+
+    Read from the `.xml` itself (the IR's documented XML): no OpenVINO needed to describe an artifact."""
+    import xml.etree.ElementTree as ET
+
+    from edgeseg.runtime.backends.openvino import RT_INFO_SECTION
+
+    section = ET.parse(path).getroot().find(f"rt_info/{RT_INFO_SECTION}")
+    if section is None:
+        return None
+    props = {child.tag: child.get("value", "") for child in section}
+    for key in ("labels", "normalization"):
+        if props.get(key, "").startswith(("[", "{")):
+            props[key] = json.loads(props[key])
+    return {"format": "OpenVINO IR rt_info", **props}
+
+
 def embedded_summary(path: Path) -> dict[str, Any] | None:
     """The artifact's own metadata, for the formats that carry it (else None)."""
     if path.suffix == ".tflite":
         return tflite_summary(path)
     if path.suffix == ".onnx":
         return onnx_summary(path)
+    if path.suffix == ".xml":
+        return openvino_summary(path)
     return None
 
 
@@ -101,7 +121,8 @@ def disagreements(manifest: Manifest, summary: dict[str, Any]) -> list[str]:
         if summary.get("resolution") not in (None, f"{spec.height}x{spec.width}"):
             found.append("resolution")
         for key, value in (("input_layout", spec.layout), ("color_order", spec.color_order),
-                           ("output_kind", manifest.output.get("kind"))):
+                           ("output_kind", manifest.output.get("kind")),
+                           ("inference_precision", manifest.data.get("runtime", {}).get("inference_precision"))):
             if summary.get(key) not in (None, value):
                 found.append(key)
         norm = summary.get("normalization")

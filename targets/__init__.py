@@ -14,7 +14,8 @@ import yaml
 from edgeseg.errors import ConfigError
 
 PROFILE_DIR = Path(__file__).resolve().parent
-ALL_PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
+# bf16: float weights, bfloat16 arithmetic (OpenVINO on x86 CPUs with AVX512_BF16 / AMX).
+ALL_PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dynamic")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ FORMATS: dict[str, ArtifactFormat] = {f.name: f for f in (
                    precision_exporters={"int8": "edgeseg.convert.ort_int8"}),
     ArtifactFormat("tflite", exporter="edgeseg.convert.tflite_export", backend="litert"),
     ArtifactFormat("tensorrt-bundle", exporter="edgeseg.convert.tensorrt_bundle", backend="tensorrt"),
+    # OpenVINO IR (.xml + .bin); INT8 through NNCF's post-training quantization.
+    ArtifactFormat("openvino", exporter="edgeseg.convert.openvino_export", backend="openvino",
+                   precision_exporters={"int8": "edgeseg.convert.openvino_int8"}),
 )}
 
 
@@ -100,8 +104,19 @@ class LiteRTOptions:
         return {"delegate": self.delegate}
 
 
+@dataclass(frozen=True)
+class OpenVINOOptions:
+    """The `openvino:` section, which only OpenVINO targets have: the OpenVINO device that runs the model."""
+
+    device: str = "CPU"  # an entry of openvino.Core().available_devices: CPU, GPU, NPU
+
+    def to_dict(self) -> dict:
+        return {"device": self.device}
+
+
 # Backend name -> the section that only targets of that backend have (the YAML key is the backend's name).
-BACKEND_SECTIONS: dict[str, type] = {"tensorrt": TensorRTOptions, "litert": LiteRTOptions}
+BACKEND_SECTIONS: dict[str, type] = {"tensorrt": TensorRTOptions, "litert": LiteRTOptions,
+                                     "openvino": OpenVINOOptions}
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,7 @@ class TargetProfile:
     host_proxy: bool = False
     tensorrt: TensorRTOptions | None = None
     litert: LiteRTOptions | None = None
+    openvino: OpenVINOOptions | None = None
 
     def check_precision(self, precision: str) -> None:
         if precision not in self.precisions:

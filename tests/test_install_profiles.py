@@ -49,7 +49,7 @@ def test_the_base_install_on_a_workstation_adds_pips_opencv_and_nothing_of_the_c
 
 def test_device_extras_bring_no_workstation_package():
     extras = _options()["options.extras_require"]
-    for extra in ("onnxruntime", "litert", "opencv", "jetson"):
+    for extra in ("onnxruntime", "litert", "opencv", "jetson", "openvino"):
         assert not _names(extras[extra], JETSON) & WORKSTATION_STACK, extra
     # pip's tensorrt wheels are not JetPack's and would shadow it
     assert _names(extras["jetson"], JETSON) == {"pycuda"}
@@ -62,7 +62,7 @@ def test_the_conversion_stack_is_pinned_in_its_extra_and_all_brings_every_workst
     assert {"onnx", "onnxruntime", "pillow"} <= set(pins)
     (everything,) = _requirements(extras["all"])
     assert everything.name == "edgeseg" and everything.extras == {"convert", "tflite", "bench", "dev", "onnxruntime",
-                                                                  "litert"}
+                                                                  "litert", "openvino", "openvino-convert"}
 
 
 def _module_level_imports(path: Path) -> list[tuple[int, str]]:
