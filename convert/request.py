@@ -25,7 +25,8 @@ from edgeseg.targets import TargetProfile, get_target
 OUTPUT_KINDS = ("logits", "mask")  # convert.wrap.OUTPUT_KINDS, without importing torch (a test keeps them equal)
 ARTIFACT_SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "tensorrt-bundle": ".onnx", "openvino": ".xml"}
 NEEDS_CALIBRATION = ("int8",)
-QUANTIZER = {"tflite": "ai-edge-quantizer", "openvino": "NNCF"}  # formats whose INT8 calibrates its own way  # int8-dynamic quantizes weights only
+# Formats whose INT8 calibrates its own way (--calib-method does not apply).
+QUANTIZER = {"tflite": "ai-edge-quantizer", "openvino": "NNCF"}  # int8-dynamic quantizes weights only
 DEFAULT_ARCH = "deeplabv3_mobilenet_v3_large"  # convert.models.DEFAULT_ARCH (a test keeps them equal)
 SAMPLE_NAME = "deeplabv3_mobilenet_v3_large_synthetic.pt"  # convert.weights.SAMPLE_NAME (likewise)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")

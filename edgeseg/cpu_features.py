@@ -21,7 +21,8 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str]:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
             return set()
-    return {word for line in cpuinfo.splitlines() if line.startswith("flags") for word in line.split(":", 1)[-1].split()}
+    return {word for line in cpuinfo.splitlines() if line.startswith("flags")
+            for word in line.split(":", 1)[-1].split()}
 
 
 def bfloat16_flags(cpuinfo: str | None = None) -> list[str]:
