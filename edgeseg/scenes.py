@@ -19,7 +19,6 @@ Objects overlap (occlusion); boundaries are marked 255 (ignore), as in VOC.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from tqdm import tqdm
 
 from edgeseg.atomic import write_bytes_atomic
 from edgeseg.errors import ConfigError
-from edgeseg.optional import require
+from edgeseg.palette_png import encode_class_ids_png
 
 SYNTHETIC_LABELS = ("background", "disc", "box", "triangle", "star", "ring", "cross")
 IGNORE_INDEX = 255
@@ -315,24 +314,19 @@ def write_voc_dataset(
     """Write `train` + `val` scenes in the VOC layout (JPEGImages/, SegmentationClass/, ImageSets/)."""
     if train < 0 or val < 0 or train + val == 0:
         raise ConfigError(f"{out_dir}: asked for {train} train and {val} val scenes; need at least one")
-    # Palette PNGs (class ids as values, VOC colours) are Pillow's job; the device install has no Pillow.
-    Image = require("PIL.Image", purpose="writing palette PNG masks")  # noqa: N806
     out_dir = Path(out_dir)
     (out_dir / "JPEGImages").mkdir(parents=True, exist_ok=True)
     (out_dir / "SegmentationClass").mkdir(parents=True, exist_ok=True)
     (out_dir / "ImageSets" / "Segmentation").mkdir(parents=True, exist_ok=True)
-    palette = voc_palette()
+    # Palette PNGs (class ids as values, VOC colours), written without Pillow: the device install has none.
+    palette = np.asarray(voc_palette(), np.uint8).reshape(-1, 3)
     ids: dict[str, list[str]] = {"train": [], "val": []}
     jobs = [("train", i) for i in range(train)] + [("val", i) for i in range(val)]
     for split, i in tqdm(jobs, desc=f"scenes -> {out_dir}", disable=not progress, unit="scene"):
         image, label = generate_scene(scene_rng(seed, split, i), config)
         scene_id = f"{split}_{i:05d}"
         write_bytes_atomic(out_dir / "JPEGImages" / f"{scene_id}.jpg", encode_jpeg(image))
-        png = Image.fromarray(label, mode="P")
-        png.putpalette(palette)
-        buf = io.BytesIO()
-        png.save(buf, format="PNG")
-        write_bytes_atomic(out_dir / "SegmentationClass" / f"{scene_id}.png", buf.getvalue())
+        write_bytes_atomic(out_dir / "SegmentationClass" / f"{scene_id}.png", encode_class_ids_png(label, palette))
         ids[split].append(scene_id)
     for split, names in ids.items():
         text = "".join(f"{n}\n" for n in names).encode()

@@ -68,3 +68,32 @@ def test_datasets_read_and_check_masks_without_pillow(voc_sample, monkeypatch):
     for i in range(4):
         assert np.array_equal(without.mask(i), expected[i])
     without.check(21)
+
+
+def test_scene_masks_written_without_pillow_are_pillows_bytes():
+    """make-scenes writes masks without Pillow (the device install), byte for byte as Pillow writes them, so
+    a data set's fingerprint (which a checkpoint records) is the same on a workstation and on a device."""
+    import io
+
+    from edgeseg.palette_png import encode_class_ids_png
+    from edgeseg.scenes import generate_scene, scene_rng, voc_palette
+
+    palette = np.asarray(voc_palette(), np.uint8).reshape(-1, 3)
+    for index in range(6):
+        _, ids = generate_scene(scene_rng(0, "train", index))
+        pillow = Image.fromarray(ids, mode="P")
+        pillow.putpalette(voc_palette())
+        buffer = io.BytesIO()
+        pillow.save(buffer, format="PNG")
+        assert encode_class_ids_png(ids, palette) == buffer.getvalue(), index
+
+
+def test_make_scenes_writes_a_data_set_without_pillow(tmp_path, monkeypatch):
+    from edgeseg.scenes import SceneConfig, write_voc_dataset
+
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    monkeypatch.setitem(sys.modules, "PIL.Image", None)
+    out = write_voc_dataset(tmp_path / "scenes", train=1, val=2, config=SceneConfig(height=96, width=96), progress=False)
+    assert (out / "labels.txt").is_file()
+    dataset = open_dataset(out, "val")
+    assert len(dataset) == 2 and dataset.mask(0).shape == (96, 96)
