@@ -21,8 +21,12 @@ COMMAND_MODULES = (
     "edgeseg.convert.commands",
     "edgeseg.benchmarks.commands",
     "edgeseg.runtime.commands",
+    "edgeseg.runtime.doctor",
     "edgeseg.runtime.engine_commands",
 )
+# Commands that run without OpenCV; every other one imports it first, so a system OpenCV that a pip numpy
+# shadows is one line naming both (edgeseg.system_packages), and doctor reports it among the rest.
+WITHOUT_OPENCV = frozenset({"doctor", "targets"})
 # Each command, the module that registers it and its one-line help. The parser registers only the
 # command being run (its module may import OpenCV and numpy to build its options); the others are
 # names and help lines, so `edgeseg --help` and a mistyped command import nothing heavy.
@@ -36,10 +40,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-scenes": ("edgeseg.benchmarks.commands", "write seeded synthetic scenes with masks in the PASCAL VOC layout"),
     "bench": ("edgeseg.benchmarks.commands",
               "latency, mIoU and cost per model x target x resolution x precision, in one report"),
+    "report": ("edgeseg.benchmarks.commands",
+               "one report from several bench runs (devices, days): a device column, a panel per device"),
     "demo": ("edgeseg.runtime.commands",
              "real-time segmentation of a camera, stream, video or images with a converted model"),
     "predict": ("edgeseg.runtime.commands", "segment images, folders, videos or streams and keep the class-id masks"),
-    "doctor": ("edgeseg.runtime.commands", "what this machine can convert and run, and why not"),
+    "doctor": ("edgeseg.runtime.doctor", "what this machine can convert and run, and why not"),
     "build-engine": ("edgeseg.runtime.engine_commands",
                      "build (or reuse) the TensorRT engine of a Jetson bundle on this machine's GPU"),
 }
@@ -62,6 +68,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     else:  # the top-level options take no values, so the first word that is not an option is the command
         command = next((a for a in argv if not a.startswith("-")), None)
         modules = (COMMANDS[command][0],) if command in COMMANDS else ()
+        if command in COMMANDS and command not in WITHOUT_OPENCV and modules[0] == "edgeseg.runtime.commands":
+            from edgeseg.system_packages import import_opencv
+
+            import_opencv()  # its options come from capture and rendering, which import OpenCV
     for name in modules:
         importlib.import_module(name).register(sub)
     for name, (_, help_line) in COMMANDS.items():
@@ -77,9 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
     argv = [a for a in argv if a != "--debug"]
-    parser = build_parser(argv)
+    try:
+        parser = build_parser(argv)
+    except EdgesegError as exc:
+        _error(next((a for a in argv if not a.startswith("-")), "edgeseg"), str(exc))
+        return 2
     args = parser.parse_args(argv)
     try:
+        if args.command not in WITHOUT_OPENCV:
+            from edgeseg.system_packages import import_opencv
+
+            import_opencv()
         code = int(args.run(args) or 0)
         sys.stdout.flush()  # a reader that went away is found here, not at interpreter exit
         return code

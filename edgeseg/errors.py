@@ -39,3 +39,7 @@ class MissingPackageError(EdgesegError):
 
 class OutputError(EdgesegError):
     """An output that could not be written completely (a full disk, an unwritable place)."""
+
+
+class PackageConflictError(EdgesegError):
+    """Installed packages that cannot work together (a pip numpy shadowing the one the system's OpenCV needs)."""

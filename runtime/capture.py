@@ -2,6 +2,7 @@
 
 Sources (jetson-inference style):
   csi://0                      Jetson CSI camera (GStreamer nvarguscamerasrc; size and rate from the options)
+  gst://PIPELINE               any GStreamer pipeline ending in appsink
   v4l2:///dev/video0           USB/V4L2 camera; also a bare /dev/video0 or a camera index (0)
   rtsp://host/path, http(s)://…  network streams
   file://clip.mp4 or clip.mp4  a video file
@@ -26,7 +27,14 @@ import cv2
 
 from edgeseg.errors import ConfigError, SourceError
 from edgeseg.runtime.frame_sources import IMAGE_SUFFIXES, FrameSource, ImageFilesSource, OpenCVSource
-from edgeseg.runtime.gstreamer import CSI_DEFAULT, csi_pipeline, gstreamer_available, no_gstreamer_message
+from edgeseg.runtime.gstreamer import (
+    CSI_DEFAULT,
+    csi_pipeline,
+    csi_stand_in,
+    gstreamer_available,
+    no_gstreamer_message,
+    raw_pipeline,
+)
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 STREAM_TIMEOUT_MS = 5000  # a stream that stalls this long counts as lost (then reconnect)
@@ -50,8 +58,8 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """The options capture owns, for any command that reads frames."""
     g = parser.add_argument_group("source", "where frames come from")
     g.add_argument("--source", required=True, metavar="URI",
-                   help="csi://0, v4l2:///dev/video0, /dev/video0, 0 (camera index), rtsp://…, http://…, "
-                        "a video file, an image file or a folder of images")
+                   help="csi://0, gst://PIPELINE (ending in appsink), v4l2:///dev/video0, /dev/video0, "
+                        "0 (camera index), rtsp://…, http://…, a video file, an image file or a folder of images")
     g.add_argument("--loop", action="store_true",
                    help="files: start again at the end (stop with --max-frames or Ctrl-C)")
     g.add_argument("--realtime", action="store_true",
@@ -150,8 +158,18 @@ def parse_source(uri: str, options: SourceOptions = SourceOptions()) -> FrameSou
         width = options.width or CSI_DEFAULT[0]
         height = options.height or CSI_DEFAULT[1]
         fps = options.fps or CSI_DEFAULT[2]
-        return OpenCVSource(uri, csi_pipeline(int(rest), width, height, fps), api=cv2.CAP_GSTREAMER, live=True,
-                            fps=fps, hint=" (is nvargus-daemon running and the camera connected?)")
+        stand_in = csi_stand_in()
+        hint = " (the videotestsrc stand-in: are GStreamer's base plugins installed?)" if stand_in \
+            else " (is nvargus-daemon running and the camera connected?)"
+        return OpenCVSource(uri, csi_pipeline(int(rest), width, height, fps, stand_in=stand_in),
+                            api=cv2.CAP_GSTREAMER, live=True, fps=fps, hint=hint)
+    if scheme == "gst":
+        pipeline = raw_pipeline(uri)
+        if not gstreamer_available():
+            raise SourceError(no_gstreamer_message(uri))
+        return OpenCVSource(uri, pipeline, api=cv2.CAP_GSTREAMER, live=True,
+                            hint=" (does each element exist here? gst-inspect-1.0 ELEMENT tells; "
+                                 "gst-launch-1.0 runs the pipeline alone)")
     if scheme == "v4l2" or re.fullmatch(r"/dev/video\d+", uri) or uri.isdigit():
         device = uri.split("://", 1)[1] if scheme == "v4l2" else uri
         if device.isdigit():
@@ -171,7 +189,7 @@ def parse_source(uri: str, options: SourceOptions = SourceOptions()) -> FrameSou
     if scheme == "file":
         path = Path(uri.split("://", 1)[1])
     elif scheme:
-        raise SourceError(f"{uri}: unknown source scheme '{scheme}://' (csi, v4l2, rtsp, http(s), file)")
+        raise SourceError(f"{uri}: unknown source scheme '{scheme}://' (csi, gst, v4l2, rtsp, http(s), file)")
     else:
         path = Path(uri)
     if not path.exists():

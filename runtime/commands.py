@@ -39,7 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_sink_arguments(p)
     p.set_defaults(run=_demo)
     _register_predict(sub)
-    _register_doctor(sub)
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -134,26 +133,4 @@ def _demo(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print("edgeseg demo: interrupted", file=sys.stderr)
         return 130
-    return 0
-
-
-def _register_doctor(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "doctor", help="what this machine can convert and run, and why not",
-        description="Report Python, the edgeseg install (its extras), OpenCV and its capture back-ends (GStreamer, "
-                    "V4L2, FFmpeg), ONNX Runtime and its providers, LiteRT and its delegates, TensorRT, the GPU and "
-                    "DLA cores, pycuda, and whether the conversion stack is installed; then, for every target "
-                    "profile, whether this machine can convert for it and run it, and why not. A missing or "
-                    "broken package is reported, never fatal.")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(run=_doctor)
-
-
-def _doctor(args: argparse.Namespace) -> int:
-    import json
-
-    from edgeseg.runtime.doctor import diagnose, format_report
-
-    report = diagnose()
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
