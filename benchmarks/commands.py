@@ -93,8 +93,50 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help=f"CI size: first resolution only, {QUICK['images']} images, {QUICK['runs']} runs, "
                         f"{QUICK['calib_images']} calibration images; runs with no other argument")
+    p.add_argument("--device", default=None, metavar="ssh://[USER@]HOST[:PORT][/VENV]",
+                   help="measure on this device over SSH (OpenSSH's ssh and scp, your keys and ~/.ssh/config): "
+                        "convert here, copy what is missing there, run its edgeseg bench --artifacts; VENV is its "
+                        "edgeseg venv (/~/edgeseg: under its home; none: edgeseg on its login PATH)")
+    p.add_argument("--ssh-config", type=Path, default=None,
+                   help="with --device: this ssh config file instead of ~/.ssh/config (ssh -F)")
+    _add_budget_argument(p)
     _add_output_arguments(p)
     p.set_defaults(run=_bench)
+    _register_report(sub)
+
+
+def _add_budget_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--budget-ms", type=float, default=None,
+                   help="answer which size and precision to deploy: per device and target, the best mIoU whose p90 "
+                        "end-to-end time fits this many milliseconds")
+
+
+def _register_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="one report from several bench runs (devices, days): a device column, a panel per device",
+        description="Merge results.json files of edgeseg bench runs into one report folder: the table with a device "
+                    "column, latency against mIoU with one panel per device, INT8 against FP32 per device. Rows of "
+                    "different machines are never put in one ratio.")
+    p.add_argument("results", nargs="+", type=Path, help="results.json files (or the report folders holding them)")
+    p.add_argument("--out", type=Path, required=True, help="report folder to write")
+    _add_budget_argument(p)
+    p.set_defaults(run=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from edgeseg.benchmarks.budget import budget_section, check_budget
+    from edgeseg.benchmarks.merge import load_results, merge_results, write_merged_report
+    from edgeseg.benchmarks.report import main_table
+
+    check_budget(args.budget_ms)
+    merged = merge_results([load_results(path) for path in args.results])
+    written = write_merged_report(merged, args.out, budget_ms=args.budget_ms)
+    print(main_table(merged))
+    if args.budget_ms is not None:
+        print("\n".join(budget_section(merged, args.budget_ms)))
+    devices = ", ".join(run["device"] for run in merged["runs"])
+    print(f"wrote {args.out}/ ({', '.join(p.name for p in written)}) from {len(merged['runs'])} runs on {devices}")
+    return 0
 
 
 def _add_output_arguments(p: argparse.ArgumentParser) -> None:
@@ -111,10 +153,16 @@ def _bench(args: argparse.Namespace) -> int:
     import sys
 
     from edgeseg.benchmarks.bench import BenchConfig, run_bench
+    from edgeseg.benchmarks.budget import budget_section, check_budget
     from edgeseg.benchmarks.config import default_cache_dir
     from edgeseg.benchmarks.quick import quick_scenes
     from edgeseg.benchmarks.report import main_table, write_report
 
+    check_budget(args.budget_ms)
+    if args.ssh_config is not None and args.device is None:
+        from edgeseg.errors import ConfigError
+
+        raise ConfigError("--ssh-config is for --device")
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     data = args.data
     if data is None and args.quick:  # a fresh clone has no labelled set: make the small synthetic one (once)
@@ -130,8 +178,18 @@ def _bench(args: argparse.Namespace) -> int:
     )
     # The report is rewritten after every row: an interrupted sweep keeps what it measured
     # (results.json then says "complete": false).
-    results = run_bench(config, on_row=lambda partial: write_report(partial, out))
-    written = write_report(results, out)
+    def on_row(partial: dict) -> None:
+        write_report(partial, out, budget_ms=args.budget_ms)
+
+    if args.device is not None:
+        from edgeseg.benchmarks.remote import run_device_bench
+
+        results = run_device_bench(config, args.device, args.ssh_config, on_row)
+    else:
+        results = run_bench(config, on_row=on_row)
+    written = write_report(results, out, budget_ms=args.budget_ms)
     print(main_table(results))
+    if args.budget_ms is not None:
+        print("\n".join(budget_section(results, args.budget_ms)))
     print(f"wrote {out}/ ({', '.join(p.name for p in written)}) in {results['duration_s']} s")
     return 0

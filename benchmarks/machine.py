@@ -19,6 +19,15 @@ TOOL_PACKAGES = ("numpy", "opencv-python", "opencv-python-headless", "torch", "t
                  "ai-edge-litert", "litert-torch", "tensorflow", "tensorrt", "pycuda", "matplotlib")
 
 
+# The machine facts that make two results "the same machine" (load and the matmul peak vary by the minute).
+MACHINE_IDENTITY = ("cpu_model", "cpu_cores", "memory_gb", "os", "gpu")
+
+
+def machine_identity(machine: dict[str, Any]) -> dict[str, Any]:
+    """The part of a machine block that names the machine, not its moment."""
+    return {k: machine.get(k) for k in MACHINE_IDENTITY}
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity), which is what threads can use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

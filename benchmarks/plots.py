@@ -4,6 +4,7 @@ precision across input sizes (pareto.png), and per-class IoU beside the PyTorch 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,30 +28,36 @@ def _resolution_key(resolution: str) -> list[int]:
 
 
 def _series_key(row: dict[str, Any]) -> tuple:
-    """Rows of one deployable choice (model, target, precision, variant) that differ only in input size."""
+    """Rows of one deployable choice (model, target, precision, variant) that differ only in input size,
+    from one run (a merged report may hold two runs of one device)."""
     return (_get(row, "model", "name"), bool(_get(row, "model", "peer")), row["target"], row["precision"],
-            row.get("variant") or "")
+            row.get("variant") or "", row.get("run") or 0)
 
 
-def plot_pareto(results: dict[str, Any], path: Path) -> None:
-    """Latency (p50, end to end) against mIoU, a panel per dataset: one line per target and precision
-    joining its input sizes (320 -> 640 -> 1024), each point labelled with its size, so the trade-off a
-    deployment makes by choosing a resolution reads along the line."""
+def plot_pareto(results: dict[str, Any], path: Path,
+                panel_of: Callable[[dict[str, Any]], str] | None = None) -> list[str]:
+    """Latency (p50, end to end) against mIoU, a panel per dataset (or per `panel_of(row)`: `edgeseg report`
+    draws one per device): one line per target and precision joining its input sizes (320 -> 640 -> 1024),
+    each point labelled with its size, so the trade-off a deployment makes by choosing a resolution reads
+    along the line. Returns the panel titles."""
     plt = _pyplot()
+    panel_of = panel_of or (lambda r: r["dataset"])
     ok = [r for r in results["rows"] if r["status"] == "ok" and _get(r, "accuracy", "miou") is not None]
-    datasets = sorted({r["dataset"] for r in ok}) or ["(no rows ran)"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(8 * len(datasets), 6), squeeze=False)
+    panels = list(dict.fromkeys(panel_of(r) for r in ok)) or ["(no rows ran)"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 6), squeeze=False)
     targets = sorted({r["target"] for r in ok})
     colours = {t: plt.cm.tab10(i % 10) for i, t in enumerate(targets)}
     styles = {"fp32": "-", "fp16": "--", "int8": "-.", "int8-dynamic": ":"}
-    for ax, dataset in zip(axes[0], datasets):
-        rows = [r for r in ok if r["dataset"] == dataset]
+    for ax, panel in zip(axes[0], panels):
+        rows = [r for r in ok if panel_of(r) == panel]
+        runs = {r.get("run") for r in rows}
         for key in sorted({_series_key(r) for r in rows}, key=str):
             series = sorted((r for r in rows if _series_key(r) == key), key=lambda r: _resolution_key(r["resolution"]))
-            model, peer, target, precision, variant = key
+            model, peer, target, precision, variant, run = key
             xs = [r["latency"]["total_ms"]["p50"] for r in series]
             ys = [r["accuracy"]["miou"] for r in series]
-            label = f"{'peer ' if peer else ''}{target} {precision}" + (f" {variant}" if variant else "")
+            label = (f"{'peer ' if peer else ''}{target} {precision}" + (f" {variant}" if variant else "")
+                     + (f" (run {run})" if len(runs) > 1 else ""))
             ax.plot(xs, ys, styles.get(precision, "-"), color=colours[target], linewidth=1.2,
                     marker="*" if peer else PRECISION_MARKERS.get(precision, "o"), markersize=9 if peer else 6,
                     markeredgecolor="black", markeredgewidth=0.5, label=label, zorder=3)
@@ -59,7 +66,7 @@ def plot_pareto(results: dict[str, Any], path: Path) -> None:
         ax.set_xscale("log")  # 320 -> 1024 is ~10x the work: a log axis keeps every size readable
         ax.set_xlabel("latency p50, ms per frame (end to end, log scale)")
         ax.set_ylabel("mIoU (points)")
-        ax.set_title(dataset, fontsize=10)
+        ax.set_title(panel, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         if rows:
             ax.legend(fontsize=7, loc="best")
@@ -70,6 +77,7 @@ def plot_pareto(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return panels
 
 
 def plot_per_class_iou(results: dict[str, Any], path: Path) -> None:

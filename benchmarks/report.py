@@ -27,20 +27,21 @@ CSV_COLUMNS = (
     "total_ms_mean", "total_ms_p50", "total_ms_p90", "total_ms_p99", "total_ms_min", "total_ms_max",
     "fps", "preprocess_ms_p50", "inference_ms_p50", "inference_ms_p90", "postprocess_ms_p50", "miou", "pixel_accuracy",
     "reference_miou", "miou_delta", "argmax_agreement", "size_mb", "gflops", "achieved_gflops_per_s",
-    "roofline_fraction", "verification_agrees", "xnnpack_partitions",
+    "roofline_fraction", "verification_agrees", "xnnpack_partitions", "device",
 )
 
 
-def write_report(results: dict[str, Any], out: Path) -> list[Path]:
+def write_report(results: dict[str, Any], out: Path, budget_ms: float | None = None) -> list[Path]:
     """Write every report file into `out` atomically; return their paths. Without matplotlib (a device
-    install) the pictures are left out and report.md says so."""
+    install) the pictures are left out and report.md says so. `budget_ms`: report.md answers which size
+    and precision to deploy within that latency (`benchmarks.budget`)."""
     import importlib.util
 
     pictures = importlib.util.find_spec("matplotlib") is not None
     with staging_dir(Path(out)) as stage:
         (stage / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (stage / "results.csv").write_text(to_csv(results))
-        (stage / "report.md").write_text(to_markdown(results, pictures=pictures))
+        (stage / "report.md").write_text(to_markdown(results, pictures=pictures, budget_ms=budget_ms))
         if pictures:
             from edgeseg.benchmarks.plots import plot_pareto, plot_per_class_iou
 
@@ -80,7 +81,7 @@ def flat_row(row: dict[str, Any]) -> dict[str, Any]:
         "achieved_gflops_per_s": _get(cost, "achieved_gflops_per_s"),
         "roofline_fraction": _get(cost, "roofline_fraction"),
         "verification_agrees": _get(row, "verification_check", "agrees"),
-        "xnnpack_partitions": partitions(row),
+        "xnnpack_partitions": partitions(row), "device": row.get("device"),
     }
 
 
@@ -126,14 +127,17 @@ def _num(value: Any, fmt: str, signed: bool = False) -> str:
 # --------------------------------------------------------------------------- report.md
 
 def main_table(results: dict[str, Any]) -> str:
-    """The one table a reader wants: every row, with its status."""
-    head = ("model", "target", "backend", "resolution", "precision", "status", "p50 ms", "p90 ms", "FPS", "mIoU",
-            "ΔmIoU", "size MB")
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 6 + ["---:"] * 6) + "|"]
+    """The one table a reader wants: every row, with its status (and the device that measured it, when
+    the rows were measured over SSH or merged from several runs)."""
+    devices = any(row.get("device") for row in results["rows"])
+    head = ("device",) * devices + ("model", "target", "backend", "resolution", "precision", "status", "p50 ms",
+                                    "p90 ms", "FPS", "mIoU", "ΔmIoU", "size MB")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (6 + devices) + ["---:"] * 6) + "|"]
     for row in results["rows"]:
         lat, acc = row.get("latency"), row.get("accuracy")
         size = _get(row, "cost", "size_mb") or _get(row, "artifact", "size_mb")
-        cells = (model_text(row), target_text(row), row.get("backend") or "–", row.get("resolution") or "–",
+        cells = (row.get("device") or "this machine",) * devices + (
+                 model_text(row), target_text(row), row.get("backend") or "–", row.get("resolution") or "–",
                  row.get("precision") or "–", status_text(row).replace("|", "/"),
                  _num(_get(lat, "total_ms", "p50"), ".1f"), _num(_get(lat, "total_ms", "p90"), ".1f"),
                  _num(_get(lat, "fps"), ".1f"), _num(_get(acc, "miou"), ".2f"),
@@ -163,64 +167,6 @@ def detail_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def aspp_table(results: dict[str, Any]) -> str | None:
-    """`--aspp-compare`: each cell with and without the exact ASPP rewrite, side by side."""
-    pairs: dict[tuple, dict[str, dict]] = {}
-    for row in results["rows"]:
-        if row.get("variant") in ("aspp-rewrite", "no-aspp-rewrite"):
-            key = (_get(row, "model", "name"), row.get("target"), row.get("resolution"), row.get("precision"))
-            pairs.setdefault(key, {})[row["variant"]] = row
-    if not pairs:
-        return None
-    head = ("model", "target", "resolution", "precision", "GFLOPs with / without", "infer p50 ms with / without",
-            "ratio", "mIoU with / without")
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 4) + "|"]
-    for (model, target, res, precision), pair in pairs.items():
-        on, off = pair.get("aspp-rewrite"), pair.get("no-aspp-rewrite")
-        if not (on and off and on["status"] == off["status"] == "ok"):
-            why = "; ".join(f"{r['variant']}: {status_text(r)}" for r in (on, off) if r and r["status"] != "ok")
-            lines.append(f"| {model} | {target} | {res} | {precision} | {why or 'one side missing'} | – | – | – |")
-            continue
-        t_on, t_off = on["latency"]["inference_ms"]["p50"], off["latency"]["inference_ms"]["p50"]
-        lines.append(f"| {model} | {target_text(on)} | {res} | {precision} | "
-                     f"{_num(on['cost'].get('gflops'), '.2f')} / {_num(off['cost'].get('gflops'), '.2f')} | "
-                     f"{t_on:.1f} / {t_off:.1f} | {t_on / t_off:.2f} | "
-                     f"{_num(on['accuracy'].get('miou'), '.2f')} / {_num(off['accuracy'].get('miou'), '.2f')} |")
-    return "\n".join(lines)
-
-
-def int8_ratio_table(results: dict[str, Any]) -> str | None:
-    """INT8 beside FP32 from the same run: per model, target and resolution, INT8's median inference
-    time over FP32's, next to INT8's accuracy and (LiteRT) its XNNPACK partition count."""
-    pairs: dict[tuple, dict[str, dict]] = {}
-    for row in results["rows"]:
-        if row.get("precision") in ("fp32", "int8"):
-            # The same weights, whatever each artifact's display name: architecture and weights sha256.
-            model = (_get(row, "model", "architecture") or model_text(row), _get(row, "model", "weights_sha256"),
-                     row.get("variant"))
-            key = (model, target_text(row), row.get("resolution"))
-            pairs.setdefault(key, {})[row["precision"]] = row
-    pairs = {k: v for k, v in pairs.items() if len(v) == 2}
-    if not pairs:
-        return None
-    head = ("model", "target", "resolution", "FP32 infer p50 ms", "INT8 infer p50 ms", "INT8 / FP32", "INT8 ΔmIoU",
-            "INT8 agreement", "INT8 XNNPACK partitions")
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 6) + "|"]
-    for (_, target, res), pair in pairs.items():
-        fp32, int8 = pair["fp32"], pair["int8"]
-        model = model_text(fp32)
-        if not fp32["status"] == int8["status"] == "ok":
-            why = "; ".join(f"{r['precision']}: {status_text(r)}" for r in (fp32, int8) if r["status"] != "ok")
-            lines.append(f"| {model} | {target} | {res} | {why.replace('|', '/')} | – | – | – | – | – |")
-            continue
-        t32, t8 = fp32["latency"]["inference_ms"]["p50"], int8["latency"]["inference_ms"]["p50"]
-        agreement = int8["accuracy"].get("argmax_agreement")
-        lines.append(f"| {model} | {target} | {res} | {t32:.1f} | {t8:.1f} | {t8 / t32:.2f} | "
-                     f"{_num(int8['accuracy'].get('miou_delta'), '.2f', True)} | {_num(agreement, '.4f')} | "
-                     f"{_num(partitions(int8), 'd')} |")
-    return "\n".join(lines)
-
-
 def partitions(row: dict[str, Any]) -> int | None:
     """XNNPACK partitions of a LiteRT row's artifact (recorded at conversion), else None."""
     return _get(row, "artifact", "conversion", "xnnpack_partitions")
@@ -240,6 +186,13 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
         " (above the core count means something else shared the CPU)",
         "- tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()),
     ]
+    if m.get("emulation"):
+        lines.insert(0, f"- **EMULATED**: {m['emulation']}: every latency here measures the emulator")
+    device = results.get("device")
+    if isinstance(device, dict):  # `bench --device`: the machine above is the device's
+        workstation = _get(results, "converted_on", "machine", "cpu_model")
+        lines.insert(0, f"- the device {device['name']}, over SSH: its edgeseg {device['version']} "
+                        f"({device['edgeseg']}) measured every row; converted and verified on {workstation}")
     return lines
 
 
@@ -266,9 +219,11 @@ def check_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def to_markdown(results: dict[str, Any], *, pictures: bool = True) -> str:
-    """report.md: the run, the machine and data, the tables with their legends, the checks, the pictures
-    (or, when they were not drawn, why)."""
+def to_markdown(results: dict[str, Any], *, pictures: bool = True, budget_ms: float | None = None) -> str:
+    """report.md: the run, the machine and data, the tables with their legends, the budget answer (with
+    `budget_ms`), the checks, the pictures (or, when they were not drawn, why)."""
+    from edgeseg.benchmarks.budget import budget_section
+
     created = f"{results['created']}, {results['duration_s']} s"
     command = f", `{results['command']}`" if results.get("command") else ""
     parts = [
@@ -276,6 +231,7 @@ def to_markdown(results: dict[str, Any], *, pictures: bool = True) -> str:
         "## Machine", *machine_lines(results), "",
         "## Data", *data_lines(results), "",
         *result_sections(results),
+        *([] if budget_ms is None else budget_section(results, budget_ms)),
         "## Checks", *check_lines(results), "",
         *(["![latency against mIoU](pareto.png)", "", "![per-class IoU](per_class_iou.png)", ""] if pictures else
           ["No pictures: matplotlib is not installed here (pip install 'edgeseg[bench]').", ""]),
@@ -298,6 +254,8 @@ def data_lines(results: dict[str, Any]) -> list[str]:
 def result_sections(results: dict[str, Any]) -> list[str]:
     """The main table, stages and cost, INT8 against FP32 (when both ran) and the ASPP table (--aspp-compare),
     each with its legend."""
+    from edgeseg.benchmarks.ratios import aspp_table, int8_ratio_table
+
     rows = results["rows"]
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "not run", "failed")}
     partial = ("" if results.get("complete", True)

@@ -9,11 +9,8 @@ artifacts it runs are made here, by the full install. pip's cache makes a rerun 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,37 +20,15 @@ from edgeseg.cli import main
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE_PARTS = ("edgeseg", "runtime", "convert", "benchmarks", "targets", "setup.cfg", "pyproject.toml", "README.md")
 WORKSTATION_ONLY = ("torch", "torchvision", "onnx", "matplotlib", "PIL")
 RESOLUTION = "64"
 
 
+# `device_venv` (conftest.py, one per session): the device install, shared with tests/test_bench_device.py.
+
+
 def _run(argv: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-@pytest.fixture(scope="module")
-def device_venv(tmp_path_factory) -> dict:
-    """A fresh venv with `edgeseg[onnxruntime,litert]` installed from a copy of the source tree."""
-    root = tmp_path_factory.mktemp("device-install")
-    source = root / "src"
-    source.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
-    for part in SOURCE_PARTS:
-        (shutil.copytree if (REPO / part).is_dir() else shutil.copy2)(REPO / part, source / part, **(
-            {"ignore": ignore} if (REPO / part).is_dir() else {}))
-    venv = root / "venv"
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    install = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--progress-bar", "off",
-                    f"{source}[onnxruntime,litert]"], env)
-    assert install.returncode == 0, install.stdout + install.stderr
-    seconds = time.perf_counter() - started
-    print(f"\ndevice venv created and installed in {seconds:.1f} s")
-    return {"python": str(venv / "bin" / "python"), "edgeseg": str(venv / "bin" / "edgeseg"), "env": env,
-            "install_s": seconds}
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ XNNPACK partitions (rendered from the results dict alone)."""
 
 from __future__ import annotations
 
-from edgeseg.benchmarks import report
+from edgeseg.benchmarks import ratios, report
 
 
 def _row(precision: str, target: str, infer_ms: float | None, *, partitions: int | None = None,
@@ -22,7 +22,7 @@ def test_int8_latency_is_a_ratio_of_fp32_from_the_same_run_with_its_accuracy():
                         _row("fp32", "android-cpu", 50.0, partitions=1),
                         _row("int8", "android-cpu", 20.0, partitions=1, miou_delta=-0.12),
                         _row("fp16", "android-cpu", 45.0, partitions=1)]}
-    table = report.int8_ratio_table(results)
+    table = ratios.int8_ratio_table(results)
     lines = table.splitlines()
     assert len(lines) == 4  # header, rule, one line per target with both precisions
     assert "| m | host-cpu | 320 | 40.0 | 26.0 | 0.65 | -0.31 | 0.9700 | – |" in lines
@@ -31,12 +31,12 @@ def test_int8_latency_is_a_ratio_of_fp32_from_the_same_run_with_its_accuracy():
 
 def test_a_pair_with_a_row_that_did_not_run_says_why_and_no_ratio():
     results = {"rows": [_row("fp32", "host-cpu", 40.0), _row("int8", "host-cpu", None, status="not run")]}
-    (line,) = report.int8_ratio_table(results).splitlines()[2:]
+    (line,) = ratios.int8_ratio_table(results).splitlines()[2:]
     assert "int8: not run: no runtime" in line and "0." not in line.split("|")[6]
 
 
 def test_no_int8_and_fp32_pair_means_no_table():
-    assert report.int8_ratio_table({"rows": [_row("fp32", "host-cpu", 40.0)]}) is None
+    assert ratios.int8_ratio_table({"rows": [_row("fp32", "host-cpu", 40.0)]}) is None
 
 
 def test_partitions_reach_the_csv():
