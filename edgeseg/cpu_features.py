@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edgeseg.errors import ConfigError
 
+CPUINFO = Path("/proc/cpuinfo")
 # x86 flags whose bfloat16 dot products OpenVINO's CPU plugin uses for its bf16 inference precision.
 BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -18,7 +19,7 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str]:
     """The `flags` words of /proc/cpuinfo (or of `cpuinfo`); empty where there is none."""
     if cpuinfo is None:
         try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
+            cpuinfo = CPUINFO.read_text()
         except OSError:
             return set()
     return {word for line in cpuinfo.splitlines() if line.startswith("flags")

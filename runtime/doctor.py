@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import edgeseg
+from edgeseg.runtime.backends.openvino import probe as openvino_probe
 from edgeseg.targets import RUNTIME_MIN_PYTHON, TargetProfile, all_targets
 
 # Distributions a target's conversion needs (its verification runs through ONNX Runtime or LiteRT too).
@@ -130,25 +131,6 @@ def _litert_delegates(interpreter_module: Any) -> dict[str, str]:
     found = ctypes.util.find_library("tensorflowlite_gpu_delegate")
     return {"xnnpack": "built in (CPU)",
             "gpu": f"{found} found" if found else "no GPU delegate library here (a phone's comes with the Android app)"}
-
-
-def openvino_info() -> dict[str, Any]:
-    """OpenVINO, the devices it sees, and whether this CPU has the bfloat16 instructions bf16 artifacts need."""
-    from edgeseg.cpu_features import bfloat16_flags
-
-    flags = bfloat16_flags()
-    probe = probe_import("openvino")
-    if probe["status"] != "ok":
-        return {**_public(probe), "cpu_bfloat16": bool(flags), "cpu_bfloat16_flags": flags}
-    try:
-        from edgeseg.runtime.backends.openvino import has_bfloat16
-
-        core = probe["module"].Core()
-        devices, bf16 = list(core.available_devices), has_bfloat16(core)
-    except Exception as exc:  # noqa: BLE001 - a plugin that fails to load: reported, not fatal
-        return {"status": "broken", "error": _error_line(exc), "cpu_bfloat16": bool(flags), "cpu_bfloat16_flags": flags}
-    return {"status": "ok", "version": probe["module"].__version__.split("-")[0], "devices": devices,
-            "cpu_bfloat16": bf16, "cpu_bfloat16_flags": flags}
 
 
 def tensorrt_info() -> dict[str, Any]:
@@ -280,16 +262,10 @@ def _run_verdict(target: TargetProfile, report: dict[str, Any]) -> tuple[bool, s
         return True, f"can run {where} ({lite['package']} {lite['version']}, XNNPACK)"
     if target.backend == "tensorrt":
         return _tensorrt_verdict(target, report)
-    if target.backend == "openvino" and target.openvino is not None:
-        ov, device = report["openvino"], target.openvino.device
-        if ov["status"] != "ok":
-            return False, "cannot run, because " + broken_or_missing(ov, "openvino", "edgeseg[openvino]")
-        if not any(d == device or d.startswith(f"{device}.") for d in ov["devices"]):
-            return False, (f"cannot run, because OpenVINO sees no Intel {device} here "
-                           f"(openvino.Core().available_devices: {', '.join(ov['devices']) or 'none'})")
-        bf16 = "" if "bf16" not in target.precisions else \
-            ("; bf16 too (bfloat16 instructions)" if ov["cpu_bfloat16"] else "; not bf16 (no bfloat16 instructions)")
-        return True, f"can run (OpenVINO {ov['version']}, {device}{bf16})"
+    if target.backend == "openvino":
+        from edgeseg.runtime.backends.openvino import run_verdict
+
+        return run_verdict(target, report["openvino"], broken_or_missing)
     return False, f"cannot run, because this edgeseg has no probe for backend {target.backend}"
 
 
@@ -325,7 +301,7 @@ def diagnose() -> dict[str, Any]:
         "platform": {"system": platform.system(), "machine": platform.machine(), "jetson": jetson_info()},
         "edgeseg": install_profile(),
         "opencv": opencv_info(), "onnxruntime": onnxruntime_info(), "litert": litert_info(),
-        "openvino": openvino_info(),
+        "openvino": openvino_probe(),
         "tensorrt": tensorrt_info(), "cuda": cuda_info(), "conversion": conversion_info(),
     }
     report["conversion_available"] = all(report["conversion"].get(n) for n in CONVERT_NEEDS["onnx"])
@@ -367,9 +343,7 @@ def format_report(report: dict[str, Any]) -> str:
     delegates = "; ".join(f"{k}: {v}" for k, v in lite.get("delegates", {}).items())
     lines.append(_package_line("litert", lite, f" ({lite.get('package')}); delegates {delegates}"))
     ov = report["openvino"]
-    bf16 = "yes (" + ", ".join(ov["cpu_bfloat16_flags"]) + ")" if ov["cpu_bfloat16"] else "no"
-    lines.append(_package_line("openvino", ov, f"; devices {', '.join(ov.get('devices', []))}")
-                 + f"; CPU bfloat16: {bf16}")
+    lines.append(_package_line("openvino", ov, f"; devices {', '.join(ov.get('devices', []))}") + ov["bf16_text"])
     trt = report["tensorrt"]
     dla = (f"; DLA cores {trt['dla_cores']}" if "dla_cores" in trt else
            f"; builder: {trt['builder_error']}" if "builder_error" in trt else "")

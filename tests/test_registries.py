@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeseg.targets import FORMATS, ArtifactFormat, TargetProfile, all_targets
+from edgeseg.targets import BACKEND_SECTIONS, FORMATS, ArtifactFormat, TargetProfile, all_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 # Backends that run no converted format: PyTorch runs the FP32 checkpoint itself (a hand-written manifest).
@@ -40,11 +40,14 @@ def _module_file(module: str, root: Path) -> Path:
     return root.joinpath(*parts[1:]).with_suffix(".py")
 
 
-def registry_problems(targets: dict[str, TargetProfile], formats: dict[str, ArtifactFormat], root: Path) -> list[str]:
+def registry_problems(targets: dict[str, TargetProfile], formats: dict[str, ArtifactFormat], root: Path,
+                      sections: dict[str, type] = BACKEND_SECTIONS) -> list[str]:
     """One line per thing registered in one table but missing from another."""
     backends = {p.stem: p for p in (root / "runtime" / "backends").glob("*.py") if not p.stem.startswith("_")}
     problems = [f"runtime/backends/{name}.py defines no BACKEND" for name, path in sorted(backends.items())
                 if "BACKEND" not in _top_level_names(path)]
+    problems += [f"BACKEND_SECTIONS: section '{key}:' names no backend module runtime/backends/{key}.py"
+                 for key in sections if key not in backends]
     for name, fmt in formats.items():
         for module in fmt.exporters():
             exporter = _module_file(module, root)
@@ -123,3 +126,16 @@ def test_a_target_whose_backend_does_not_run_its_format_is_reported(tree: Path):
     targets["host-cpu"] = dataclasses.replace(targets["host-cpu"], backend="litert")
     assert registry_problems(targets, FORMATS, tree) == [
         "target host-cpu: backend litert, but onnx is run by onnxruntime"]
+
+
+def test_a_backend_section_without_its_backend_module_is_reported(tree: Path):
+    sections = {**BACKEND_SECTIONS, "coreml": object}
+    assert registry_problems(all_targets(), FORMATS, tree, sections) == [
+        "BACKEND_SECTIONS: section 'coreml:' names no backend module runtime/backends/coreml.py"]
+
+
+def test_the_intel_targets_are_openvino_targets_each_naming_its_device():
+    targets = all_targets()
+    assert {name: t.openvino.device for name, t in targets.items() if t.openvino is not None} == {
+        "intel-cpu": "CPU", "intel-gpu": "GPU", "intel-npu": "NPU"}
+    assert {t.format for t in targets.values() if t.backend == "openvino"} == {"openvino"}

@@ -11,6 +11,7 @@ the `.xml` is by `artifact_sha256`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from edgeseg.errors import BackendUnavailableError, ManifestError
 from edgeseg.manifest import Manifest, cached_sha256
 from edgeseg.runtime.backends import Backend, batch_shape, require
+from edgeseg.targets import TargetProfile
 
 # The manifest's `runtime.inference_precision` -> OpenVINO's INFERENCE_PRECISION_HINT.
 INFERENCE_PRECISIONS = ("f32", "bf16")
@@ -50,6 +52,47 @@ def has_bfloat16(core: Any) -> bool:
     return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+def _sees(devices: list[str], device: str) -> bool:
+    return any(d == device or d.startswith(f"{device}.") for d in devices)  # "GPU.0", "GPU.1" on two GPUs
+
+
+def probe() -> dict[str, Any]:
+    """What `edgeseg doctor` reports: OpenVINO, the devices it sees, and whether this CPU has the bfloat16
+    instructions bf16 artifacts need (from OpenVINO where it is installed, else from /proc/cpuinfo)."""
+    from edgeseg.cpu_features import bfloat16_flags
+    from edgeseg.runtime.doctor import probe_import
+
+    flags = bfloat16_flags()
+    found = probe_import("openvino")
+    entry: dict[str, Any] = {k: v for k, v in found.items() if k != "module"}
+    bf16 = bool(flags)
+    if found["status"] == "ok":
+        try:
+            core = found["module"].Core()
+            entry.update(version=found["module"].__version__.split("-")[0], devices=list(core.available_devices))
+            bf16 = has_bfloat16(core)
+        except Exception as exc:  # noqa: BLE001 - a plugin that fails to load: reported, not fatal
+            entry = {"status": "broken", "error": f"{type(exc).__name__}: {str(exc).strip()[:160]}"}
+    entry.update(cpu_bfloat16=bf16, cpu_bfloat16_flags=flags,
+                 bf16_text=f"; CPU bfloat16: yes ({', '.join(flags)})" if bf16 else "; CPU bfloat16: no")
+    return entry
+
+
+def run_verdict(target: TargetProfile, entry: dict[str, Any],
+                broken_or_missing: Callable[[dict[str, Any], str, str], str]) -> tuple[bool, str]:
+    """Doctor's (can run, why) for an OpenVINO target, from `probe()`'s entry."""
+    device = target.openvino.device if target.openvino is not None else "CPU"
+    if entry["status"] != "ok":
+        return False, "cannot run, because " + broken_or_missing(entry, "openvino", "edgeseg[openvino]")
+    if not _sees(entry["devices"], device):
+        return False, (f"cannot run, because OpenVINO sees no Intel {device} here "
+                       f"(openvino.Core().available_devices: {', '.join(entry['devices']) or 'none'})")
+    bf16 = "" if "bf16" not in target.precisions or device != "CPU" else \
+        ("; bf16 too: this CPU has bfloat16 instructions" if entry["cpu_bfloat16"]
+         else "; not bf16: this CPU has no bfloat16 instructions")
+    return True, f"can run (OpenVINO {entry['version']}, {device}{bf16})"
+
+
 class OpenVINOBackend(Backend):
     name = "openvino"
 
@@ -65,7 +108,7 @@ class OpenVINOBackend(Backend):
         ov = require("openvino", "the OpenVINO backend")
         core = ov.Core()
         available = list(core.available_devices)
-        if not any(d == self.device or d.startswith(f"{self.device}.") for d in available):
+        if not _sees(available, self.device):
             raise BackendUnavailableError(f"{manifest.artifact_path.name}: needs the OpenVINO device {self.device}, "
                                           f"which this machine lacks (openvino.Core().available_devices: "
                                           f"{', '.join(available) or 'none'})")
