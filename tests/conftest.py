@@ -119,7 +119,7 @@ DEVICE_SOURCE_PARTS = ("edgeseg", "runtime", "convert", "benchmarks", "targets",
 
 @pytest.fixture(scope="session")
 def device_venv(tmp_path_factory) -> dict:
-    """A device install, once per session: a fresh venv with `edgeseg[onnxruntime,litert]` installed from a
+    """A device install, once per session: a fresh venv with `edgeseg[onnxruntime,litert,openvino]` installed from a
     copy of the source tree the way pip installs it on a board (no torch, onnx, matplotlib or Pillow).
     Used by tests/test_device_install.py and, as the device at the far end of SSH, tests/test_bench_device.py."""
     import shutil
@@ -142,7 +142,8 @@ def device_venv(tmp_path_factory) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--progress-bar", "off",
-                              f"{source}[onnxruntime,litert]"], env=env, capture_output=True, text=True, timeout=600,
+                              f"{source}[onnxruntime,litert,openvino]"], env=env, capture_output=True, text=True,
+                             timeout=600,
                              check=False)
     assert install.returncode == 0, install.stdout + install.stderr
     seconds = time.perf_counter() - started

@@ -1,7 +1,7 @@
 """The device install runs the device commands without the workstation stack.
 
-A fresh virtual environment gets only the base install plus the two device engines
-(`edgeseg[onnxruntime,litert]`), built from a copy of this source tree the way pip installs it on
+A fresh virtual environment gets only the base install plus the device engines
+(`edgeseg[onnxruntime,litert,openvino]`), built from a copy of this source tree the way pip installs it on
 a board; torch, torchvision, onnx, matplotlib and Pillow must not be importable there. The
 artifacts it runs are made here, by the full install. pip's cache makes a rerun quick.
 """
@@ -112,9 +112,31 @@ def test_doctor_there_says_it_runs_but_cannot_convert(device_venv):
     assert doctor.returncode == 0, doctor.stderr
     report = json.loads(doctor.stdout)
     assert not report["conversion_available"]
-    assert report["edgeseg"]["extras"] == ["litert", "onnxruntime", "opencv"]
-    for target in ("host-cpu", "android-cpu"):
+    assert report["edgeseg"]["extras"] == ["litert", "onnxruntime", "opencv", "openvino"]
+    for target in ("host-cpu", "android-cpu", "intel-cpu"):
         assert report["targets"][target]["run"]["ok"], report["targets"][target]
         assert report["targets"][target]["convert"]["why"].startswith("cannot convert, because torch is not installed")
     assert report["opencv"]["version"] == _run([device_venv["python"], "-c", "import cv2; print(cv2.__version__)"],
                                                device_venv["env"]).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def openvino_artifact(tmp_path_factory, synthetic_voc) -> Path:
+    """An intel-cpu OpenVINO IR at 64 px, made by this (full) install."""
+    pytest.importorskip("openvino", reason="the OpenVINO artifact needs the full install ('edgeseg[all]')")
+    out = tmp_path_factory.mktemp("openvino")
+    assert main(["convert", "--target", "intel-cpu", "--resolution", RESOLUTION, "--verify-images", "2",
+                 "--verify-data", str(synthetic_voc), "--out", str(out)]) == 0
+    (xml,) = out.glob("*.xml")
+    return xml
+
+
+def test_predict_and_info_run_an_openvino_ir_there(device_venv, openvino_artifact, image_folder, tmp_path):
+    edgeseg, env = device_venv["edgeseg"], device_venv["env"]
+    predict = _run([edgeseg, "predict", "--model", str(openvino_artifact), "--source", str(image_folder),
+                    "--out", str(tmp_path / "predicted"), "--threads", "1", "--no-progress"], env)
+    assert predict.returncode == 0, predict.stdout + predict.stderr
+    assert len(list((tmp_path / "predicted" / "masks").glob("*.png"))) == 4
+    info = _run([edgeseg, "info", str(openvino_artifact)], env)
+    assert info.returncode == 0 and "OpenVINO IR rt_info" in info.stdout, info.stderr
+    assert "agrees with the manifest" in info.stdout
