@@ -93,16 +93,20 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help=f"CI size: first resolution only, {QUICK['images']} images, {QUICK['runs']} runs, "
                         f"{QUICK['calib_images']} calibration images; runs with no other argument")
+    _add_device_arguments(p)
+    _add_budget_argument(p)
+    _add_output_arguments(p)
+    p.set_defaults(run=_bench)
+    _register_report(sub)
+
+
+def _add_device_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, metavar="ssh://[USER@]HOST[:PORT][/VENV]",
                    help="measure on this device over SSH (OpenSSH's ssh and scp, your keys and ~/.ssh/config): "
                         "convert here, copy what is missing there, run its edgeseg bench --artifacts; VENV is its "
                         "edgeseg venv (/~/edgeseg: under its home; none: edgeseg on its login PATH)")
     p.add_argument("--ssh-config", type=Path, default=None,
                    help="with --device: this ssh config file instead of ~/.ssh/config (ssh -F)")
-    _add_budget_argument(p)
-    _add_output_arguments(p)
-    p.set_defaults(run=_bench)
-    _register_report(sub)
 
 
 def _add_budget_argument(p: argparse.ArgumentParser) -> None:

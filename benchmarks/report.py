@@ -251,17 +251,21 @@ def data_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ratio_tables(results: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The ASPP and INT8/FP32 tables (`benchmarks.ratios`, which builds on this module's cells)."""
+    from edgeseg.benchmarks.ratios import aspp_table, int8_ratio_table
+
+    return aspp_table(results), int8_ratio_table(results)
+
+
 def result_sections(results: dict[str, Any]) -> list[str]:
     """The main table, stages and cost, INT8 against FP32 (when both ran) and the ASPP table (--aspp-compare),
     each with its legend."""
-    from edgeseg.benchmarks.ratios import aspp_table, int8_ratio_table
-
     rows = results["rows"]
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "not run", "failed")}
     partial = ("" if results.get("complete", True)
                else f"; PARTIAL: {len(rows)} of {results.get('rows_planned')} rows so far")
-    aspp = aspp_table(results)
-    int8 = int8_ratio_table(results)
+    aspp, int8 = _ratio_tables(results)
     by_resolution = per_class_by_resolution_table(results)
     return [
         f"## Results ({counts['ok']} ok, {counts['not run']} not run, {counts['failed']} failed{partial})",
