@@ -36,7 +36,15 @@ import numpy as np
 
 from edgeseg.convert import qdq
 from edgeseg.convert.export import ExportJob, ExportResult
-from edgeseg.convert.onnx_export import OPSET, export_onnx_file, input_spec, output_spec, quantize_job
+from edgeseg.convert.onnx_export import (
+    OPSET,
+    export_onnx_file,
+    input_spec,
+    metadata_props,
+    output_spec,
+    quantize_job,
+    write_metadata_props,
+)
 from edgeseg.errors import ConfigError
 from edgeseg.runtime.preprocess import InputSpec
 
@@ -148,6 +156,9 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     finally:
         traced.unlink(missing_ok=True)
         folded.unlink(missing_ok=True)
+    props = metadata_props(job, input_spec(job), output_spec(job))
+    write_metadata_props(path, props)  # labels and normalization travel with the INT8 model as with FP32
+    details["metadata_props"] = sorted(props)
     import onnx
 
     return ExportResult(artifact=path, input=input_spec(job).to_dict(), output=output_spec(job), details=details,

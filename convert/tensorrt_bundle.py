@@ -28,7 +28,16 @@ from onnx import TensorProto
 
 from edgeseg.convert.calibration import calibration_images
 from edgeseg.convert.export import ExportJob, ExportResult
-from edgeseg.convert.onnx_export import OPSET, export_onnx_file, input_spec, output_spec, quantize_job, verify_onnx
+from edgeseg.convert.onnx_export import (
+    OPSET,
+    export_onnx_file,
+    input_spec,
+    metadata_props,
+    output_spec,
+    quantize_job,
+    verify_onnx,
+    write_metadata_props,
+)
 from edgeseg.convert.qdq import fold_constants
 from edgeseg.convert.trt_support import require_supported
 from edgeseg.runtime.engine import default_dla_core, trtexec_engine_name
@@ -165,6 +174,9 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     }
     for leftover in staging.glob(f"{job.basename}.*.onnx"):
         leftover.unlink()
+    props = metadata_props(job, spec, out_dict)
+    write_metadata_props(artifact, props)  # Netron and ONNX Runtime users see labels and normalization too
+    details["metadata_props"] = sorted(props)
     return ExportResult(
         artifact=artifact, input=spec_dict, output=out_dict, extra_files=[script], details=details,
         tools={"onnx": onnx.__version__}, verification=verification,

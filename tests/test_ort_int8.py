@@ -89,3 +89,22 @@ def test_budget_search_keeps_sensitive_layers_in_float_in_the_ort_form(unreachab
     nodes = {n.name: n for n in model.graph.node}
     for name in kept:
         assert not set(nodes[name].input) & activation_dq, f"{name} still reads a quantized activation"
+
+
+def test_int8_onnx_carries_labels_and_normalization_and_info_agrees(host_int8, capsys):
+    import json
+
+    import onnx
+
+    from edgeseg.cli import main
+
+    manifest, artifact = host_int8
+    props = {p.key: p.value for p in onnx.load(str(artifact)).metadata_props}
+    assert json.loads(props["labels"]) == manifest["model"]["labels"]
+    assert json.loads(props["normalization"])["mean"] == manifest["input"]["normalization"]["mean"]
+    assert (props["precision"], props["target"], props["resolution"]) == ("int8", "host-cpu", "128x128")
+    assert main(["info", str(artifact)]) == 0
+    out = capsys.readouterr().out
+    assert "ONNX metadata_props" in out and "agrees with the manifest" in out and "labels None" not in out
+    assert manifest["runtime"]["min_engine"] == {"package": "onnxruntime", "version": "1.23.2"}
+    assert "engine       onnxruntime >= 1.23.2 (the oldest verified to give the same masks); installed " in out

@@ -336,3 +336,22 @@ def test_host_cpu_int8_takes_the_shared_calibration_methods(sample_checkpoint, t
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     assert m["backend"] == "onnxruntime" and m["conversion"]["quantization"]["calibration_images"] == 4
     assert m["verification"]["passed"]
+
+
+@pytest.mark.parametrize("target", JETSON_TARGETS)
+def test_every_bundle_carries_labels_and_normalization_in_metadata_props(bundles, target, capsys):
+    import json
+
+    manifest = bundles[target]
+    _, onnx_path, _ = _files(manifest)
+    props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    assert json.loads(props["labels"]) == manifest["model"]["labels"]
+    assert props["precision"] == manifest["precision"] and props["target"] == target
+    if props["normalization"] == "in_model":  # --fuse-preprocessing: uint8 in, the normalization in the graph
+        assert manifest["input"]["dtype"] == "uint8", manifest["input"]
+    else:
+        assert json.loads(props["normalization"])["std"] == manifest["input"]["normalization"]["std"]
+    from edgeseg.cli import main
+
+    assert main(["info", str(onnx_path)]) == 0
+    assert "agrees with the manifest" in capsys.readouterr().out
