@@ -135,6 +135,26 @@ def _metadata_lines(m, embedded: dict | None) -> list[str]:
     return lines
 
 
+def _engine_lines(d: dict) -> list[str]:
+    """The oldest engine release the artifact is verified with, and whether the installed one is older."""
+    import importlib.metadata
+
+    from edgeseg.targets import engine_floor_problem
+
+    floor = d.get("runtime", {}).get("min_engine")
+    if not floor:
+        return []
+    try:
+        installed = importlib.metadata.version(floor["package"])
+    except importlib.metadata.PackageNotFoundError:
+        installed = None
+    fmt = d.get("target_profile", {}).get("format")
+    problem = engine_floor_problem(fmt, installed) if fmt else None
+    here = "not installed here" if installed is None else f"installed {installed}"
+    return [f"engine       {floor['package']} >= {floor['version']} (the oldest verified to give the same masks); "
+            + (f"OLDER HERE: {problem}" if problem else here)]
+
+
 def _info(args: argparse.Namespace) -> int:
     from edgeseg.runtime.backends import load_model_manifest
     from edgeseg.runtime.model_metadata import embedded_summary
@@ -160,6 +180,7 @@ def _info(args: argparse.Namespace) -> int:
         f"output       {out['kind']} {out.get('layout')} {out.get('dtype')}",
     ]
     lines += _metadata_lines(m, embedded)
+    lines += _engine_lines(d)
     parts = d.get("conversion", {}).get("xnnpack_partitions")
     if parts is not None:  # LiteRT artifacts: 1 = the whole graph runs inside the XNNPACK delegate
         lines.append(f"xnnpack      {parts} partition{'s' if parts != 1 else ''}"

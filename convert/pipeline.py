@@ -99,12 +99,22 @@ def _manifest(request: ConvertRequest, checked: ConvertPlan, weights, result, as
         "input": result.input,
         "output": result.output,
         "runtime": {"threads": target.threads, **({"delegate": target.litert.delegate} if target.litert else {}),
-                    **result.runtime},
+                    **_engine_floor(target.format), **result.runtime},
         "target_profile": target.to_dict(),
         "conversion": {**result.details, "aspp_rewrite": aspp_record},
         "tools": {**tool_versions(), **result.tools},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _engine_floor(artifact_format: str) -> dict:
+    """{"min_engine": {package, version}}: the oldest engine release verified to run this format the same."""
+    from edgeseg.targets import FORMATS
+
+    fmt = FORMATS[artifact_format]
+    if fmt.engine_min_version is None:
+        return {}
+    return {"min_engine": {"package": fmt.engine_package, "version": fmt.engine_min_version}}
 
 
 def _verification(result, staged_manifest, model, sets: list, request: ConvertRequest, num_classes: int) -> dict:

@@ -20,7 +20,7 @@ from typing import Any
 
 import edgeseg
 from edgeseg.runtime.backends.openvino import probe as openvino_probe
-from edgeseg.targets import RUNTIME_MIN_PYTHON, TargetProfile, all_targets
+from edgeseg.targets import RUNTIME_MIN_PYTHON, TargetProfile, all_targets, engine_floor_problem
 
 # Distributions a target's conversion needs (its verification runs through ONNX Runtime or LiteRT too).
 CONVERT_NEEDS = {
@@ -252,12 +252,18 @@ def _run_verdict(target: TargetProfile, report: dict[str, Any]) -> tuple[bool, s
         return False, "cannot run, because " + broken_or_missing(report["opencv"], "OpenCV", "edgeseg[opencv]")
     if target.backend == "onnxruntime":
         ort = report["onnxruntime"]
-        return (True, "can run (ONNX Runtime, CPUExecutionProvider)") if ort["status"] == "ok" else \
-            (False, "cannot run, because " + broken_or_missing(ort, "onnxruntime", "edgeseg[onnxruntime]"))
+        if ort["status"] != "ok":
+            return False, "cannot run, because " + broken_or_missing(ort, "onnxruntime", "edgeseg[onnxruntime]")
+        too_old = engine_floor_problem(target.format, ort.get("version"))
+        return (False, f"cannot run, because {too_old}") if too_old else \
+            (True, "can run (ONNX Runtime, CPUExecutionProvider)")
     if target.backend == "litert":
         lite = report["litert"]
         if lite["status"] != "ok":
             return False, "cannot run, because " + broken_or_missing(lite, "ai-edge-litert", "edgeseg[litert]")
+        if lite.get("package") == "ai-edge-litert" and (too_old := engine_floor_problem(target.format,
+                                                                                        lite.get("version"))):
+            return False, f"cannot run, because {too_old}"
         where = "on this CPU as a stand-in for the phone" if target.host_proxy else "with LiteRT"
         return True, f"can run {where} ({lite['package']} {lite['version']}, XNNPACK)"
     if target.backend == "tensorrt":

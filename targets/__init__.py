@@ -5,6 +5,7 @@ The converter, argument validation, the benchmark and `edgeseg targets` all read
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -29,6 +30,11 @@ class ArtifactFormat:
     backend: str
     # Precisions whose artifact takes another form, written by another module.
     precision_exporters: dict[str, str] = field(default_factory=dict)
+    # The engine's pip distribution and the oldest release of it that loads this format's artifacts with
+    # the same masks, as measured by tests/arm64/run_checks.py's version matrix (docs/jetson.md); None
+    # where no such floor was measured. The manifest records it; doctor and info compare the installed one.
+    engine_package: str | None = None
+    engine_min_version: str | None = None
 
     def exporter_for(self, precision: str) -> str:
         """The module that exports this format at `precision`."""
@@ -43,8 +49,10 @@ class ArtifactFormat:
 FORMATS: dict[str, ArtifactFormat] = {f.name: f for f in (
     # INT8 for ONNX Runtime's fused integer kernels, not TensorRT's Q/DQ placement.
     ArtifactFormat("onnx", exporter="edgeseg.convert.onnx_export", backend="onnxruntime",
-                   precision_exporters={"int8": "edgeseg.convert.ort_int8"}),
-    ArtifactFormat("tflite", exporter="edgeseg.convert.tflite_export", backend="litert"),
+                   precision_exporters={"int8": "edgeseg.convert.ort_int8"},
+                   engine_package="onnxruntime", engine_min_version="1.23.2"),
+    ArtifactFormat("tflite", exporter="edgeseg.convert.tflite_export", backend="litert",
+                   engine_package="ai-edge-litert", engine_min_version="1.4.0"),
     ArtifactFormat("tensorrt-bundle", exporter="edgeseg.convert.tensorrt_bundle", backend="tensorrt"),
     # OpenVINO IR (.xml + .bin); INT8 through NNCF's post-training quantization.
     ArtifactFormat("openvino", exporter="edgeseg.convert.openvino_export", backend="openvino",
@@ -219,3 +227,21 @@ def get_target(name: str) -> TargetProfile:
     if name not in targets:
         raise ConfigError(f"unknown target '{name}'; choose one of: {', '.join(targets)}")
     return targets[name]
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """(1, 23, 2) from "1.23.2": the leading dotted numbers (a pre-release or local tail is ignored)."""
+    match = re.match(r"\d+(?:\.\d+)*", version.strip())
+    return tuple(int(part) for part in match.group(0).split(".")) if match else ()
+
+
+def engine_floor_problem(artifact_format: str, installed: str | None) -> str | None:
+    """A line saying the installed engine is older than the format's measured floor, else None."""
+    fmt = FORMATS.get(artifact_format)
+    if fmt is None or fmt.engine_min_version is None or installed is None:
+        return None
+    if version_tuple(installed) >= version_tuple(fmt.engine_min_version):
+        return None
+    return (f"{fmt.engine_package} {installed} is older than {fmt.engine_min_version}, the oldest release "
+            f"{artifact_format} artifacts are verified to load with the same masks "
+            f"(pip install '{fmt.engine_package}>={fmt.engine_min_version}')")

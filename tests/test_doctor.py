@@ -126,3 +126,32 @@ def test_jetson_info_reads_the_board_files(tmp_path):
     assert doctor.jetson_info(tmp_path / "release", tmp_path / "model") == {
         "model": "NVIDIA Jetson Orin Nano Developer Kit", "l4t": "36.4.0", "jetpack": "6.1"}
     assert doctor.jetson_info(tmp_path / "absent", tmp_path / "model") is None
+
+
+@pytest.mark.parametrize(("version", "expected"), [("1.23.2", (1, 23, 2)), ("1.32.0+cu12", (1, 32, 0)),
+                                                   ("2.3.0rc1", (2, 3, 0)), ("1.4", (1, 4))])
+def test_engine_versions_compare_by_their_numbers(version, expected):
+    from edgeseg.targets import version_tuple
+
+    assert version_tuple(version) == expected
+
+
+def test_an_engine_older_than_the_verified_floor_cannot_run(monkeypatch):
+    from edgeseg.targets import FORMATS, engine_floor_problem
+
+    assert (FORMATS["onnx"].engine_package, FORMATS["onnx"].engine_min_version) == ("onnxruntime", "1.23.2")
+    assert engine_floor_problem("onnx", "1.23.2") is None and engine_floor_problem("onnx", "1.32.0") is None
+    assert engine_floor_problem("onnx", "1.16.3") == (
+        "onnxruntime 1.16.3 is older than 1.23.2, the oldest release onnx artifacts are verified to load with the "
+        "same masks (pip install 'onnxruntime>=1.23.2')")
+    real = doctor.onnxruntime_info
+    monkeypatch.setattr(doctor, "onnxruntime_info", lambda: {**real(), "version": "1.16.3"})
+    verdict = doctor.diagnose()["targets"]["host-cpu"]["run"]
+    assert not verdict["ok"] and verdict["why"].startswith("cannot run, because onnxruntime 1.16.3 is older than")
+
+
+def test_the_manifest_records_the_engine_floor_of_its_format():
+    from edgeseg.convert.pipeline import _engine_floor
+
+    assert _engine_floor("tflite") == {"min_engine": {"package": "ai-edge-litert", "version": "1.4.0"}}
+    assert _engine_floor("tensorrt-bundle") == {}
