@@ -33,6 +33,25 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def emulation(cpuinfo: str | None = None, machine: str | None = None) -> str | None:
+    """How this process is emulated, or None on real hardware.
+
+    qemu-user runs an arm64 program on an x86 CPU and passes the host's /proc/cpuinfo through: an
+    aarch64 process that reads x86 vendor and flag lines there is not on an arm64 CPU, and its
+    latencies are 10-30x a device's.
+    """
+    machine = machine or platform.machine()
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    x86_host = any(line.split(":", 1)[0].strip() == "vendor_id" for line in cpuinfo.splitlines())
+    if machine.lower() in ("aarch64", "arm64", "armv7l", "armv8l") and x86_host:
+        return f"qemu-user: {machine} code on an x86-64 CPU (/proc/cpuinfo is the host's); latency is not a device's"
+    return None
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, memory, GPU (if any), OS and load: what a reader needs to weigh the numbers."""
     cpu_model = platform.processor() or platform.machine()
@@ -49,6 +68,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "os": platform.platform(),
         "gpu": gpu_info(),
+        "emulation": emulation(),
     }
     try:
         pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")

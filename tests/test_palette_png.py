@@ -93,7 +93,8 @@ def test_make_scenes_writes_a_data_set_without_pillow(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "PIL", None)
     monkeypatch.setitem(sys.modules, "PIL.Image", None)
-    out = write_voc_dataset(tmp_path / "scenes", train=1, val=2, config=SceneConfig(height=96, width=96), progress=False)
+    scenes = SceneConfig(height=96, width=96)
+    out = write_voc_dataset(tmp_path / "scenes", train=1, val=2, config=scenes, progress=False)
     assert (out / "labels.txt").is_file()
     dataset = open_dataset(out, "val")
     assert len(dataset) == 2 and dataset.mask(0).shape == (96, 96)
