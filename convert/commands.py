@@ -49,7 +49,7 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-method", choices=CALIBRATION_METHODS, default=None,
                    help="activation range estimator for INT8 Q/DQ ONNX (host-cpu, Jetson): minmax-mean (the default: "
                         "the mean over the images of each image's min and max), minmax, entropy or percentile; "
-                        "TFLite uses ai-edge-quantizer's own calibration and refuses it")
+                        "TFLite (ai-edge-quantizer) and OpenVINO (NNCF) calibrate their own way and refuse it")
     p.add_argument("--calib-percentile", type=float, default=99.99,
                    help="the percentile of |x| for --calib-method percentile (default: %(default)s)")
     p.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",

@@ -9,7 +9,7 @@ The accuracy budget and the sensitive-layer fallback are those of the ONNX INT8 
 the all-INT8 IR is verified against PyTorch; on a miss, every quantized op is ranked by the argmax
 agreement with the float IR gained when that op alone reads float inputs and float weights (one
 gated copy of the quantized model measures them all, `layer_sensitivity`), and the worst 1, 2, 4,
-... ops (at most `--int8-max-float-layers`, by default half) are quantized again as NNCF's
+... ops (at most half of them) are quantized again as NNCF's
 `IgnoredScope` until the IR fits. The manifest names the ops kept in float and every attempt.
 """
 
