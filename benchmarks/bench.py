@@ -52,7 +52,7 @@ from edgeseg.benchmarks.rows import (
 from edgeseg.convert.resolution import resolution_tag
 from edgeseg.errors import BackendUnavailableError, ConfigError, DatasetError, EdgesegError, ManifestError
 from edgeseg.manifest import Manifest, load_manifest
-from edgeseg.runtime.backends import available_backends, open_backend
+from edgeseg.runtime.backends import available_backends, check_threads, manifest_threads, open_backend
 from edgeseg.targets import get_target
 
 RESULTS_SCHEMA = "edgeseg-bench/1"
@@ -106,20 +106,24 @@ class Bench:
 
     # ---- running
 
-    def threads_for(self, profile_threads: int | None) -> tuple[int, str | None]:
+    def threads_for(self, manifest: Manifest) -> tuple[int, str | None]:
         """--threads, else the target's, capped at this machine's cores (more only oversubscribes)."""
         if self.config.threads is not None:
             return self.config.threads, None
-        wanted = int(profile_threads or self.cores)
-        if wanted > self.cores:
-            return self.cores, f"target profile asks for {wanted} threads; capped at this machine's {self.cores} cores"
-        return wanted, None
+        threads = manifest_threads(manifest)  # refuses a count that is not one, caps at the usable cores
+        if threads is None:
+            return self.cores, None
+        wanted = manifest.data["runtime"]["threads"]
+        if wanted > threads:
+            return threads, f"target profile asks for {wanted} threads; capped at this machine's {threads} cores"
+        return threads, None
 
     def run(self, on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Measure every row. `on_row(results)` gets the results so far after each row (marked
         `"complete": false`), so an interrupted sweep still leaves the rows it finished."""
         started = time.perf_counter()
         validate(self.config)
+        check_threads(self.config.threads)  # this machine's cores (a --device run is bounded by the device's)
         machine = machine_info()
         tools = tool_versions()
         plans = self.plan()
@@ -181,7 +185,10 @@ class Bench:
         if manifest.backend not in available_backends():
             return set_status(row, STATUS_NOT_RUN, f"this edgeseg has no '{manifest.backend}' backend "
                                                    f"(runtime/backends/{manifest.backend}.py)")
-        threads, note = self.threads_for(manifest.data.get("runtime", {}).get("threads"))
+        try:
+            threads, note = self.threads_for(manifest)
+        except ManifestError as exc:
+            return set_status(row, STATUS_FAILED, str(exc), "run")
         row["threads"] = threads
         if note:
             row["threads_note"] = note

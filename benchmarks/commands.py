@@ -196,4 +196,17 @@ def _bench(args: argparse.Namespace) -> int:
     if args.budget_ms is not None:
         print("\n".join(budget_section(results, args.budget_ms)))
     print(f"wrote {out}/ ({', '.join(p.name for p in written)}) in {results['duration_s']} s")
+    _require_a_measured_row(results, out)
     return 0
+
+
+def _require_a_measured_row(results: dict, out: Path) -> None:
+    """A sweep in which no row produced a number did not do its job: the report is written (it says why
+    per row), and the exit status says so."""
+    from edgeseg.benchmarks.rows import STATUS_FAILED, STATUS_NOT_RUN, STATUS_OK
+    from edgeseg.errors import NoResultError
+
+    statuses = [row.get("status") for row in results["rows"]]
+    if STATUS_OK not in statuses:
+        raise NoResultError(f"no row produced a number ({statuses.count(STATUS_FAILED)} failed, "
+                            f"{statuses.count(STATUS_NOT_RUN)} not run); {out}/report.md says why for each")

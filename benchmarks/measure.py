@@ -14,7 +14,7 @@ from edgeseg.benchmarks.evalsets import EvalSet
 from edgeseg.benchmarks.references import Reference
 from edgeseg.manifest import Manifest
 from edgeseg.metrics import Agreement, ConfusionMatrix
-from edgeseg.runtime.postprocess import output_to_mask, resize_mask
+from edgeseg.runtime.postprocess import MaskDecoder, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr, preprocess_rgb
 
 LATENCY_FRAMES = 8  # distinct frames cycled through the latency loop
@@ -39,12 +39,12 @@ def measure_accuracy(backend, evalset: EvalSet, manifest: Manifest, reference: R
     the numbers to compare with the manifest's.
     """
     spec = manifest.input_spec()
-    kind, layout = manifest.output["kind"], manifest.output.get("layout", "NCHW")
+    decode = MaskDecoder.for_manifest(manifest)
     labels = manifest.labels
     cm, check_cm = ConfusionMatrix(manifest.num_classes), ConfusionMatrix(manifest.num_classes)
     agreement, check_agreement = Agreement(), Agreement()
     for i, (image, gt) in enumerate(zip(evalset.images, evalset.masks)):
-        mask = output_to_mask(backend.infer(preprocess_rgb(image, spec)), kind, layout)
+        mask = decode(backend.infer(preprocess_rgb(image, spec)))
         full = resize_mask(mask, *gt.shape)
         cm.update(gt, full)
         if reference is not None:
@@ -69,9 +69,9 @@ def measure_accuracy(backend, evalset: EvalSet, manifest: Manifest, reference: R
 
 def measure_latency(backend, evalset: EvalSet, manifest: Manifest, runs: int, warmup: int) -> dict[str, Any]:
     """Warm-up, then `runs` frames end to end as the demo does them: BGR frame -> `preprocess_bgr` ->
-    inference -> `output_to_mask` + `resize_mask` to frame size; each stage timed on its own."""
+    inference -> `MaskDecoder` + `resize_mask` to frame size; each stage timed on its own."""
     spec = manifest.input_spec()
-    kind, layout = manifest.output["kind"], manifest.output.get("layout", "NCHW")
+    decode = MaskDecoder.for_manifest(manifest)
     # Frames as a camera delivers them (BGR), converted once outside the timed loop.
     frames = [cv2.cvtColor(img, cv2.COLOR_RGB2BGR) for img in evalset.images[:LATENCY_FRAMES]]
     pre, inf, post, total = [], [], [], []
@@ -85,7 +85,7 @@ def measure_latency(backend, evalset: EvalSet, manifest: Manifest, runs: int, wa
             t1 = time.perf_counter()
             out = backend.infer(batch)
             t2 = time.perf_counter()
-            resize_mask(output_to_mask(out, kind, layout), frame.shape[0], frame.shape[1])
+            resize_mask(decode(out), frame.shape[0], frame.shape[1])
             t3 = time.perf_counter()
             if i >= warmup:
                 pre.append((t1 - t0) * 1000)

@@ -19,7 +19,7 @@ from edgeseg.datasets import evaluation_split, open_dataset
 from edgeseg.errors import VerificationError
 from edgeseg.metrics import Agreement, ConfusionMatrix
 from edgeseg.runtime.backends import Backend
-from edgeseg.runtime.postprocess import output_to_mask, resize_mask
+from edgeseg.runtime.postprocess import MaskDecoder, output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng
 
@@ -103,6 +103,7 @@ def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, p
     manifest = backend.manifest
     spec = manifest.input_spec()
     out_kind, out_layout = manifest.output["kind"], manifest.output.get("layout", "NCHW")
+    decode = MaskDecoder.for_manifest(manifest)  # the runtime's checks: ids within the labels, never wrapped
     results = []
     total = sum(len(s.images) for s in sets)
     bar = tqdm(total=total, desc=f"verify {manifest.artifact_path.name}", disable=not progress, unit="img")
@@ -120,7 +121,7 @@ def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, p
                         "miou_delta": None, "budget": BUDGETS[precision], "non_finite": broken, "sets": results,
                         "passed": False}
             ref_mask = output_to_mask(ref, "logits", "NCHW")
-            art_mask = output_to_mask(out, out_kind, out_layout)
+            art_mask = decode(out)
             if out_kind == "logits":
                 logits = out.transpose(0, 3, 1, 2) if out_layout == "NHWC" else out
                 max_diff = max(max_diff, float(np.abs(logits.astype(np.float32) - ref).max()))

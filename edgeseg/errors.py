@@ -37,6 +37,14 @@ class MissingPackageError(EdgesegError):
     """An optional package this command needs is not installed; the message names the extra to install."""
 
 
+class ModelOutputError(EdgesegError):
+    """A model output that cannot be a segmentation: NaN/Inf, or class ids outside the model's labels."""
+
+
+class NoResultError(EdgesegError):
+    """A run that produced nothing useful: every row failed or was not run, every input was refused."""
+
+
 class OutputError(EdgesegError):
     """An output that could not be written completely (a full disk, an unwritable place)."""
 

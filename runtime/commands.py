@@ -46,7 +46,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, type=Path, metavar="ARTIFACT",
                    help="a converted model: the artifact, its manifest, or a folder holding one")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads for the engine (default: the manifest's target profile)")
+                   help="CPU threads for the engine, 1 to this machine's usable cores (default: the manifest's "
+                        "target profile, at most those cores)")
 
 
 def _register_predict(sub: argparse._SubParsersAction) -> None:
@@ -58,7 +59,11 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
                     "  probs/<name>.npy         float16 class probabilities (C x H x W, model resolution), when asked\n"
                     "  predictions.json         per input: size, classes present, pixel shares, inference ms\n"
                     "A video's frames are named <video>_000000 …. An input that cannot be decoded is skipped with\n"
-                    "one line naming it; the exit status is non-zero only when nothing could be processed.",
+                    "one line naming it. The exit status is non-zero, and nothing of the run is left under --out,\n"
+                    "when nothing could be processed, when the model's output is not a mask (NaN/Inf, class ids past\n"
+                    "its labels) or when an output cannot be written. --out holds one run: a folder holding another\n"
+                    "run's results (or a killed run's leftovers) is refused unless --force, which removes them first;\n"
+                    "a folder another predict is writing into is refused, naming its process.",
         epilog="examples:\n"
                "  edgeseg predict --model out/sample-host-cpu-fp32-320.onnx --source photos/ --out pred\n"
                "  edgeseg predict --model model.tflite --source clip.mp4 --out pred --save mask,overlay\n"
@@ -70,6 +75,9 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
                    help="an image, a folder of images (a VOC folder: its JPEGImages/), a video file, "
                         "or a stream/camera URI")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument("--force", action="store_true",
+                   help="--out holds another run's results: remove them (predictions.json, masks/, overlay/, "
+                        "side-by-side/, probs/; nothing else) and write this run's")
     p.add_argument("--save", default="mask", metavar="KINDS",
                    help="comma-separated: mask (always), overlay, side-by-side, probs (default: %(default)s)")
     p.add_argument("--classes", default=None, metavar="NAMES",
@@ -89,7 +97,7 @@ def _predict(args: argparse.Namespace) -> int:
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) if args.classes else None
     config = PredictConfig(model=args.model, source=args.source, out=args.out, save=parse_save(args.save),
                            classes=classes, threads=args.threads, max_frames=args.max_frames,
-                           video_frames=args.video_frames, progress=not args.no_progress,
+                           video_frames=args.video_frames, progress=not args.no_progress, force=args.force,
                            render=RenderOptions(alpha=args.alpha, hud=False))
     summary = run_predict(config)
     print(summary.format(args.out))

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ConfigError
-from edgeseg.runtime.backends import load_model_manifest, open_backend
+from edgeseg.runtime.backends import check_threads, load_model_manifest, open_backend
 from edgeseg.runtime.capture import SourceOptions, open_source
 from edgeseg.runtime.frame_grabber import SOURCE_LOST, CapturedFrame, FrameGrabber
 from edgeseg.runtime.frame_sources import FrameSource, ImageFilesSource
-from edgeseg.runtime.postprocess import output_to_mask, resize_mask
+from edgeseg.runtime.postprocess import MaskDecoder, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import Renderer, RenderOptions, hud_line
 from edgeseg.runtime.sinks import (
@@ -70,8 +70,7 @@ class DemoConfig:
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"--max-frames {self.max_frames}: must be 1 or more")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads {self.threads}: must be 1 or more")
+        check_threads(self.threads)
 
 
 @dataclass
@@ -181,8 +180,7 @@ class _Pipeline:
         self.on_message = on_message
         self.manifest = load_model_manifest(config.model)
         self.spec = self.manifest.input_spec()
-        self.output_kind = self.manifest.output.get("kind", "logits")
-        self.output_layout = self.manifest.output.get("layout", "NCHW")
+        self.decode = MaskDecoder.for_manifest(self.manifest)
         self.renderer = Renderer(self.manifest.labels, config.render)
         self.summary = DemoSummary(source=config.source, model=str(self.manifest.artifact_path),
                                    backend=self.manifest.backend)
@@ -305,7 +303,7 @@ class _Pipeline:
             self.fps = RollingFps(captured.captured_at)
         height, width = captured.image.shape[:2]
         t0 = time.perf_counter()
-        self.mask_buffer = resize_mask(output_to_mask(output, self.output_kind, self.output_layout), height, width,
+        self.mask_buffer = resize_mask(self.decode(output), height, width,
                                        out=self.mask_buffer)
         t1 = time.perf_counter()
         hud = hud_line(self.fps.rate(t1), {"pre": captured.prepare_ms, "infer": inference_ms, "post": (t1 - t0) * 1000,

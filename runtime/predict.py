@@ -7,11 +7,21 @@ of pixel shares per class. It runs the runtime's own preprocessing, backend and 
 (the functions the demo and the benchmark call), so a mask here is the mask a device computes.
 
 An input that cannot be decoded is skipped with one line naming it and counted; the command fails
-only when nothing could be processed.
+when nothing could be processed, when the model's output cannot be a mask (NaN/Inf, ids past its
+labels), or when an output cannot be written: then nothing of the run is left under --out.
+
+`--out` holds one run: a folder that already holds another run's results (or a killed run's
+leftovers) is refused unless `--force`, which removes those (and only those) first; a folder another
+predict is writing into is refused, naming its process. The run holds `.edgeseg-predict.lock` there
+while it writes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,13 +32,13 @@ import cv2
 import numpy as np
 
 from edgeseg.atomic import atomic_path, ensure_writable_dir, write_bytes_atomic, write_json_atomic
-from edgeseg.errors import ConfigError, EdgesegError, SourceError
+from edgeseg.errors import ConfigError, EdgesegError, ModelOutputError, OutputError, SourceError
 from edgeseg.manifest import Manifest
 from edgeseg.palette_png import encode_class_ids_png
-from edgeseg.runtime.backends import load_model_manifest, open_backend
+from edgeseg.runtime.backends import check_threads, load_model_manifest, open_backend
 from edgeseg.runtime.capture import parse_source
 from edgeseg.runtime.frame_sources import IMAGE_SUFFIXES
-from edgeseg.runtime.postprocess import output_to_mask, resize_mask
+from edgeseg.runtime.postprocess import MaskDecoder, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import Renderer, RenderOptions, voc_colormap_bgr
 from edgeseg.runtime.sinks import VideoFileSink
@@ -37,6 +47,9 @@ SAVE_KINDS = ("mask", "overlay", "side-by-side", "probs")
 RENDERED_KINDS = ("overlay", "side-by-side")
 FOLDERS = {"mask": "masks", "overlay": "overlay", "side-by-side": "side-by-side", "probs": "probs"}
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
+RESULT_FILE = "predictions.json"
+RESULT_ENTRIES = (RESULT_FILE, *FOLDERS.values())  # what a run writes under --out
+LOCK_FILE = ".edgeseg-predict.lock"
 
 
 def _warn(message: str) -> None:
@@ -66,10 +79,12 @@ class PredictConfig:
     video_frames: bool = False  # videos: renderings as one PNG per frame instead of one mp4 per kind
     progress: bool = True
     render: RenderOptions = RenderOptions(hud=False, legend=True)
+    force: bool = False  # replace another run's results under --out
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"--max-frames {self.max_frames}: must be 1 or more")
+        check_threads(self.threads)
 
 
 def class_filter(names: tuple[str, ...] | None, labels: tuple[str, ...]) -> np.ndarray | None:
@@ -197,8 +212,8 @@ class _Predictor:
         self.summary = summary
         self.manifest = manifest
         self.spec = manifest.input_spec()
-        self.output_kind = manifest.output.get("kind", "logits")
         self.output_layout = manifest.output.get("layout", "NCHW")
+        self.decode = MaskDecoder.for_manifest(manifest)
         self.keep = class_filter(config.classes, manifest.labels)
         self.renderers = {kind: Renderer(manifest.labels, RenderOptions(
             mode=kind, alpha=config.render.alpha, outlines=config.render.outlines, legend=config.render.legend,
@@ -213,7 +228,7 @@ class _Predictor:
     def segment(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
         """(class ids at the frame's size, softmax probabilities at the model's size or None, inference ms)."""
         output = self.backend.infer(preprocess_bgr(frame, self.spec))
-        mask = resize_mask(output_to_mask(output, self.output_kind, self.output_layout), *frame.shape[:2])
+        mask = resize_mask(self.decode(output), *frame.shape[:2])
         if self.keep is not None:
             mask = cv2.LUT(mask, self.keep)
         probs = _softmax(output, self.output_layout) if "probs" in self.config.save else None
@@ -232,14 +247,17 @@ class _Predictor:
                       rendered: bool = True) -> dict[str, str]:
         out = self.config.out
         written = {"mask": f"{FOLDERS['mask']}/{stem}.png"}
-        write_palette_png(out / written["mask"], mask, self.palette)
-        if probs is not None:
-            written["probs"] = f"{FOLDERS['probs']}/{stem}.npy"
-            with atomic_path(out / written["probs"]) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, probs.astype(np.float16))
-        for kind, renderer in self.renderers.items() if rendered else ():
-            written[kind] = f"{FOLDERS[kind]}/{stem}.png"
-            _write_png(out / written[kind], renderer.render(frame, mask))
+        try:
+            write_palette_png(out / written["mask"], mask, self.palette)
+            if probs is not None:
+                written["probs"] = f"{FOLDERS['probs']}/{stem}.npy"
+                with atomic_path(out / written["probs"]) as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, probs.astype(np.float16))
+            for kind, renderer in self.renderers.items() if rendered else ():
+                written[kind] = f"{FOLDERS[kind]}/{stem}.png"
+                _write_png(out / written[kind], renderer.render(frame, mask))
+        except OSError as exc:  # a full disk, a folder that went away: the run's outputs are incomplete
+            raise OutputError(f"{exc.filename or out}: cannot be written ({exc.strerror})") from None
         return written
 
     def record(self, name: str, path: str, mask: np.ndarray, inference_ms: float, outputs: dict[str, str]) -> None:
@@ -310,7 +328,7 @@ def write_palette_png(path: Path, mask: np.ndarray, palette: np.ndarray) -> None
 def _write_png(path: Path, image: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), image):
-            raise ConfigError(f"{path}: cannot be written")
+            raise OutputError(f"{path}: cannot be written")
 
 
 def _check_request(config: PredictConfig, manifest: Manifest) -> None:
@@ -319,7 +337,86 @@ def _check_request(config: PredictConfig, manifest: Manifest) -> None:
         raise ConfigError(f"--save probs: {manifest.artifact_path.name} outputs the argmax mask, not class scores; "
                           "use an artifact converted with --output logits")
     class_filter(config.classes, manifest.labels)
-    ensure_writable_dir(config.out)
+    MaskDecoder.for_manifest(manifest)
+
+
+@dataclass
+class _OutClaim:
+    """This run's hold on --out: the lock, and whether the run made the folder."""
+
+    folder: Path
+    created: bool
+    lock_fd: int
+
+    def release(self, *, keep: bool) -> None:
+        """Unlock; unless `keep`, first remove what this run wrote (and the folder, if it made it and it is empty)."""
+        try:
+            if not keep:
+                _remove_entries(self.folder, RESULT_ENTRIES)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.folder / LOCK_FILE)
+        finally:
+            os.close(self.lock_fd)
+        if not keep and self.created:
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()  # only if empty: a user's file put there meanwhile stays
+
+
+def _remove_entries(folder: Path, names: tuple[str, ...] | list[str]) -> None:
+    for name in names:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def _writer_pid(lock: Path) -> str | None:
+    """The process id in `lock` while a live predict holds it, else None (no file, or a killed run's)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except OSError:
+        return os.read(fd, 32).decode(errors="replace").strip() or "?"
+    finally:
+        os.close(fd)
+
+
+def claim_out(out: Path, *, force: bool) -> _OutClaim:
+    """Take --out for one run, before the model loads: refused while another predict writes there, or
+    when it holds another run's results and not `force` (then they are removed); created, locked."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    busy = f"--out {out}: another predict (pid {{}}) is writing into it; wait for it to end or choose another folder"
+    pid = _writer_pid(out / LOCK_FILE)
+    if pid is not None:
+        raise ConfigError(busy.format(pid))
+    previous = [name for name in RESULT_ENTRIES if (out / name).exists() or (out / name).is_symlink()]
+    if previous and not force:
+        shown = ", ".join(name if name == RESULT_FILE else f"{name}/" for name in previous)
+        raise ConfigError(f"--out {out}: holds another run's results ({shown}); --force replaces them, "
+                          "or choose an empty folder")
+    created = not out.exists()
+    ensure_writable_dir(out)
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # another predict took it since the look above
+        os.close(fd)
+        raise ConfigError(busy.format(_writer_pid(out / LOCK_FILE) or "?")) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    claim = _OutClaim(out, created, fd)
+    try:
+        _remove_entries(out, previous)
+    except OSError as exc:
+        claim.release(keep=True)
+        raise OutputError(f"--out {out}: cannot remove the previous run's results ({exc.strerror})") from None
+    return claim
 
 
 def run_predict(config: PredictConfig, *, on_message: Callable[[str], None] = _warn) -> PredictSummary:
@@ -330,6 +427,17 @@ def run_predict(config: PredictConfig, *, on_message: Callable[[str], None] = _w
     manifest = load_model_manifest(config.model)  # a bare .tflite: from its own metadata
     _check_request(config, manifest)
     files, is_stream = list_inputs(config.source)
+    claim = claim_out(config.out, force=config.force)
+    try:
+        return _predict_into(config, manifest, files, is_stream, on_message)
+    finally:
+        # predictions.json is written last, atomically, once every other output is: a run that got there
+        # (finished, or interrupted with results) keeps its results; any other leaves nothing.
+        claim.release(keep=(config.out / RESULT_FILE).is_file())
+
+
+def _predict_into(config: PredictConfig, manifest: Manifest, files: list[Path], is_stream: bool,
+                  on_message: Callable[[str], None]) -> PredictSummary:
     summary = PredictSummary(model=str(manifest.artifact_path), source=config.source, labels=manifest.labels)
     predictor = _Predictor(config, manifest, summary)
     # One stream or video: the bar counts frames; a folder: it counts files.
@@ -344,6 +452,8 @@ def run_predict(config: PredictConfig, *, on_message: Callable[[str], None] = _w
                     predictor.video(config.source if is_stream else str(item), tick)
                 else:
                     predictor.image(item)
+            except (ModelOutputError, OutputError) as exc:  # the model or the disk, not this input: stop
+                raise type(exc)(f"{exc}; stopped at {item}") from None
             except EdgesegError as exc:  # one bad input: named, counted, and the run goes on
                 summary.skipped.append((str(item), str(exc).removeprefix(f"{item}: ")))
                 if progress is not None:
@@ -362,7 +472,10 @@ def run_predict(config: PredictConfig, *, on_message: Callable[[str], None] = _w
             raise KeyboardInterrupt
         names = "; ".join(f"{p}: {r}" for p, r in summary.skipped[:3])
         raise SourceError(f"{config.source}: nothing could be processed ({len(summary.skipped)} skipped: {names})")
-    write_json_atomic(config.out / "predictions.json", summary.to_json())
+    try:
+        write_json_atomic(config.out / RESULT_FILE, summary.to_json())
+    except OSError as exc:
+        raise OutputError(f"{config.out / RESULT_FILE}: cannot be written ({exc.strerror})") from None
     if interrupted:
         raise KeyboardInterrupt
     return summary

@@ -14,18 +14,32 @@ SIZE = 64
 CLASSES = len(SYNTHETIC_LABELS)
 
 
-def tiny_onnx_bytes(seed: int = 0) -> bytes:
-    """A 1x1 convolution 3 -> 7 classes at SIZE x SIZE, NCHW float32, as ONNX bytes."""
+def tiny_onnx_bytes(seed: int = 0, *, classes: int = CLASSES, bias0: float | None = None,
+                    mask_offset: int | None = None) -> bytes:
+    """A 1x1 convolution 3 -> `classes` at SIZE x SIZE, NCHW float32, as ONNX bytes.
+
+    `bias0` replaces class 0's bias (NaN or Inf there poisons class 0's score at every pixel);
+    `mask_offset` makes it a mask model instead: argmax plus that offset, int64 ids (1 x SIZE x SIZE).
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
-    weight = numpy_helper.from_array(rng.standard_normal((CLASSES, 3, 1, 1)).astype(np.float32), "w")
-    bias = numpy_helper.from_array(rng.standard_normal(CLASSES).astype(np.float32), "b")
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["input", "w", "b"], ["logits"])], "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, CLASSES, SIZE, SIZE])],
-        [weight, bias])
+    weight = numpy_helper.from_array(rng.standard_normal((classes, 3, 1, 1)).astype(np.float32), "w")
+    biases = rng.standard_normal(classes).astype(np.float32)
+    if bias0 is not None:
+        biases[0] = bias0
+    bias = numpy_helper.from_array(biases, "b")
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["logits"])]
+    output = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes, SIZE, SIZE])
+    initializers = [weight, bias]
+    if mask_offset is not None:
+        initializers.append(numpy_helper.from_array(np.array(mask_offset, np.int64), "offset"))
+        nodes += [helper.make_node("ArgMax", ["logits"], ["ids"], axis=1, keepdims=0),
+                  helper.make_node("Add", ["ids", "offset"], ["mask"])]
+        output = helper.make_tensor_value_info("mask", TensorProto.INT64, [1, SIZE, SIZE])
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                            [1, 3, SIZE, SIZE])],
+                              [output], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model.SerializeToString()
@@ -46,14 +60,18 @@ def tiny_manifest(artifact: Path) -> dict:
     }
 
 
-def write_tiny_pair(folder: Path, name: str = "tiny.onnx", seed: int = 0) -> Path:
-    """A tiny model and its manifest in `folder`; returns the manifest's path."""
+def write_tiny_pair(folder: Path, name: str = "tiny.onnx", seed: int = 0, *, model: bytes | None = None,
+                    output: dict | None = None, runtime: dict | None = None) -> Path:
+    """A tiny model (or the ONNX bytes `model`) and its manifest in `folder`, the manifest's `output`
+    and `runtime` sections replaced when given; returns the manifest's path."""
     from edgeseg.atomic import write_bytes_atomic, write_json_atomic
     from edgeseg.manifest import manifest_path_for
 
     artifact = Path(folder) / name
-    write_bytes_atomic(artifact, tiny_onnx_bytes(seed))
-    write_json_atomic(manifest_path_for(artifact), tiny_manifest(artifact))
+    write_bytes_atomic(artifact, model if model is not None else tiny_onnx_bytes(seed))
+    manifest = tiny_manifest(artifact)
+    manifest.update({k: v for k, v in (("output", output), ("runtime", runtime)) if v is not None})
+    write_json_atomic(manifest_path_for(artifact), manifest)
     return manifest_path_for(artifact)
 
 

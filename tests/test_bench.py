@@ -202,10 +202,13 @@ def test_a_second_run_reuses_the_cached_artifact(tmp_path, results: dict, sample
 
 
 def test_a_precision_the_target_lacks_is_not_run_with_the_reason(tmp_path, sample_checkpoint: Path,
-                                                                 synthetic_voc: Path):
+                                                                 synthetic_voc: Path, capsys):
     out = tmp_path / "r"
+    # Its only row measured nothing: the report says why, and the exit status says so (issue 30).
     assert bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc), "--targets", "host-cpu",
-                  "--precisions", "int8-dynamic", "--quick", "--cache", str(tmp_path / "c"), "--out", str(out)]) == 0
+                  "--precisions", "int8-dynamic", "--quick", "--cache", str(tmp_path / "c"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (f"edgeseg bench: error: no row produced a number (0 failed, 1 not run); "
+                                               f"{out}/report.md says why for each")
     (row,) = json.loads((out / "results.json").read_text())["rows"]
     assert row["status"] == "not run"
     supported = ", ".join(get_target("host-cpu").precisions)

@@ -8,6 +8,7 @@ is one file here plus its format's registration (docs/developing.md).
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.errors import BackendUnavailableError, ManifestError
+from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.input_spec import InputSpec
 from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, verify_artifact
 
@@ -32,7 +33,9 @@ class Backend:
 
     def __init__(self, manifest: Manifest, *, threads: int | None = None) -> None:
         self.manifest = manifest
-        self.threads = threads if threads is not None else manifest.data.get("runtime", {}).get("threads")
+        # Bounded here, before any subclass loads its engine: a huge count hangs ONNX Runtime and crashes LiteRT.
+        check_threads(threads)
+        self.threads = threads if threads is not None else manifest_threads(manifest)
         self.last_inference_ms = float("nan")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -52,6 +55,36 @@ class Backend:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity), which is what threads can use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def check_threads(threads: int | None, option: str = "--threads") -> None:
+    """The one bound on engine threads: None (the manifest's target profile), else 1 to this machine's
+    usable cores; anything else is one line, raised before a model is loaded."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"{option} {threads}: must be 1 or more (leave it out for the target profile's count)")
+    cores = usable_cores()
+    if threads > cores:
+        raise ConfigError(f"{option} {threads}: this machine lets edgeseg run on {cores} cores; "
+                          f"use at most {cores}")
+
+
+def manifest_threads(manifest: Manifest) -> int | None:
+    """The manifest's `runtime.threads` (a target profile's count, written for its device), capped at
+    this machine's usable cores (more only oversubscribes); None when it names none."""
+    runtime = manifest.data.get("runtime")
+    threads = runtime.get("threads") if isinstance(runtime, dict) else None
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ManifestError(f"{manifest.path}: manifest runtime.threads {threads!r} must be a whole number, 1 or more")
+    return min(threads, usable_cores())
 
 
 def available_backends() -> list[str]:
