@@ -133,23 +133,38 @@ def interleaved_medians(runners: list[engines.Runner], image: np.ndarray, rounds
     return [statistics.median(t) for t in times]
 
 
-def accuracy(runners: list[engines.Runner], dataset, labels: tuple[str, ...]) -> list[dict]:
-    """Argmax agreement with the first runner (edgeseg's FP32 ONNX), and mIoU where the classes match."""
+def labelled_set(dataset, labels: tuple[str, ...], count: int) -> tuple[str, list, list] | None:
+    """(name, images, masks) to score mIoU on: the VOC images where the model's classes are VOC's, the held-out
+    synthetic scenes for a model with the synthetic classes (the sample model), else None."""
+    from edgeseg.scenes import SYNTHETIC_LABELS
+
+    if dataset.has_masks and dataset.labels == labels:
+        return "VOC", [dataset.image(i) for i in range(len(dataset))], [dataset.mask(i) for i in range(len(dataset))]
+    if labels == SYNTHETIC_LABELS:
+        from edgeseg.convert.verify import synthetic_set
+
+        scenes = synthetic_set(count)
+        return "synthetic val scenes", scenes.images, scenes.masks
+    return None
+
+
+def accuracy(runners: list[engines.Runner], dataset, labelled: tuple[str, list, list] | None,
+             num_classes: int) -> list[dict]:
+    """Argmax agreement with the first runner (edgeseg's FP32 ONNX) on `dataset`, and mIoU on `labelled`."""
     from edgeseg.metrics import Agreement, ConfusionMatrix
     from edgeseg.runtime.postprocess import resize_mask
 
-    scored = dataset.labels == labels and dataset.has_masks
     agreements = [Agreement() for _ in runners]
-    matrices = [ConfusionMatrix(len(labels)) for _ in runners]
     for i in range(len(dataset)):
         image = dataset.image(i)
         masks = [r.mask(r.run(r.prepare(image))) for r in runners]
-        truth = dataset.mask(i) if scored else None
         for k, mask in enumerate(masks):
             agreements[k].update(masks[0], mask)
-            if truth is not None:
-                matrices[k].update(truth, resize_mask(mask, *truth.shape))
-    return [{"agreement": round(a.compute(), 4), "miou": round(m.compute().miou, 2) if scored else None}
+    matrices = [ConfusionMatrix(num_classes) for _ in runners]
+    for image, truth in zip(*(labelled[1:] if labelled else ([], []))):
+        for runner, matrix in zip(runners, matrices):
+            matrix.update(truth, resize_mask(runner.mask(runner.run(runner.prepare(image))), *truth.shape))
+    return [{"agreement": round(a.compute(), 4), "miou": round(m.compute().miou, 2) if labelled else None}
             for a, m in zip(agreements, matrices)]
 
 
@@ -165,16 +180,20 @@ def measure(args: argparse.Namespace, resolution: int, failures: dict[str, str])
     peers = peer_runners(args, resolution, out, ours[0].manifest, calibration, failures)
     runners = ours + peers
     dataset = open_dataset(args.voc, evaluation_split(args.voc)).subset(args.images)
+    labels = ours[0].manifest.labels
+    labelled = labelled_set(dataset, labels, args.images)
     try:
         print(f"{resolution} px: {len(runners)} engines, {args.warmup} + {args.rounds} interleaved rounds")
         load_before = os.getloadavg()
         medians = interleaved_medians(runners, dataset.image(0), args.rounds, args.warmup)
         load_after = os.getloadavg()
-        scores = accuracy(runners, dataset, ours[0].manifest.labels)
+        scores = accuracy(runners, dataset, labelled, len(labels))
     finally:
         for runner in reversed(runners):
             runner.close()
+    miou_set = f"{len(labelled[1])} {labelled[0]}" if labelled else None
     return [{"resolution": resolution, "engine": r.engine, "artifact": r.label, "median_ms": round(ms, 2),
+             "miou_set": miou_set,
              "ratio": round(ms / medians[0], 3), **score, "load_before": load_before, "load_after": load_after}
             for r, ms, score in zip(runners, medians, scores)]
 
@@ -204,8 +223,9 @@ def markdown(rows: list[dict], failures: dict[str, str], args: argparse.Namespac
     loads = sorted({tuple(round(x, 2) for x in r[k]) for r in rows for k in ("load_before", "load_after")})
     lines += ["", f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads per "
               f"engine, {args.warmup} + {args.rounds} interleaved rounds per resolution, median inference time; "
-              f"agreement = argmax agreement with edgeseg's FP32 ONNX on {args.images} VOC images; mIoU n/a where the "
-              f"model's classes are not VOC's; load averages seen {loads[0]} .. {loads[-1]}."]
+              f"agreement = argmax agreement with edgeseg's FP32 ONNX on {args.images} VOC images; mIoU on "
+              f"{rows[0]['miou_set'] or 'no labelled set with the model classes (n/a)'}; load averages seen "
+              f"{loads[0]} .. {loads[-1]}."]
     lines += [f"- {peer}: not run: {why}" for peer, why in failures.items()]
     return "\n".join(lines)
 
