@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="edgeseg precisions to include, comma-separated (default: every one each target lists)")
     p.add_argument("--peers", default=",".join(engines.PEERS), help="peers to include (default: all)")
     p.add_argument("--work", type=Path, default=Path("/tmp/edgeseg-peers"),
-                   help="folder for the converted artifacts; existing ones are reused (default: %(default)s)")
+                   help="folder for the converted artifacts, one subfolder per weights, resolution and image counts; "
+                        "what is there is reused (default: %(default)s)")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     p.add_argument("--write-docs", type=Path, default=None,
                    help=f"replace the table between {DOCS_BEGIN} and {DOCS_END} in this Markdown file")
@@ -172,7 +173,8 @@ def measure(args: argparse.Namespace, resolution: int, failures: dict[str, str])
     from edgeseg.convert.calibration import calibration_images
     from edgeseg.datasets import evaluation_split, open_dataset
 
-    out = args.work / str(resolution)
+    # Everything a cached artifact depends on names its folder: a rerun with other settings converts again.
+    out = args.work / f"{Path(args.weights).stem}-{resolution}px-calib{args.calib_images}-verify{args.verify_images}"
     out.mkdir(parents=True, exist_ok=True)
     print(f"{resolution} px: converting (edgeseg, then the peers) into {out}")
     ours = edgeseg_runners(args, resolution, out)
