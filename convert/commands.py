@@ -257,7 +257,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
                         "%(default)s, the --init checkpoint's setting, global without one)")
     p.add_argument("--save-dtype", choices=("fp32", "fp16"), default=d.save_dtype,
                    help="dtype of the saved weights (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help="data-loading processes; 0 loads in the training process (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     p.add_argument("--no-bf16", action="store_true", help="train in float32 instead of bfloat16 autocast")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help=argparse.SUPPRESS)

@@ -132,6 +132,14 @@ def _check_calibration(request: ConvertRequest, target: TargetProfile) -> None:
                           f"{target.format} INT8 uses {QUANTIZER[target.format]}'s own calibration")
 
 
+def _check_counts(request: ConvertRequest) -> None:
+    """Image counts: 1 or more. (0 used to mean the default without a word; a negative reached the libraries.)"""
+    for option, value in (("--verify-images", request.verify_images),
+                          ("--calib-images", request.options.get("calib_images"))):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{option} {value}: must be 1 or more")
+
+
 def _check_files(request: ConvertRequest) -> None:
     if request.labels_file is not None and not os.access(request.labels_file, os.R_OK):
         raise WeightsError(f"{request.labels_file}: label names file not found or not readable")
@@ -174,6 +182,7 @@ def plan(request: ConvertRequest) -> ConvertPlan:
     height, width = parse_resolution(request.resolution)
     if request.output_kind not in OUTPUT_KINDS:
         raise ConfigError(f"--output {request.output_kind}: choose one of {', '.join(OUTPUT_KINDS)}")
+    _check_counts(request)
     _check_calibration(request, target)
     _check_files(request)
     weights_path = _weights_file(request)

@@ -27,7 +27,6 @@ from tqdm import tqdm
 from edgeseg.atomic import atomic_path, crash_point, ensure_writable_dir, locked_temp_file
 from edgeseg.convert.image_pooling import check_window, set_image_pool_window
 from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD, build_model, zoo_entry
-from edgeseg.convert.resolution import MAX_SIDE
 from edgeseg.convert.train_config import TrainConfig, check_init, parse_image_pool_window
 from edgeseg.convert.weights import LoadedWeights, load_weights, save_checkpoint
 from edgeseg.datasets import IGNORE_INDEX, SegmentationDataset, open_dataset
@@ -332,13 +331,7 @@ def _round_to(model: torch.nn.Module, dtype: torch.dtype) -> None:
 def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: bool = True,
           max_steps_per_epoch: int | None = None) -> dict:
     """Train, validate every epoch, keep resumable state beside `out`, write the checkpoint to `out`."""
-    zoo_entry(config.arch)
-    if config.resolution % 8 or config.resolution < 64 or config.resolution > MAX_SIDE:
-        raise ConfigError(f"--resolution {config.resolution}: must be a multiple of 8 from 64 to {MAX_SIDE}")
-    if config.epochs < 0:
-        raise ConfigError(f"--epochs {config.epochs}: must be 0 or more")
-    if not 0 < config.scale_min <= config.scale_max:
-        raise ConfigError(f"--scale-min {config.scale_min} --scale-max {config.scale_max}: need 0 < min <= max")
+    zoo_entry(config.arch)  # the numbers were checked when `config` was made (TrainConfig.__post_init__)
     check_init(config.init)
     _check_writable(Path(out))  # before an epoch of work, not after
     torch.manual_seed(config.seed)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeseg.convert.resolution import MAX_SIDE
 from edgeseg.errors import ConfigError
 
 INIT_CHOICES = ("sample", "torchvision", "scratch")  # or the path of an edgeseg checkpoint
@@ -32,6 +34,28 @@ class TrainConfig:
     init: str = "torchvision"  # "sample", "scratch", or the path of an edgeseg checkpoint
     # ASPP image-pooling window in input pixels, "global", or "init": the --init checkpoint's (global if none).
     image_pool_window: str = "init"
+
+    def __post_init__(self) -> None:
+        """Every number checked here, once, before torch is imported or data read: a bad one used to end
+        as an `internal error` inside PyTorch (a batch of 0, NaN as the learning rate, -1 workers)."""
+        if self.resolution % 8 or not 64 <= self.resolution <= MAX_SIDE:
+            raise ConfigError(f"--resolution {self.resolution}: must be a multiple of 8 from 64 to {MAX_SIDE}")
+        if self.crop is not None and not 1 <= self.crop <= MAX_SIDE:
+            raise ConfigError(f"--crop {self.crop}: must be from 1 to {MAX_SIDE} pixels")
+        if self.epochs < 0:
+            raise ConfigError(f"--epochs {self.epochs}: must be 0 or more")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size {self.batch_size}: must be 1 or more")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr {self.lr}: must be a number above 0")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight decay {self.weight_decay}: must be a number, 0 or more")
+        if not (math.isfinite(self.scale_max) and 0 < self.scale_min <= self.scale_max):
+            raise ConfigError(f"--scale-min {self.scale_min} --scale-max {self.scale_max}: need 0 < min <= max")
+        if self.workers < 0:
+            raise ConfigError(f"--workers {self.workers}: must be 0 (load in the training process) or more")
+        if self.bn_images < 0:
+            raise ConfigError(f"BatchNorm images {self.bn_images}: must be 0 or more")
 
 
 def parse_image_pool_window(value: str) -> str:
