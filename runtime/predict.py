@@ -12,8 +12,8 @@ labels), or when an output cannot be written: then nothing of the run is left un
 
 `--out` holds one run: a folder that already holds another run's results (or a killed run's
 leftovers) is refused unless `--force`, which removes those (and only those) first; a folder another
-predict is writing into is refused, naming its process. The run holds `.edgeseg-predict.lock` there
-while it writes.
+predict is writing into is refused, naming its process, and a `masks/` (or the like) that no predict
+run wrote is never replaced. The run holds `.edgeseg-predict.lock` there while it writes.
 """
 
 from __future__ import annotations
@@ -396,8 +396,12 @@ def claim_out(out: Path, *, force: bool) -> _OutClaim:
     if pid is not None:
         raise ConfigError(busy.format(pid))
     previous = [name for name in RESULT_ENTRIES if (out / name).exists() or (out / name).is_symlink()]
+    shown = ", ".join(name if name == RESULT_FILE else f"{name}/" for name in previous)
+    if previous and not ((out / RESULT_FILE).exists() or (out / LOCK_FILE).exists()):
+        # Every run leaves one of the two (a killed run its lock): a masks/ without them is someone's data.
+        raise ConfigError(f"--out {out}: already holds {shown}, which no predict run wrote (no {RESULT_FILE}); "
+                          "choose another folder")
     if previous and not force:
-        shown = ", ".join(name if name == RESULT_FILE else f"{name}/" for name in previous)
         raise ConfigError(f"--out {out}: holds another run's results ({shown}); --force replaces them, "
                           "or choose an empty folder")
     created = not out.exists()

@@ -218,3 +218,16 @@ def test_a_finished_run_leaves_no_lock_behind(tmp_path, model, images, capsys):
     out = tmp_path / "out"
     assert predict(capsys, model, images, out)[0] == 0
     assert tree(out) == ["masks", "masks/00.png", "masks/01.png", "masks/02.png", "predictions.json"]
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_a_masks_folder_no_predict_wrote_is_never_replaced(tmp_path, model, images, capsys, force):
+    # An images/ + masks/ data set is a folder a user might well pass as --out: its ground truth stays.
+    out = tmp_path / "dataset"
+    (out / "masks").mkdir(parents=True)
+    (out / "masks" / "00.png").write_bytes(b"ground truth")
+    code, err = predict(capsys, model, images, out, *force)
+    assert code == 2
+    assert err == (f"edgeseg predict: error: --out {out}: already holds masks/, which no predict run wrote (no "
+                   "predictions.json); choose another folder")
+    assert tree(out) == ["masks", "masks/00.png"] and (out / "masks" / "00.png").read_bytes() == b"ground truth"
