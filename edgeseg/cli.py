@@ -42,8 +42,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "latency, mIoU and cost per model x target x resolution x precision, in one report"),
     "report": ("edgeseg.benchmarks.commands",
                "one report from several bench runs (devices, days): a device column, a panel per device"),
-    "report": ("edgeseg.benchmarks.commands",
-               "one report from several bench runs (devices, days): a device column, a panel per device"),
     "demo": ("edgeseg.runtime.commands",
              "real-time segmentation of a camera, stream, video or images with a converted model"),
     "predict": ("edgeseg.runtime.commands", "segment images, folders, videos or streams and keep the class-id masks"),
