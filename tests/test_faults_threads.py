@@ -106,8 +106,8 @@ def test_a_manifests_malformed_thread_count_is_one_line(tmp_path, capsys, value)
     out = tmp_path / "out"
     code, err = run(capsys, "predict", "--model", str(model), "--source", str(model), "--out", str(out))
     assert code == 2
-    assert err == (f"edgeseg predict: error: {model}: manifest runtime.threads {value!r} must be a whole number, "
-                   "1 or more")
+    assert err == (f"edgeseg predict: error: {model}: manifest runtime.threads {json.dumps(value)} must be a whole "
+                   "number, 1 or more")  # as the manifest (JSON) spells it
     assert not out.exists()
 
 
@@ -142,7 +142,7 @@ def test_bench_row_with_a_malformed_manifest_count_fails_at_run(tmp_path):
 
     manifest = load_manifest(write_tiny_pair(tmp_path / "model", runtime={"threads": "many"}))
     bench = Bench(BenchConfig(out=tmp_path / "bench", artifacts=(manifest.path,)))
-    with pytest.raises(ManifestError, match="manifest runtime.threads 'many' must be a whole number, 1 or more"):
+    with pytest.raises(ManifestError, match='manifest runtime.threads "many" must be a whole number, 1 or more'):
         bench.threads_for(manifest)
     capped = load_manifest(write_tiny_pair(tmp_path / "capped", runtime={"threads": 100000}))
     assert bench.threads_for(capped) == (CORES, f"target profile asks for 100000 threads; capped at this machine's "

@@ -8,6 +8,7 @@ is one file here plus its format's registration (docs/developing.md).
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pkgutil
 import time
@@ -83,7 +84,8 @@ def manifest_threads(manifest: Manifest) -> int | None:
     if threads is None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ManifestError(f"{manifest.path}: manifest runtime.threads {threads!r} must be a whole number, 1 or more")
+        raise ManifestError(f"{manifest.path}: manifest runtime.threads {json.dumps(threads)} must be a whole number, "
+                            "1 or more")
     return min(threads, usable_cores())
 
 
