@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from edgeseg.datasets import open_dataset
+from edgeseg.datasets import SegmentationDataset, open_dataset
 from edgeseg.errors import ConfigError, DatasetError
 from edgeseg.scenes import generate_scene, scene_rng
 
 DEFAULT_CALIBRATION_IMAGES = 64
+
+
+def open_calibration_set(root: Path) -> SegmentationDataset:
+    """The calibration folder as a data set (its train split where one is listed); DatasetError, in one line,
+    for a folder that holds no images. Lists files only: `convert` calls it before any model is built."""
+    split = "train" if ((root / "ImageSets" / "Segmentation" / "train.txt").is_file()
+                        or (root / "train.txt").is_file()) else None
+    return open_dataset(root, split)
 
 
 def calibration_images(spec: str | None, count: int = DEFAULT_CALIBRATION_IMAGES, *,
@@ -30,12 +40,8 @@ def calibration_images(spec: str | None, count: int = DEFAULT_CALIBRATION_IMAGES
         if n < 1:
             raise ConfigError(f"--calib {spec}: need at least one scene")
         return [generate_scene(scene_rng(0, "calib", i))[0] for i in range(n)]
-    from pathlib import Path
-
     root = Path(spec)
-    split = "train" if ((root / "ImageSets" / "Segmentation" / "train.txt").is_file()
-                        or (root / "train.txt").is_file()) else None
-    dataset = open_dataset(root, split)
+    dataset = open_calibration_set(root)
     images = []
     for i in range(min(count, len(dataset))):
         try:

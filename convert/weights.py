@@ -120,6 +120,9 @@ def _load_file(path: Path) -> Any:
         raise WeightsError(f"{path}: weights file not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except KeyError:  # torch's legacy reader takes the first byte of a text file for a pickle opcode it lacks
+        raise WeightsError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle; "
+                           "a text file?)") from None
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint "

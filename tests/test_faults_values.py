@@ -67,16 +67,44 @@ def test_bench_refuses_a_bad_count_before_any_work(tmp_path, capsys, option, val
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("argv", [
-    ["train", "--data", "nowhere", "--batch-size", "0", "--out", "m.pt"],
-    ["convert", "--verify-images", "-3", "--out", "out"],
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--data", "nowhere", "--batch-size", "0", "--out", "m.pt"], "--batch-size 0: must be 1 or more"),
+    (["convert", "--verify-images", "-3", "--out", "out"], "--verify-images -3: must be 1 or more"),
+    (["convert", "--precision", "int8", "--calib", "calib", "--out", "out"], "calib: no images found"),
 ])
-def test_the_refusal_comes_before_torch_is_imported(tmp_path, argv):
+def test_the_refusal_comes_before_torch_is_imported(tmp_path, argv, message):
+    (tmp_path / "calib").mkdir()  # an empty calibration folder: refused before export, not after it
+    (tmp_path / "calib" / "notes.txt").write_text("no images here")
     script = ("import sys; from edgeseg.cli import main; code = main(sys.argv[1:]); "
               "print('torch' in sys.modules); sys.exit(code)")
     result = subprocess.run([sys.executable, "-c", script, *argv], cwd=tmp_path, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2, result.stderr
     assert result.stdout.strip() == "False"
-    assert len(result.stderr.strip().splitlines()) == 1 and "must be 1 or more" in result.stderr
-    assert list(tmp_path.iterdir()) == []
+    assert result.stderr.strip() == f"edgeseg {argv[0]}: error: {message}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib"]
+
+
+@pytest.mark.parametrize("content", [b"hello\n", b"", b'{"state_dict": 1}', bytes(range(256)) * 8,
+                                     b"PK\x03\x04" + bytes(100)])
+def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path, content):
+    from edgeseg.convert.weights import load_weights
+    from edgeseg.errors import WeightsError
+
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    with pytest.raises(WeightsError) as info:
+        load_weights(str(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a") and len(message.splitlines()) == 1
+
+
+def test_convert_with_a_text_file_as_weights_is_one_line(tmp_path, capsys):
+    weights = tmp_path / "weights.txt"
+    weights.write_text("hello\n")
+    out = tmp_path / "out"
+    code, err = run(capsys, "convert", "--weights", str(weights), "--resolution", "64", "--out", str(out))
+    assert code == 2
+    assert err == (f"edgeseg convert: error: {weights}: not a PyTorch checkpoint (neither a zip archive nor a pickle; "
+                   "a text file?)")
+    assert not out.exists() or list(out.iterdir()) == []  # (plan makes --out before the weights are read)
