@@ -87,12 +87,16 @@ def source_options_from_args(args: argparse.Namespace) -> SourceOptions:
             raise ConfigError(f"--{name.replace('_', '-')} {value}: must be positive")
     if args.reconnect < 0:
         raise ConfigError(f"--reconnect {args.reconnect}: must be 0 or more")
-    timeout = args.first_frame_timeout
-    if not timeout >= 0:  # negative, or NaN
-        raise ConfigError(f"--first-frame-timeout {timeout:g}: must be 0 (wait forever) or more")
     return SourceOptions(loop=args.loop, realtime=args.realtime, width=args.input_width, height=args.input_height,
                          fps=args.input_rate, reconnect_attempts=args.reconnect,
-                         first_frame_timeout_s=timeout or None)
+                         first_frame_timeout_s=first_frame_timeout(args.first_frame_timeout))
+
+
+def first_frame_timeout(seconds: float) -> float | None:
+    """--first-frame-timeout S (demo and predict): the wait in seconds, None for 0 (forever)."""
+    if not seconds >= 0:  # negative, or NaN
+        raise ConfigError(f"--first-frame-timeout {seconds:g}: must be 0 (wait forever) or more")
+    return seconds or None
 
 
 def _existing_path_source(uri: str, path: Path, options: SourceOptions) -> FrameSource:

@@ -85,12 +85,16 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video-frames", action="store_true",
                    help="videos: write overlay/side-by-side as one PNG per frame instead of one .mp4 per kind")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="videos and streams: stop after N frames")
+    p.add_argument("--first-frame-timeout", type=float, default=15.0, metavar="S",
+                   help="videos and streams: skip one that has not delivered its first frame after S seconds "
+                        "(a pipe with no writer, a silent stream; 0 waits forever; default: %(default)s)")
     p.add_argument("--alpha", type=float, default=0.5, metavar="A", help="overlay opacity, 0..1 (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_predict)
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from edgeseg.runtime.capture import first_frame_timeout
     from edgeseg.runtime.predict import PredictConfig, parse_save, run_predict
     from edgeseg.runtime.render import RenderOptions
 
@@ -98,6 +102,7 @@ def _predict(args: argparse.Namespace) -> int:
     config = PredictConfig(model=args.model, source=args.source, out=args.out, save=parse_save(args.save),
                            classes=classes, threads=args.threads, max_frames=args.max_frames,
                            video_frames=args.video_frames, progress=not args.no_progress, force=args.force,
+                           first_frame_timeout_s=first_frame_timeout(args.first_frame_timeout),
                            render=RenderOptions(alpha=args.alpha, hud=False))
     summary = run_predict(config)
     print(summary.format(args.out))

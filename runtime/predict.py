@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from edgeseg.errors import ConfigError, EdgesegError, ModelOutputError, OutputEr
 from edgeseg.manifest import Manifest
 from edgeseg.palette_png import encode_class_ids_png
 from edgeseg.runtime.backends import check_threads, load_model_manifest, open_backend
-from edgeseg.runtime.capture import parse_source
+from edgeseg.runtime.capture import SourceOptions, open_within, parse_source
 from edgeseg.runtime.frame_sources import IMAGE_SUFFIXES
 from edgeseg.runtime.postprocess import MaskDecoder, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
@@ -50,6 +51,7 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpe
 RESULT_FILE = "predictions.json"
 RESULT_ENTRIES = (RESULT_FILE, *FOLDERS.values())  # what a run writes under --out
 LOCK_FILE = ".edgeseg-predict.lock"
+MAX_IMAGE_BYTES = 512 * 2**20  # an image file past this is not read into memory (a 16k x 16k PNG is ~100 MB)
 
 
 def _warn(message: str) -> None:
@@ -80,6 +82,7 @@ class PredictConfig:
     progress: bool = True
     render: RenderOptions = RenderOptions(hud=False, legend=True)
     force: bool = False  # replace another run's results under --out
+    first_frame_timeout_s: float | None = SourceOptions.first_frame_timeout_s  # videos, streams; None: forever
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
@@ -170,12 +173,26 @@ def _jpeg_truncated(data: bytes) -> bool:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """A BGR uint8 image, or SourceError saying why this file is not one."""
+    """A BGR uint8 image, or SourceError saying why this file is not one (never a wait: a named pipe or
+    a device is refused before it is opened, and a file past MAX_IMAGE_BYTES before it is read)."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceError(f"{path}: not a regular file (a named pipe, a device or a socket)")
+    if info.st_size > MAX_IMAGE_BYTES:
+        raise SourceError(f"{path}: {info.st_size / 2**20:.0f} MB, larger than an image edgeseg reads "
+                          f"({MAX_IMAGE_BYTES // 2**20} MB)")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV's limit
+        raise SourceError(f"{path}: an image OpenCV refuses to decode ({(exc.err or 'no reason given')[:160]})") \
+            from None
     if image is None:
         kind = "a corrupt or unsupported image" if path.suffix.lower() in IMAGE_SUFFIXES else "not an image"
         raise SourceError(f"{path}: {kind}")
@@ -275,7 +292,7 @@ class _Predictor:
         """Every frame of a video or stream (up to --max-frames): masks as PNGs, renderings as one
         video file per kind (or PNGs with --video-frames)."""
         source = parse_source(uri)
-        source.open()
+        open_within(source, self.config.first_frame_timeout_s)  # a pipe with no writer must not block forever
         stem = self.unique_stem(Path(uri.rstrip("/")).stem or "stream")
         sinks = {} if self.config.video_frames else {
             kind: VideoFileSink(self.config.out / FOLDERS[kind] / f"{stem}.mp4", fps=source.fps)
