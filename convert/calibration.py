@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +43,23 @@ def calibration_images(spec: str | None, count: int = DEFAULT_CALIBRATION_IMAGES
         return [generate_scene(scene_rng(0, "calib", i))[0] for i in range(n)]
     root = Path(spec)
     dataset = open_calibration_set(root)
-    images = []
-    for i in range(min(count, len(dataset))):
-        try:
-            images.append(dataset.image(i))
-        except DatasetError:
-            continue  # one unreadable file among many is not fatal; none readable is (below)
+    images = list(_readable_images(dataset, count))
     if not images:
         raise DatasetError(f"{root}: no readable calibration images")
     return images
+
+
+def _readable_images(dataset: SegmentationDataset, count: int) -> Iterator[np.ndarray]:
+    """The first `count` images that decode; one unreadable file among many is not fatal."""
+    for i in range(min(count, len(dataset))):
+        try:
+            yield dataset.image(i)
+        except DatasetError:
+            continue
+
+
+def check_calibration_folder(root: Path, count: int | None = None) -> None:
+    """Refuse, in one line and before any model is built, a folder whose first `count` files (default
+    DEFAULT_CALIBRATION_IMAGES) hold no image that decodes. Stops at the first that does: one decode."""
+    if next(_readable_images(open_calibration_set(root), count or DEFAULT_CALIBRATION_IMAGES), None) is None:
+        raise DatasetError(f"{root}: no readable calibration images")

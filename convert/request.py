@@ -128,9 +128,10 @@ def _check_calibration(request: ConvertRequest, target: TargetProfile) -> None:
     elif not Path(spec).is_dir():
         raise ConfigError(f"--calib {spec}: no such folder (a folder of images, VOC layout or images/+masks/)")
     else:
-        from edgeseg.convert.calibration import open_calibration_set  # numpy and OpenCV, no torch
+        from edgeseg.convert.calibration import check_calibration_folder  # numpy and OpenCV, no torch
 
-        open_calibration_set(Path(spec))  # a folder without images: now, not after export and verification
+        # A folder without a readable image: now, not after export and verification.
+        check_calibration_folder(Path(spec), request.options.get("calib_images"))
     if target.format in ("tflite", "openvino") and request.options.get("calib_method"):
         raise ConfigError(f"--calib-method {request.options['calib_method']}: applies to Q/DQ ONNX (host-cpu, Jetson); "
                           f"{target.format} INT8 uses {QUANTIZER[target.format]}'s own calibration")

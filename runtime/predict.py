@@ -42,7 +42,7 @@ from edgeseg.runtime.frame_sources import IMAGE_SUFFIXES
 from edgeseg.runtime.postprocess import MaskDecoder, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import Renderer, RenderOptions, voc_colormap_bgr
-from edgeseg.runtime.sinks import VideoFileSink
+from edgeseg.runtime.sinks import VideoFileSink, quiet_stderr
 
 SAVE_KINDS = ("mask", "overlay", "side-by-side", "probs")
 RENDERED_KINDS = ("overlay", "side-by-side")
@@ -189,7 +189,8 @@ def read_image(path: Path) -> np.ndarray:
     except OSError as exc:
         raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        with quiet_stderr():  # libpng/libjpeg print their own complaints; the skip line says it once
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV's limit
         raise SourceError(f"{path}: an image OpenCV refuses to decode ({(exc.err or 'no reason given')[:160]})") \
             from None

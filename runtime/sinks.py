@@ -157,7 +157,7 @@ class VideoFileSink(Sink):
 def readable_frames(path: Path, expected: int) -> int:
     """How many of `expected` frames a reader finds in a finished video: the container's count, and 0
     unless its last frame decodes (a file cut short by a full disk has an index but not the data)."""
-    with _quiet_stderr():  # FFmpeg logs a damaged file's details itself; the caller says it in one line
+    with quiet_stderr():  # FFmpeg logs a damaged file's details itself; the caller says it in one line
         capture = cv2.VideoCapture(str(path))
         try:
             if not capture.isOpened():
@@ -173,7 +173,7 @@ def readable_frames(path: Path, expected: int) -> int:
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
+def quiet_stderr():
     """Silence file descriptor 2 (native libraries write there directly) for the block."""
     sys.stderr.flush()
     saved = os.dup(2)

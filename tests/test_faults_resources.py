@@ -123,3 +123,18 @@ def test_a_bad_first_frame_timeout_is_one_line(tmp_path, model, capsys, value):
     assert code == 2
     assert err == f"edgeseg predict: error: --first-frame-timeout {float(value):g}: must be 0 (wait forever) or more"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("width, height", [(2**31 - 1, 2), (0, 0), (100000, 1)])
+def test_a_header_libpng_rejects_is_one_line_with_no_library_chatter(tmp_path, model, capfd, width, height):
+    image = tmp_path / "bad.png"
+    image.write_bytes(png_header(width, height))
+    code = main(["predict", "--model", str(model), "--source", str(image), "--out", str(tmp_path / "out"),
+                 "--no-progress", "--threads", "1"])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code == 2
+    # libpng's own "warning: Image width exceeds user limit" / "error: Invalid IHDR data" went to fd 2 before
+    assert err == [f"edgeseg predict: skipped {image}: a corrupt or unsupported image",
+                   f"edgeseg predict: error: {image}: nothing could be processed (1 skipped: {image}: a corrupt or "
+                   "unsupported image)"]
+    assert not (tmp_path / "out").exists()

@@ -71,10 +71,15 @@ def test_bench_refuses_a_bad_count_before_any_work(tmp_path, capsys, option, val
     (["train", "--data", "nowhere", "--batch-size", "0", "--out", "m.pt"], "--batch-size 0: must be 1 or more"),
     (["convert", "--verify-images", "-3", "--out", "out"], "--verify-images -3: must be 1 or more"),
     (["convert", "--precision", "int8", "--calib", "calib", "--out", "out"], "calib: no images found"),
+    (["convert", "--precision", "int8", "--calib", "fake", "--out", "out"], "fake: no readable calibration images"),
 ])
 def test_the_refusal_comes_before_torch_is_imported(tmp_path, argv, message):
-    (tmp_path / "calib").mkdir()  # an empty calibration folder: refused before export, not after it
+    # Calibration folders without a usable image: refused before export (they used to fail after it, 24-60 s in).
+    (tmp_path / "calib").mkdir()
     (tmp_path / "calib" / "notes.txt").write_text("no images here")
+    (tmp_path / "fake").mkdir()
+    for name in ("a.jpg", "b.png"):
+        (tmp_path / "fake" / name).write_text("not an image")
     script = ("import sys; from edgeseg.cli import main; code = main(sys.argv[1:]); "
               "print('torch' in sys.modules); sys.exit(code)")
     result = subprocess.run([sys.executable, "-c", script, *argv], cwd=tmp_path, capture_output=True, text=True,
@@ -82,7 +87,7 @@ def test_the_refusal_comes_before_torch_is_imported(tmp_path, argv, message):
     assert result.returncode == 2, result.stderr
     assert result.stdout.strip() == "False"
     assert result.stderr.strip() == f"edgeseg {argv[0]}: error: {message}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib", "fake"]
 
 
 @pytest.mark.parametrize("content", [b"hello\n", b"", b'{"state_dict": 1}', bytes(range(256)) * 8,
