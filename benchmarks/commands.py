@@ -74,7 +74,8 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
                    help="untimed frames before them (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None,
-                   help="inference threads (default: the target's, at most this machine's cores)")
+                   help="inference threads, 1 to this machine's usable cores (default: the target's, at most those "
+                        "cores)")
     p.add_argument("--calib", default=None,
                    help="INT8 calibration: folder or synthetic:N (default: --data's train split, else synthetic scenes "
                         "for a model of the synthetic classes)")
