@@ -38,6 +38,18 @@ def _list(text: str) -> list[str]:
     return [item for item in text.replace(",", " ").split() if item]
 
 
+def _add_artifact_and_peer_arguments(p: argparse.ArgumentParser) -> None:
+    """What bench measures besides a sweep: given artifacts, the public peers, the ASPP comparison."""
+    p.add_argument("--artifacts", nargs="+", type=Path, default=[],
+                   help="measure these converted artifacts (or manifests) instead of a sweep")
+    p.add_argument("--peer", action="store_true", help="add the public peers (benchmarks/peers/*.json) on VOC val")
+    p.add_argument("--peer-manifest", nargs="+", type=Path, default=[],
+                   help="peer manifests (default: benchmarks/peers/*.json)")
+    p.add_argument("--peer-data", type=Path, default=None,
+                   help="VOC folder for the peers (default: ../shared/data/voc-sample)")
+    p.add_argument("--aspp-compare", action="store_true", help="each row with and without the ASPP rewrite")
+
+
 def _register_bench(sub: argparse._SubParsersAction) -> None:
     from edgeseg.benchmarks.config import (
         DEFAULT_CALIB_IMAGES,
@@ -83,14 +95,7 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
                    help="calibration images (default: %(default)s)")
     p.add_argument("--verify-images", type=int, default=DEFAULT_VERIFY_IMAGES,
                    help="images verified at conversion, the first of --data (default: %(default)s)")
-    p.add_argument("--artifacts", nargs="+", type=Path, default=[],
-                   help="measure these converted artifacts (or manifests) instead of a sweep")
-    p.add_argument("--peer", action="store_true", help="add the public peers (benchmarks/peers/*.json) on VOC val")
-    p.add_argument("--peer-manifest", nargs="+", type=Path, default=[],
-                   help="peer manifests (default: benchmarks/peers/*.json)")
-    p.add_argument("--peer-data", type=Path, default=None,
-                   help="VOC folder for the peers (default: ../shared/data/voc-sample)")
-    p.add_argument("--aspp-compare", action="store_true", help="each row with and without the ASPP rewrite")
+    _add_artifact_and_peer_arguments(p)
     p.add_argument("--quick", action="store_true",
                    help=f"CI size: first resolution only, {QUICK['images']} images, {QUICK['runs']} runs, "
                         f"{QUICK['calib_images']} calibration images; runs with no other argument")

@@ -18,11 +18,6 @@ run wrote is never replaced. The run holds `.edgeseg-predict.lock` there while i
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-import shutil
-import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,26 +27,22 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgeseg.atomic import atomic_path, ensure_writable_dir, write_bytes_atomic, write_json_atomic
+from edgeseg.atomic import atomic_path, write_bytes_atomic, write_json_atomic
 from edgeseg.errors import ConfigError, EdgesegError, ModelOutputError, OutputError, SourceError
 from edgeseg.manifest import Manifest
 from edgeseg.palette_png import encode_class_ids_png
 from edgeseg.runtime.backends import check_threads, load_model_manifest, open_backend
 from edgeseg.runtime.capture import SourceOptions, open_within, parse_source
-from edgeseg.runtime.frame_sources import IMAGE_SUFFIXES
+from edgeseg.runtime.image_files import list_inputs, read_image
 from edgeseg.runtime.postprocess import MaskDecoder, resize_mask
+from edgeseg.runtime.predict_output import FOLDERS, RESULT_FILE, claim_out
 from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import Renderer, RenderOptions, voc_colormap_bgr
-from edgeseg.runtime.sinks import VideoFileSink, quiet_stderr
+from edgeseg.runtime.sinks import VideoFileSink
 
 SAVE_KINDS = ("mask", "overlay", "side-by-side", "probs")
 RENDERED_KINDS = ("overlay", "side-by-side")
-FOLDERS = {"mask": "masks", "overlay": "overlay", "side-by-side": "side-by-side", "probs": "probs"}
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
-RESULT_FILE = "predictions.json"
-RESULT_ENTRIES = (RESULT_FILE, *FOLDERS.values())  # what a run writes under --out
-LOCK_FILE = ".edgeseg-predict.lock"
-MAX_IMAGE_BYTES = 512 * 2**20  # an image file past this is not read into memory (a 16k x 16k PNG is ~100 MB)
 
 
 def _warn(message: str) -> None:
@@ -163,63 +154,6 @@ class PredictSummary:
         kinds = sorted({kind for r in self.results for kind in r.outputs})
         lines.append(f"  wrote {out}/ (predictions.json, {', '.join(kinds)})")
         return "\n".join(lines)
-
-
-def _jpeg_truncated(data: bytes) -> bool:
-    """True when a JPEG has no end-of-image marker after its last scan (OpenCV decodes such a file
-    into a half-grey picture with only a warning)."""
-    last_scan = data.rfind(b"\xff\xda")
-    return last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0
-
-
-def read_image(path: Path) -> np.ndarray:
-    """A BGR uint8 image, or SourceError saying why this file is not one (never a wait: a named pipe or
-    a device is refused before it is opened, and a file past MAX_IMAGE_BYTES before it is read)."""
-    try:
-        info = path.stat()
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise SourceError(f"{path}: not a regular file (a named pipe, a device or a socket)")
-    if info.st_size > MAX_IMAGE_BYTES:
-        raise SourceError(f"{path}: {info.st_size / 2**20:.0f} MB, larger than an image edgeseg reads "
-                          f"({MAX_IMAGE_BYTES // 2**20} MB)")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
-    try:
-        with quiet_stderr():  # libpng/libjpeg print their own complaints; the skip line says it once
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV's limit
-        raise SourceError(f"{path}: an image OpenCV refuses to decode ({(exc.err or 'no reason given')[:160]})") \
-            from None
-    if image is None:
-        kind = "a corrupt or unsupported image" if path.suffix.lower() in IMAGE_SUFFIXES else "not an image"
-        raise SourceError(f"{path}: {kind}")
-    if data[:2] == b"\xff\xd8" and _jpeg_truncated(data):
-        raise SourceError(f"{path}: a truncated JPEG (no end-of-image marker)")
-    return image
-
-
-def list_inputs(source: str) -> tuple[list[Path], bool]:
-    """The files a path source names (a folder's files in name order; a VOC-layout folder's JPEGImages/),
-    and whether the source is a stream or camera URI instead (then the list is empty)."""
-    path = Path(source.removeprefix("file://"))
-    if "://" in source and not source.startswith("file://"):
-        return [], True
-    if not path.exists():
-        if source.isdigit() or source.startswith("/dev/video"):
-            return [], True
-        raise SourceError(f"{path}: no such file or folder")
-    if path.is_dir():
-        if (path / "JPEGImages").is_dir():
-            path = path / "JPEGImages"
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise SourceError(f"{path}: an empty folder")
-        return files, False
-    return [path], False
 
 
 class _Predictor:
@@ -356,89 +290,6 @@ def _check_request(config: PredictConfig, manifest: Manifest) -> None:
                           "use an artifact converted with --output logits")
     class_filter(config.classes, manifest.labels)
     MaskDecoder.for_manifest(manifest)
-
-
-@dataclass
-class _OutClaim:
-    """This run's hold on --out: the lock, and whether the run made the folder."""
-
-    folder: Path
-    created: bool
-    lock_fd: int
-
-    def release(self, *, keep: bool) -> None:
-        """Unlock; unless `keep`, first remove what this run wrote (and the folder, if it made it and it is empty)."""
-        try:
-            if not keep:
-                _remove_entries(self.folder, RESULT_ENTRIES)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.folder / LOCK_FILE)
-        finally:
-            os.close(self.lock_fd)
-        if not keep and self.created:
-            with contextlib.suppress(OSError):
-                self.folder.rmdir()  # only if empty: a user's file put there meanwhile stays
-
-
-def _remove_entries(folder: Path, names: tuple[str, ...] | list[str]) -> None:
-    for name in names:
-        path = folder / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-
-
-def _writer_pid(lock: Path) -> str | None:
-    """The process id in `lock` while a live predict holds it, else None (no file, or a killed run's)."""
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return None
-    except OSError:
-        return os.read(fd, 32).decode(errors="replace").strip() or "?"
-    finally:
-        os.close(fd)
-
-
-def claim_out(out: Path, *, force: bool) -> _OutClaim:
-    """Take --out for one run, before the model loads: refused while another predict writes there, or
-    when it holds another run's results and not `force` (then they are removed); created, locked."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
-    busy = f"--out {out}: another predict (pid {{}}) is writing into it; wait for it to end or choose another folder"
-    pid = _writer_pid(out / LOCK_FILE)
-    if pid is not None:
-        raise ConfigError(busy.format(pid))
-    previous = [name for name in RESULT_ENTRIES if (out / name).exists() or (out / name).is_symlink()]
-    shown = ", ".join(name if name == RESULT_FILE else f"{name}/" for name in previous)
-    if previous and not ((out / RESULT_FILE).exists() or (out / LOCK_FILE).exists()):
-        # Every run leaves one of the two (a killed run its lock): a masks/ without them is someone's data.
-        raise ConfigError(f"--out {out}: already holds {shown}, which no predict run wrote (no {RESULT_FILE}); "
-                          "choose another folder")
-    if previous and not force:
-        raise ConfigError(f"--out {out}: holds another run's results ({shown}); --force replaces them, "
-                          "or choose an empty folder")
-    created = not out.exists()
-    ensure_writable_dir(out)
-    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # another predict took it since the look above
-        os.close(fd)
-        raise ConfigError(busy.format(_writer_pid(out / LOCK_FILE) or "?")) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    claim = _OutClaim(out, created, fd)
-    try:
-        _remove_entries(out, previous)
-    except OSError as exc:
-        claim.release(keep=True)
-        raise OutputError(f"--out {out}: cannot remove the previous run's results ({exc.strerror})") from None
-    return claim
 
 
 def run_predict(config: PredictConfig, *, on_message: Callable[[str], None] = _warn) -> PredictSummary:

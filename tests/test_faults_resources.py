@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from edgeseg.cli import main
-from edgeseg.runtime import predict as predict_module
+from edgeseg.runtime import image_files
 from tests.fault_kit import write_tiny_pair
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
@@ -104,7 +104,7 @@ def test_a_named_pipe_as_the_video_times_out_in_one_line(tmp_path, model, capsys
 
 
 def test_a_file_past_the_size_bound_is_skipped_unread(tmp_path, model, capsys, monkeypatch):
-    monkeypatch.setattr(predict_module, "MAX_IMAGE_BYTES", 1000)
+    monkeypatch.setattr(image_files, "MAX_IMAGE_BYTES", 1000)
     folder = tmp_path / "photos"
     folder.mkdir()
     big = folder / "a_big.png"

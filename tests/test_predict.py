@@ -88,7 +88,7 @@ def test_folder_masks_match_the_runtime_and_bad_files_are_named(tmp_path, voc_sa
 def test_truncated_jpeg_is_recognised_whatever_the_decoder_does(voc_sample):
     # Some OpenCV builds (the Jetson's system one) decode half a JPEG into a half-grey picture with
     # only a warning; the missing end-of-image marker after the last scan tells it apart.
-    from edgeseg.runtime.predict import _jpeg_truncated
+    from edgeseg.runtime.image_files import jpeg_truncated as _jpeg_truncated
 
     whole = next((voc_sample / "JPEGImages").glob("*.jpg")).read_bytes()
     assert not _jpeg_truncated(whole)
