@@ -82,12 +82,21 @@ device_packages() {
   in_root apt-get clean
 }
 
+# The CPU list a board's /sys has, without the host's /sys (whose x86 topology crashes the engines' cpuinfo
+# in an arm64 process): onnxruntime 1.23.2 aborts when it finds no CPU list at all.
+cpu_list() {
+  mkdir -p "$ROOT/sys/devices/system/cpu"
+  printf '0-1\n' > "$ROOT/sys/devices/system/cpu/possible"
+  printf '0-1\n' > "$ROOT/sys/devices/system/cpu/present"
+}
+
 SECONDS=0
 step host-tools host_tools
 binfmt
 step bootstrap bootstrap
 network
 step device-packages device_packages
+cpu_list
 network  # update-ca-certificates rebuilt the bundle; keep the host's roots in it
 cat "$ROOT/usr/local/share/ca-certificates/host-bundle.crt" >> "$ROOT/etc/ssl/certs/ca-certificates.crt"
 source "$HERE/install-edgeseg.sh"
