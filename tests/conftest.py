@@ -113,34 +113,23 @@ def make(sample_checkpoint: Path, traced_once, tmp_path_factory):
     return build
 
 
-DEVICE_SOURCE_PARTS = ("edgeseg", "runtime", "convert", "benchmarks", "targets", "setup.cfg", "pyproject.toml",
-                       "README.md")
-
-
 @pytest.fixture(scope="session")
 def device_venv(tmp_path_factory) -> dict:
     """A device install, once per session: a fresh venv with `edgeseg[onnxruntime,litert,openvino]` installed from a
     copy of the source tree the way pip installs it on a board (no torch, onnx, matplotlib or Pillow).
     Used by tests/test_device_install.py and, as the device at the far end of SSH, tests/test_bench_device.py."""
-    import shutil
     import subprocess
     import sys
     import time
 
+    from tests.device_kit import copy_source_tree, venv_env
+
     root = tmp_path_factory.mktemp("device-install")
-    source = root / "src"
-    source.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
-    for part in DEVICE_SOURCE_PARTS:
-        if (REPO / part).is_dir():
-            shutil.copytree(REPO / part, source / part, ignore=ignore)
-        else:
-            shutil.copy2(REPO / part, source / part)
+    source = copy_source_tree(root / "src")
     venv = root / "venv"
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env = venv_env(venv)
     install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--progress-bar", "off",
                               f"{source}[onnxruntime,litert,openvino]"], env=env, capture_output=True, text=True,
                              timeout=600,

@@ -10,7 +10,6 @@ same checks is tests/arm64/run_checks.py (qemu-user; a developer runs it, docs/j
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,9 +21,8 @@ from edgeseg.cli import main
 from edgeseg.errors import SourceError
 from edgeseg.runtime.gstreamer import NEWEST_FRAME_APPSINK, csi_pipeline, raw_pipeline
 from edgeseg.system_packages import shadowing_line
+from tests.device_kit import copy_source_tree, venv_env
 
-REPO = Path(__file__).resolve().parents[1]
-SOURCE_PARTS = ("edgeseg", "runtime", "convert", "benchmarks", "targets", "setup.cfg", "pyproject.toml", "README.md")
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 DEMO_FRAMES = 60
 GST_SOURCE = ("gst://videotestsrc is-live=true pattern=smpte ! video/x-raw,width=320,height=240,framerate=30/1 ! "
@@ -97,34 +95,16 @@ def _run(argv: list[str], env: dict[str, str], timeout: float = 600, **kwargs) -
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
 
 
-def _source_copy(root: Path) -> Path:
-    source = root / "src"
-    source.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
-    for part in SOURCE_PARTS:
-        if (REPO / part).is_dir():
-            shutil.copytree(REPO / part, source / part, ignore=ignore)
-        else:
-            shutil.copy2(REPO / part, source / part)
-    return source
-
-
-def _clean_env(venv: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
 @pytest.fixture(scope="module")
 def system_venv(tmp_path_factory) -> dict:
     """The docs' install (docs/jetson.md) on Debian's Python: --system-site-packages, the system numpy's
     major version as a constraint, the CPU engines; x86's base install brings pip's OpenCV, removed so
     Debian's is imported."""
     root = tmp_path_factory.mktemp("system-opencv")
-    source = _source_copy(root)
+    source = copy_source_tree(root / "src")
     venv = root / "venv"
     subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    env = _clean_env(venv)
+    env = venv_env(venv)
     python = str(venv / "bin" / "python")
     # docs/jetson.md's line, as a user types it
     keep = _run([python, "-c", 'import numpy; print("numpy<%d" % (int(numpy.__version__.split(".")[0]) + 1))'], env)
@@ -197,7 +177,7 @@ def test_the_quick_bench_runs_without_pillow(system_venv, small_onnx, tmp_path):
 def test_a_pip_numpy_that_shadows_the_systems_is_one_line_from_every_command(system_venv, small_onnx, tmp_path):
     venv = tmp_path / "shadowed"
     subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    env = _clean_env(venv)
+    env = venv_env(venv)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--progress-bar", "off"]
     assert _run([*pip, "--no-deps", str(system_venv["source"])], env).returncode == 0
     assert _run([*pip, "numpy>=2", "pyyaml", "tqdm"], env).returncode == 0
