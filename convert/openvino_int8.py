@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
 from edgeseg.convert.export import ExportJob, ExportResult
+from edgeseg.convert.int8_budget import attempt_record, rank_by_gates
 from edgeseg.convert.onnx_export import OPSET, export_onnx_file, input_spec
 from edgeseg.convert.openvino_export import convert_onnx, openvino_module, result, save_ir, verify_ir
 from edgeseg.errors import ConfigError
@@ -106,32 +106,8 @@ def layer_sensitivity(quantized: Any, float_model: Any, images: list[np.ndarray]
     batches = [preprocess_rgb(image, spec) for image in images]
     reference = [np.array(reference_model([b])[0]) for b in batches]
 
-    def agreement(switches: np.ndarray) -> tuple[float, float]:
-        agree = error = 0.0
-        for batch, ref in zip(batches, reference):
-            out = np.array(gated([batch, switches])[0])
-            if out.ndim == 4:
-                agree += float((out.argmax(1) == ref.argmax(1)).mean())
-                error += float(np.abs(out - ref).mean())
-            else:
-                agree += float((out == ref).mean())
-        return agree / len(batches), error / len(batches)
-
-    on = np.ones(len(names), bool)
-    base_agree, base_error = agreement(on)
-    scores = []
-    for k, name in enumerate(tqdm(names, desc="layer sensitivity", unit="op", disable=not progress)):
-        switches = on.copy()
-        switches[k] = False
-        agree, error = agreement(switches)
-        scores.append((name, agree - base_agree, base_error - error))
-    scores.sort(key=lambda item: (item[1], item[2]), reverse=True)
-    return [(name, round(gain, 6)) for name, gain, _ in scores]
-
-
-def _attempt(kept: list[str], summary: dict) -> dict:
-    return {"kept_in_float": len(kept), "argmax_agreement": summary["argmax_agreement"],
-            "miou_delta": summary["miou_delta"], "passed": summary["passed"]}
+    return rank_by_gates(names, lambda batch, switches: gated([batch, switches])[0], batches, reference, bool,
+                         progress=progress, unit="op")
 
 
 def export(job: ExportJob, staging: Path) -> ExportResult:
@@ -155,7 +131,7 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
 
     quantized, record, verification = write_and_verify([])
     all_int8 = quantized
-    attempts, kept, ranking = [_attempt([], verification)], [], []
+    attempts, kept, ranking = [attempt_record([], verification)], [], []
     if not verification["passed"]:
         sensitivity_images = int(job.options.get("int8_sensitivity_images") or 4)
         ranking = layer_sensitivity(all_int8, float_model, images[:sensitivity_images], spec, progress=job.progress)
@@ -164,7 +140,7 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         while not verification["passed"] and keep <= most:
             kept = [name for name, _ in ranking[:keep]]
             quantized, record, verification = write_and_verify(kept)
-            attempts.append(_attempt(kept, verification))
+            attempts.append(attempt_record(kept, verification))
             keep = most if keep < most < 2 * keep else 2 * keep
     gains = dict(ranking)
     nncf = _nncf()

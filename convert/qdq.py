@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
+from edgeseg.convert.int8_budget import attempt_record, rank_by_gates
 from edgeseg.errors import ConfigError
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
@@ -319,33 +320,8 @@ def layer_sensitivity(float_onnx: Path, qdq: QdqModel, images: list[np.ndarray],
     batches = [preprocess_rgb(image, spec) for image in images]
     reference = [float_session.run(None, {input_name: b})[0] for b in batches]
 
-    def agreement(gates: np.ndarray) -> tuple[float, float]:
-        agree = error = 0.0
-        for batch, ref in zip(batches, reference):
-            out = gated.run(None, {input_name: batch, "qdq_gates": gates})[0]
-            if out.ndim == 4:  # logits: compare class decisions and the logits themselves
-                agree += float((out.argmax(1) == ref.argmax(1)).mean())
-                error += float(np.abs(out - ref).mean())
-            else:  # mask output
-                agree += float((out == ref).mean())
-        return agree / len(batches), error / len(batches)
-
-    ones = np.ones(len(nodes), np.float32)
-    base_agree, base_error = agreement(ones)
-    scores = []
-    for k, name in enumerate(tqdm(nodes, desc="layer sensitivity", unit="layer", disable=not progress)):
-        gates = ones.copy()
-        gates[k] = 0.0
-        agree, error = agreement(gates)
-        # Agreement decides; the logit error breaks ties between layers that flip no pixel here.
-        scores.append((name, agree - base_agree, base_error - error))
-    scores.sort(key=lambda item: (item[1], item[2]), reverse=True)
-    return [(name, round(gain, 6)) for name, gain, _ in scores]
-
-
-def _attempt(excluded: list[str], summary: dict) -> dict:
-    return {"kept_in_float": len(excluded), "argmax_agreement": summary["argmax_agreement"],
-            "miou_delta": summary["miou_delta"], "passed": summary["passed"]}
+    return rank_by_gates(nodes, lambda batch, gates: gated.run(None, {input_name: batch, "qdq_gates": gates})[0],
+                         batches, reference, np.float32, progress=progress, unit="layer")
 
 
 def quantize_within_budget(float_onnx: Path, out: Path, images: list[np.ndarray], spec: InputSpec,
@@ -364,7 +340,7 @@ def quantize_within_budget(float_onnx: Path, out: Path, images: list[np.ndarray]
     """
     qdq = quantize(float_onnx, out, images, spec, method=method, percentile=percentile, progress=progress)
     verification = verify(out)
-    attempts = [_attempt([], verification)]
+    attempts = [attempt_record([], verification)]
     ranking: list[tuple[str, float]] = []
     if not verification["passed"]:
         ranking = layer_sensitivity(float_onnx, qdq, images[:sensitivity_images], spec, progress=progress)
@@ -377,7 +353,7 @@ def quantize_within_budget(float_onnx: Path, out: Path, images: list[np.ndarray]
                 excluded = [name for name, _ in ranking[:keep]]
                 keep_in_float(all_int8, out, excluded)
                 verification = verify(out)
-                attempts.append(_attempt(excluded, verification))
+                attempts.append(attempt_record(excluded, verification))
                 keep = most if keep < most < 2 * keep else 2 * keep
         finally:
             all_int8.unlink(missing_ok=True)
