@@ -29,7 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from edgeseg.benchmarks.cache import first_line, obtain_artifact
+from edgeseg.benchmarks.cache import error_reason, obtain_artifact
 from edgeseg.benchmarks.checks import CHECK_TOLERANCE, matching_verification, peer_check, verification_check
 from edgeseg.benchmarks.config import BenchConfig, default_cache_dir
 from edgeseg.benchmarks.evalsets import EvalSet, check_labels, load_eval_set
@@ -49,10 +49,10 @@ from edgeseg.benchmarks.rows import (
     set_status,
     verification_summary,
 )
-from edgeseg.convert.resolution import resolution_tag
 from edgeseg.errors import BackendUnavailableError, ConfigError, DatasetError, EdgesegError, ManifestError
 from edgeseg.manifest import Manifest, load_manifest
-from edgeseg.runtime.backends import available_backends, check_threads, manifest_threads, open_backend
+from edgeseg.resolution import resolution_tag
+from edgeseg.runtime.backend import available_backends, check_threads, manifest_threads, open_backend
 from edgeseg.targets import get_target
 
 RESULTS_SCHEMA = "edgeseg-bench/1"
@@ -184,7 +184,7 @@ class Bench:
         row["verification"] = verification_summary(manifest.data.get("verification"))
         if manifest.backend not in available_backends():
             return set_status(row, STATUS_NOT_RUN, f"this edgeseg has no '{manifest.backend}' backend "
-                                                   f"(runtime/backends/{manifest.backend}.py)")
+                                                   f"(edgeseg.formats registers none)")
         try:
             threads, note = self.threads_for(manifest)
         except ManifestError as exc:
@@ -213,7 +213,7 @@ class Bench:
         except EdgesegError as exc:
             return set_status(row, STATUS_FAILED, str(exc), "run")
         except Exception as exc:  # noqa: BLE001 - an engine's own error types; the row records it and the sweep goes on
-            return set_status(row, STATUS_FAILED, first_line(exc), "run")
+            return set_status(row, STATUS_FAILED, error_reason(exc), "run")
         gflops, source = artifact_gflops(manifest, reference)
         row["cost"] = cost_entry(row, gflops, source, peak)
         row["verification_check"] = verification_check(recorded, measured)

@@ -17,11 +17,12 @@ from tqdm import tqdm
 import edgeseg
 from edgeseg.benchmarks.evalsets import verification_view
 from edgeseg.benchmarks.rows import STATUS_FAILED, STATUS_NOT_RUN, RowPlan, artifact_info, set_status
-from edgeseg.convert.resolution import parse_resolution, resolution_tag
-from edgeseg.errors import BackendUnavailableError, EdgesegError, ManifestError, VerificationError
+from edgeseg.errors import BackendUnavailableError, EdgesegError, ManifestError, VerificationError, first_line
+from edgeseg.formats import all_formats
 from edgeseg.manifest import Manifest, load_manifest
-from edgeseg.runtime.backends import available_backends
-from edgeseg.targets import FORMATS, TargetProfile, get_target
+from edgeseg.resolution import parse_resolution, resolution_tag
+from edgeseg.runtime.backend import available_backends
+from edgeseg.targets import TargetProfile, get_target
 
 CACHE_KEY_FILE = "bench-cache-key.json"
 
@@ -66,11 +67,11 @@ def obtain_artifact(plan: RowPlan, row: dict, *, cache: Path, verify_images: int
 
 def why_not_convertible(plan: RowPlan, target: TargetProfile) -> str | None:
     """Why this edgeseg cannot convert the cell (a `not run` reason), or None when it can."""
-    exporter = FORMATS[target.format].exporter_for(plan.precision)
+    exporter = all_formats()[target.format].exporter_for(plan.precision)
     if plan.precision not in target.precisions:
         return f"{target.name} has no {plan.precision} (it supports {', '.join(target.precisions)})"
     if target.backend not in available_backends():
-        return f"this edgeseg has no '{target.backend}' backend (runtime/backends/{target.backend}.py)"
+        return f"this edgeseg has no '{target.backend}' backend (formats/{target.format}/)"
     if importlib.util.find_spec(exporter) is None:
         return f"this edgeseg has no {target.format} exporter ({exporter})"
     if plan.variant == "aspp-rewrite" and importlib.util.find_spec("edgeseg.convert.aspp_rewrite") is None:
@@ -109,7 +110,7 @@ def _convert_into(folder: Path, plan: RowPlan, target_name: str, row: dict, inpu
         set_status(row, STATUS_FAILED, str(exc), "export")
         return None
     except Exception as exc:  # noqa: BLE001 - exporters raise their frameworks' own types; the row records it
-        set_status(row, STATUS_FAILED, first_line(exc), "export")
+        set_status(row, STATUS_FAILED, error_reason(exc), "export")
         return None
     write_json_atomic(folder / CACHE_KEY_FILE, inputs)
     manifest = load_manifest(result["manifest_path"])
@@ -118,10 +119,9 @@ def _convert_into(folder: Path, plan: RowPlan, target_name: str, row: dict, inpu
     return manifest
 
 
-def first_line(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
     """`Type: first line of the message` (at most 240 characters): a foreign error as a row reason."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:240] if text else ''}"
+    return f"{type(exc).__name__}: {first_line(exc)[:240]}"
 
 
 def cached_manifest(folder: Path) -> Manifest | None:

@@ -1,4 +1,4 @@
-"""Subcommands of the evaluation side: `make-scenes` (and `bench`)."""
+"""Subcommands of the evaluation side: `bench` and `report`."""
 
 from __future__ import annotations
 
@@ -11,26 +11,7 @@ DEFAULT_OUT = Path("edgeseg-bench")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("make-scenes", help="write seeded synthetic scenes with masks in the PASCAL VOC layout")
-    p.add_argument("--out", type=Path, required=True,
-                   help="folder to write (JPEGImages/, SegmentationClass/, ImageSets/)")
-    p.add_argument("--train", type=int, default=1600, help="training scenes (default: %(default)s)")
-    p.add_argument("--val", type=int, default=200, help="validation scenes (default: %(default)s)")
-    p.add_argument("--size", type=int, default=1024,
-                   help="scene width and height in native pixels; ground truth at that size (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed; the same seed writes the same files (default: %(default)s)")
-    p.set_defaults(run=_make_scenes)
     _register_bench(sub)
-
-
-def _make_scenes(args: argparse.Namespace) -> int:
-    from edgeseg.scenes import SceneConfig, write_voc_dataset
-
-    out = write_voc_dataset(args.out, train=args.train, val=args.val, seed=args.seed,
-                            config=SceneConfig(height=args.size, width=args.size))
-    print(f"wrote {args.train} train + {args.val} val scenes to {out}")
-    return 0
 
 
 def _list(text: str) -> list[str]:

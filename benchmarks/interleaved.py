@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 
 from edgeseg.manifest import load_manifest
-from edgeseg.runtime.backends import open_backend
+from edgeseg.runtime.backend import open_backend
 from edgeseg.runtime.preprocess import preprocess_rgb
 from edgeseg.scenes import generate_scene, scene_rng
 

@@ -10,10 +10,10 @@ from edgeseg.benchmarks.config import BenchConfig
 from edgeseg.benchmarks.evalsets import EvalSet, load_eval_set
 from edgeseg.benchmarks.references import ModelEntry
 from edgeseg.benchmarks.rows import RowKind, RowPlan
-from edgeseg.convert.resolution import parse_resolution
 from edgeseg.datasets import split_ids
 from edgeseg.errors import ConfigError
-from edgeseg.runtime.backends import check_threads
+from edgeseg.resolution import parse_resolution
+from edgeseg.runtime.backend import check_threads
 from edgeseg.scenes import SYNTHETIC_LABELS
 from edgeseg.targets import ALL_PRECISIONS, get_target
 

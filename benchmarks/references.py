@@ -27,7 +27,7 @@ class ModelEntry:
     """One model of the sweep: its weights, FP32 reference model and cached references."""
 
     def __init__(self, weights_arg: str, arch: str | None) -> None:
-        from edgeseg.convert.weights import load_weights
+        from edgeseg.models.weights import load_weights
 
         self.weights_arg = weights_arg  # as given to --weights: 'sample', 'torchvision' or a path
         self.weights = load_weights(weights_arg, arch=arch)

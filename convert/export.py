@@ -1,10 +1,11 @@
 """The contract between the conversion pipeline and each format's exporter.
 
 An exporter is a module with `export(job: ExportJob, staging: Path) -> ExportResult`; the
-pipeline picks it by the target's format and the precision from `edgeseg.targets.FORMATS` (a format's
-registration names its exporter, and another module for a precision whose artifact takes another form:
-host-cpu INT8 is written for ONNX Runtime's integer kernels, while the TensorRT bundles keep TensorRT's
-Q/DQ form), so adding a format is one new file and one registration line there (docs/developing.md).
+pipeline picks it by the target's format and the precision from the format's registry entry
+(`edgeseg.formats`: a format's registration names its exporter, and another module for a precision
+whose artifact takes another form: host-cpu INT8 is written for ONNX Runtime's integer kernels, while the
+TensorRT bundles keep TensorRT's Q/DQ form), so adding a format is one new package and one registration
+line (docs/developing.md).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from typing import Any
 
 import torch
 
-from edgeseg.convert.weights import LoadedWeights
-from edgeseg.targets import FORMATS, TargetProfile
+from edgeseg.formats import all_formats
+from edgeseg.models.weights import LoadedWeights
+from edgeseg.targets import TargetProfile
 
 
 def exporter_name(fmt: str, precision: str) -> str:
     """The module that exports `precision` artifacts of format `fmt`."""
-    return FORMATS[fmt].exporter_for(precision)
+    return all_formats()[fmt].exporter_for(precision)
 
 
 @dataclass

@@ -19,8 +19,8 @@ import torch
 
 import edgeseg
 from edgeseg.convert.export import ExportJob, ExportResult
-from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.convert.wrap import ExportWrapper
+from edgeseg.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.runtime.preprocess import InputSpec
 
 OPSET = 17
@@ -63,8 +63,8 @@ def verify_onnx(job: ExportJob, reference: torch.nn.Module, artifact: Path, inpu
     """Agreement and mIoU change of an ONNX artifact under ONNX Runtime against the PyTorch `reference`
     (before its manifest exists: the INT8 budget search scores every candidate this way)."""
     from edgeseg.convert.verify import compare
+    from edgeseg.formats.onnx.runtime import OnnxRuntimeBackend
     from edgeseg.manifest import Manifest
-    from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     manifest = Manifest(artifact.with_name(artifact.name + ".json"), {
         "artifact": artifact.name, "backend": "onnxruntime", "target": job.target.name, "precision": job.precision,
@@ -84,7 +84,11 @@ def quantize_job(job: ExportJob, float_onnx: Path, artifact: Path, output_dict: 
     verification against the model as trained, and the manifest's quantization record. `quantize`
     replaces qdq's TensorRT-form quantizer (ort_int8 passes ONNX Runtime's)."""
     from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
-    from edgeseg.convert.qdq import DEFAULT_CALIBRATION_METHOD, DEFAULT_PERCENTILE, quantize_within_budget
+    from edgeseg.formats.tensorrt.convert.qdq import (
+        DEFAULT_CALIBRATION_METHOD,
+        DEFAULT_PERCENTILE,
+        quantize_within_budget,
+    )
 
     images = calibration_images(job.calibration, int(job.options.get("calib_images") or DEFAULT_CALIBRATION_IMAGES),
                                 precision="int8")
@@ -128,7 +132,7 @@ def write_metadata_props(path: Path, props: dict[str, str]) -> None:
 
 
 def export(job: ExportJob, staging: Path) -> ExportResult:
-    """The float (FP32/FP16) ONNX artifact; INT8 for ONNX Runtime is convert/ort_int8.py's (the format's
+    """The float (FP32/FP16) ONNX artifact; INT8 for ONNX Runtime is formats/onnx/convert/int8.py's (the format's
     `precision_exporters` in targets/__init__.py route it there)."""
     path = staging / f"{job.basename}.onnx"
     details: dict[str, Any] = {"opset": OPSET, "exporter": "torch.onnx.export (TorchScript)"}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import platform
 
 import edgeseg
 from edgeseg.atomic import publish, staging_dir, write_json_atomic
 from edgeseg.convert.request import ConvertPlan, ConvertRequest, artifact_basename, check_name_free, plan
+from edgeseg.formats import all_formats, load_module
 from edgeseg.manifest import MANIFEST_VERSION, load_manifest, manifest_path_for, sha256_file
 
 __all__ = ["ConvertRequest", "ConvertPlan", "artifact_basename", "convert", "plan", "tool_versions"]
@@ -41,7 +41,7 @@ def convert(request: ConvertRequest) -> dict:
     from edgeseg.convert.aspp_rewrite import apply_for_export
     from edgeseg.convert.export import ExportJob, exporter_name
     from edgeseg.convert.verify import enforce, image_sets_for
-    from edgeseg.convert.weights import load_weights
+    from edgeseg.models.weights import load_weights
 
     target, height, width = checked.target, checked.height, checked.width
     stage = request.on_stage or (lambda name: None)
@@ -54,7 +54,7 @@ def convert(request: ConvertRequest) -> dict:
     export_model, aspp_record = apply_for_export(
         model, height, width, enabled=request.options.get("aspp_rewrite") is not False,
         images=[image for s in sets for image in s.images], progress=request.progress)
-    exporter = importlib.import_module(exporter_name(target.format, request.precision))
+    exporter = load_module(exporter_name(target.format, request.precision))
     job = ExportJob(weights=weights, model=export_model, target=target, precision=request.precision, height=height,
                     width=width, output_kind=request.output_kind, fuse_preprocessing=request.fuse_preprocessing,
                     basename=checked.basename, calibration=request.calibration, options=dict(request.options),
@@ -109,9 +109,7 @@ def _manifest(request: ConvertRequest, checked: ConvertPlan, weights, result, as
 
 def _engine_floor(artifact_format: str) -> dict:
     """{"min_engine": {package, version}}: the oldest engine release verified to run this format the same."""
-    from edgeseg.targets import FORMATS
-
-    fmt = FORMATS[artifact_format]
+    fmt = all_formats()[artifact_format]
     if fmt.engine_min_version is None:
         return {}
     return {"min_engine": {"package": fmt.engine_package, "version": fmt.engine_min_version}}
@@ -122,7 +120,7 @@ def _verification(result, staged_manifest, model, sets: list, request: ConvertRe
     if result.verification is not None:
         return result.verification
     from edgeseg.convert.verify import compare
-    from edgeseg.runtime.backends import open_backend
+    from edgeseg.runtime.backend import open_backend
 
     with open_backend(load_manifest(staged_manifest)) as backend:
         return compare(model, backend, sets, precision=request.precision, num_classes=num_classes,

@@ -17,16 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.atomic import ensure_writable_dir, interrupted_publish
-from edgeseg.convert.resolution import parse_resolution, resolution_tag
 from edgeseg.cpu_features import require_bfloat16
 from edgeseg.errors import ConfigError, WeightsError
+from edgeseg.formats import all_formats
+from edgeseg.resolution import parse_resolution, resolution_tag
 from edgeseg.targets import TargetProfile, get_target
 
 OUTPUT_KINDS = ("logits", "mask")  # convert.wrap.OUTPUT_KINDS, without importing torch (a test keeps them equal)
-ARTIFACT_SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "tensorrt-bundle": ".onnx", "openvino": ".xml"}
 NEEDS_CALIBRATION = ("int8",)
-# Formats whose INT8 calibrates its own way (--calib-method does not apply).
-QUANTIZER = {"tflite": "ai-edge-quantizer", "openvino": "NNCF"}  # int8-dynamic quantizes weights only
 DEFAULT_ARCH = "deeplabv3_mobilenet_v3_large"  # convert.models.DEFAULT_ARCH (a test keeps them equal)
 SAMPLE_NAME = "deeplabv3_mobilenet_v3_large_synthetic.pt"  # convert.weights.SAMPLE_NAME (likewise)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -132,9 +130,10 @@ def _check_calibration(request: ConvertRequest, target: TargetProfile) -> None:
 
         # A folder without a readable image: now, not after export and verification.
         check_calibration_folder(Path(spec), request.options.get("calib_images"))
-    if target.format in ("tflite", "openvino") and request.options.get("calib_method"):
+    fmt = all_formats()[target.format]
+    if not fmt.calibration_methods and request.options.get("calib_method"):
         raise ConfigError(f"--calib-method {request.options['calib_method']}: applies to Q/DQ ONNX (host-cpu, Jetson); "
-                          f"{target.format} INT8 uses {QUANTIZER[target.format]}'s own calibration")
+                          f"{target.format} INT8 uses {fmt.weight_quantizer}'s own calibration")
 
 
 def _check_counts(request: ConvertRequest) -> None:
@@ -195,7 +194,7 @@ def plan(request: ConvertRequest) -> ConvertPlan:
     identity = request.name or weights_identity(request.weights, request.arch)
     basename = artifact_basename(identity, target.name, request.precision, (height, width),
                                  request.output_kind, request.fuse_preprocessing)
-    artifact = request.out / f"{basename}{ARTIFACT_SUFFIX[target.format]}"
+    artifact = request.out / f"{basename}{all_formats()[target.format].suffix}"
     sha = sha256_file(weights_path) if weights_path is not None else None
     check_name_free(artifact, sha, request.force)
     return ConvertPlan(target=target, height=height, width=width, basename=basename, artifact=artifact,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from edgeseg.convert.models import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.errors import ConfigError
+from edgeseg.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 
 OUTPUT_KINDS = ("logits", "mask")
 

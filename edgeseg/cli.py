@@ -13,16 +13,20 @@ import sys
 import traceback
 
 from edgeseg import __version__
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_line
 from edgeseg.optional import missing_package_message
 
 # Modules that each define `register(subparsers)`; the order is the order in --help.
 COMMAND_MODULES = (
     "edgeseg.convert.commands",
+    "edgeseg.models.commands",
+    "edgeseg.runtime.info",
+    "edgeseg.targets.commands",
+    "edgeseg.scenes_command",
     "edgeseg.benchmarks.commands",
     "edgeseg.runtime.commands",
     "edgeseg.runtime.doctor",
-    "edgeseg.runtime.engine_commands",
+    "edgeseg.formats.tensorrt.runtime.commands",
 )
 # Commands that run without OpenCV; every other one imports it first, so a system OpenCV that a pip numpy
 # shadows is one line naming both (edgeseg.system_packages), and doctor reports it among the rest.
@@ -34,10 +38,10 @@ WITHOUT_OPENCV = frozenset({"doctor", "targets"})
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("edgeseg.convert.commands",
                 "convert weights for a target; verify against PyTorch; write artifact + manifest"),
-    "train": ("edgeseg.convert.commands", "fine-tune a zoo model on a labelled folder and write an edgeseg checkpoint"),
-    "info": ("edgeseg.convert.commands", "print an artifact's manifest and its embedded metadata readably"),
-    "targets": ("edgeseg.convert.commands", "list the target profiles"),
-    "make-scenes": ("edgeseg.benchmarks.commands", "write seeded synthetic scenes with masks in the PASCAL VOC layout"),
+    "train": ("edgeseg.models.commands", "fine-tune a zoo model on a labelled folder and write an edgeseg checkpoint"),
+    "info": ("edgeseg.runtime.info", "print an artifact's manifest and its embedded metadata readably"),
+    "targets": ("edgeseg.targets.commands", "list the target profiles"),
+    "make-scenes": ("edgeseg.scenes_command", "write seeded synthetic scenes with masks in the PASCAL VOC layout"),
     "bench": ("edgeseg.benchmarks.commands",
               "latency, mIoU and cost per model x target x resolution x precision, in one report"),
     "report": ("edgeseg.benchmarks.commands",
@@ -46,7 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "real-time segmentation of a camera, stream, video or images with a converted model"),
     "predict": ("edgeseg.runtime.commands", "segment images, folders, videos or streams and keep the class-id masks"),
     "doctor": ("edgeseg.runtime.doctor", "what this machine can convert and run, and why not"),
-    "build-engine": ("edgeseg.runtime.engine_commands",
+    "build-engine": ("edgeseg.formats.tensorrt.runtime.commands",
                      "build (or reuse) the TensorRT engine of a Jetson bundle on this machine's GPU"),
 }
 
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         _error(args.command, "out of memory (a smaller --resolution or fewer images may fit)")
         return 2
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, the traceback on request
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        first = first_line(exc)[:300]
         hint = "" if debug else " (run with --debug for the traceback)"
         _error(args.command, f"{type(exc).__name__}: {first}{hint}", prefix="internal error: ")
         if debug:

@@ -51,3 +51,12 @@ class OutputError(EdgesegError):
 
 class PackageConflictError(EdgesegError):
     """Installed packages that cannot work together (a pip numpy shadowing the one the system's OpenCV needs)."""
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first non-empty line of an exception's message (or of a text), stripped; "" when it has none.
+
+    The one way edgeseg quotes a library's error in its own one-line messages (an empty message is not
+    an IndexError)."""
+    text = error if isinstance(error, str) else str(error)
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ConfigError
-from edgeseg.runtime.backends import check_threads, load_model_manifest, open_backend
+from edgeseg.runtime.backend import check_threads, load_model_manifest, open_backend
 from edgeseg.runtime.capture import SourceOptions, open_source
 from edgeseg.runtime.frame_grabber import SOURCE_LOST, CapturedFrame, FrameGrabber
 from edgeseg.runtime.frame_sources import FrameSource, ImageFilesSource

@@ -14,7 +14,7 @@ from edgeseg.manifest import Manifest
 
 def tflite_summary(path: Path) -> dict[str, Any] | None:
     """The TFLite Model Metadata of a `.tflite`, as plain data; None when it has none."""
-    from edgeseg.runtime.tflite_metadata import read_metadata
+    from edgeseg.formats.tflite.runtime.metadata import read_metadata
 
     md = read_metadata(path)
     if md is None:
@@ -68,7 +68,7 @@ def openvino_summary(path: Path) -> dict[str, Any] | None:
     Read from the `.xml` itself (the IR's documented XML): no OpenVINO needed to describe an artifact."""
     import xml.etree.ElementTree as ET
 
-    from edgeseg.runtime.backends.openvino import RT_INFO_SECTION
+    from edgeseg.formats.openvino.runtime import RT_INFO_SECTION
 
     section = ET.parse(path).getroot().find(f"rt_info/{RT_INFO_SECTION}")
     if section is None:

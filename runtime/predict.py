@@ -31,7 +31,7 @@ from edgeseg.atomic import atomic_path, write_bytes_atomic, write_json_atomic
 from edgeseg.errors import ConfigError, EdgesegError, ModelOutputError, OutputError, SourceError
 from edgeseg.manifest import Manifest
 from edgeseg.palette_png import encode_class_ids_png
-from edgeseg.runtime.backends import check_threads, load_model_manifest, open_backend
+from edgeseg.runtime.backend import check_threads, load_model_manifest, open_backend
 from edgeseg.runtime.capture import SourceOptions, open_within, parse_source
 from edgeseg.runtime.image_files import list_inputs, read_image
 from edgeseg.runtime.postprocess import MaskDecoder, resize_mask

@@ -6,125 +6,27 @@ The converter, argument validation, the benchmark and `edgeseg targets` all read
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import yaml
 
 from edgeseg.errors import ConfigError
+from edgeseg.formats import all_formats
+from edgeseg.formats.openvino import OpenVINOOptions
+from edgeseg.formats.tensorrt import JetPackRelease, TensorRTOptions
+from edgeseg.formats.tflite import LiteRTOptions
 
 PROFILE_DIR = Path(__file__).resolve().parent
 # bf16: float weights, bfloat16 arithmetic (OpenVINO on x86 CPUs with AVX512_BF16 / AMX).
 ALL_PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dynamic")
 
 
-@dataclass(frozen=True)
-class ArtifactFormat:
-    """An artifact format: the module under convert/ that writes it (its `export(job, staging)`) and the
-    runtime backend (runtime/backends/<backend>.py) that runs it. Names, not imports: the core never
-    imports convert/ or a framework."""
-
-    name: str
-    exporter: str
-    backend: str
-    # Precisions whose artifact takes another form, written by another module.
-    precision_exporters: dict[str, str] = field(default_factory=dict)
-    # The engine's pip distribution and the oldest release of it that loads this format's artifacts with
-    # the same masks, as measured by tests/arm64/run_checks.py's version matrix (docs/jetson.md); None
-    # where no such floor was measured. The manifest records it; doctor and info compare the installed one.
-    engine_package: str | None = None
-    engine_min_version: str | None = None
-
-    def exporter_for(self, precision: str) -> str:
-        """The module that exports this format at `precision`."""
-        return self.precision_exporters.get(precision, self.exporter)
-
-    def exporters(self) -> tuple[str, ...]:
-        """Every exporter module this format uses."""
-        return (self.exporter, *self.precision_exporters.values())
-
-
-# The one registration of each format; targets name a format, the converter and the benchmark read its exporter.
-FORMATS: dict[str, ArtifactFormat] = {f.name: f for f in (
-    # INT8 for ONNX Runtime's fused integer kernels, not TensorRT's Q/DQ placement.
-    ArtifactFormat("onnx", exporter="edgeseg.convert.onnx_export", backend="onnxruntime",
-                   precision_exporters={"int8": "edgeseg.convert.ort_int8"},
-                   engine_package="onnxruntime", engine_min_version="1.23.2"),
-    ArtifactFormat("tflite", exporter="edgeseg.convert.tflite_export", backend="litert",
-                   engine_package="ai-edge-litert", engine_min_version="1.4.0"),
-    ArtifactFormat("tensorrt-bundle", exporter="edgeseg.convert.tensorrt_bundle", backend="tensorrt"),
-    # OpenVINO IR (.xml + .bin); INT8 through NNCF's post-training quantization.
-    ArtifactFormat("openvino", exporter="edgeseg.convert.openvino_export", backend="openvino",
-                   precision_exporters={"int8": "edgeseg.convert.openvino_int8"}),
-)}
-
-
-# The edgeseg runtime's own floor (setup.cfg python_requires); a JetPack with an older Python can
-# still build and run the bundle's engine with its trtexec script.
-RUNTIME_MIN_PYTHON = (3, 10)
-
-
-@dataclass(frozen=True)
-class JetPackRelease:
-    """One JetPack release a board runs, with the Python and TensorRT it ships."""
-
-    release: str  # "6.1"
-    python: str  # "3.10"
-    tensorrt: str  # "10.3"
-
-    @property
-    def runtime_supported(self) -> bool:
-        """Whether the edgeseg runtime installs on this release's Python (else: the trtexec script only)."""
-        return tuple(int(p) for p in self.python.split(".")[:2]) >= RUNTIME_MIN_PYTHON
-
-    def to_dict(self) -> dict:
-        return {"release": self.release, "python": self.python, "tensorrt": self.tensorrt,
-                "edgeseg_runtime": self.runtime_supported}
-
-
-@dataclass(frozen=True)
-class TensorRTOptions:
-    """The `tensorrt:` section, which only TensorRT targets have: how their engines are built."""
-
-    jetpack: tuple[JetPackRelease, ...]  # the releases this board runs; the ONNX must parse on each TensorRT
-    workspace_mb: int = 1024
-    dla_cores: int = 0
-    gpu_fallback: bool = True
-
-    @property
-    def versions(self) -> tuple[str, ...]:
-        """The TensorRT versions of the board's JetPack releases, oldest first, each once."""
-        return tuple(dict.fromkeys(r.tensorrt for r in self.jetpack))
-
-    def to_dict(self) -> dict:
-        return {"versions": list(self.versions), "jetpack": [r.to_dict() for r in self.jetpack],
-                "workspace_mb": self.workspace_mb, "dla_cores": self.dla_cores, "gpu_fallback": self.gpu_fallback}
-
-
-@dataclass(frozen=True)
-class LiteRTOptions:
-    """The `litert:` section, which only LiteRT targets have: the delegate the phone runs the model with."""
-
-    delegate: str = "xnnpack"
-
-    def to_dict(self) -> dict:
-        return {"delegate": self.delegate}
-
-
-@dataclass(frozen=True)
-class OpenVINOOptions:
-    """The `openvino:` section, which only OpenVINO targets have: the OpenVINO device that runs the model."""
-
-    device: str = "CPU"  # an entry of openvino.Core().available_devices: CPU, GPU, NPU
-
-    def to_dict(self) -> dict:
-        return {"device": self.device}
-
-
-# Backend name -> the section that only targets of that backend have (the YAML key is the backend's name).
-BACKEND_SECTIONS: dict[str, type] = {"tensorrt": TensorRTOptions, "litert": LiteRTOptions,
-                                     "openvino": OpenVINOOptions}
+def backend_sections() -> dict[str, type]:
+    """Backend name -> the section that only targets of that backend have (the YAML key is the backend's
+    name), as each format registers it."""
+    return {f.backend: f.section for f in all_formats().values() if f.section is not None}
 
 
 @dataclass(frozen=True)
@@ -159,7 +61,7 @@ class TargetProfile:
         d = {k: getattr(self, k) for k in ("name", "description", "backend", "format", "default_resolution", "threads",
                                            "host_proxy")}
         d["precisions"] = list(self.precisions)
-        for key in BACKEND_SECTIONS:
+        for key in backend_sections():
             section = getattr(self, key)
             if section is not None:
                 d[key] = section.to_dict()
@@ -173,7 +75,7 @@ def _section(path: Path, raw: dict, key: str):
         return None
     if raw["backend"] != key:
         raise ConfigError(f"{path}: a '{key}:' section belongs to {key} targets, not to backend {raw['backend']}")
-    cls = BACKEND_SECTIONS[key]
+    cls = backend_sections()[key]
     unknown = set(fields) - set(cls.__dataclass_fields__)
     if unknown:
         raise ConfigError(f"{path}: unknown keys in '{key}:' {sorted(unknown)}")
@@ -206,13 +108,13 @@ def _load(path: Path) -> TargetProfile:
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
     bad = set(raw["precisions"]) - set(ALL_PRECISIONS)
-    if bad or raw["format"] not in FORMATS:
+    if bad or raw["format"] not in all_formats():
         raise ConfigError(f"{path}: bad precision {sorted(bad)} or format {raw['format']}")
     raw["precisions"] = tuple(raw["precisions"])
     if raw["name"] != path.stem:
         raise ConfigError(f"{path}: name '{raw['name']}' differs from the file name")
-    sections = {key: _section(path, raw, key) for key in BACKEND_SECTIONS}
-    if raw["backend"] in BACKEND_SECTIONS and sections[raw["backend"]] is None:
+    sections = {key: _section(path, raw, key) for key in backend_sections()}
+    if raw["backend"] in backend_sections() and sections[raw["backend"]] is None:
         raise ConfigError(f"{path}: a {raw['backend']} target needs its '{raw['backend']}:' section")
     return TargetProfile(**raw, **sections)
 
@@ -237,7 +139,7 @@ def version_tuple(version: str) -> tuple[int, ...]:
 
 def engine_floor_problem(artifact_format: str, installed: str | None) -> str | None:
     """A line saying the installed engine is older than the format's measured floor, else None."""
-    fmt = FORMATS.get(artifact_format)
+    fmt = all_formats().get(artifact_format)
     if fmt is None or fmt.engine_min_version is None or installed is None:
         return None
     if version_tuple(installed) >= version_tuple(fmt.engine_min_version):

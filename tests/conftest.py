@@ -39,7 +39,7 @@ def unreachable_int8_budget_job(sample_checkpoint: Path, monkeypatch):
     (agreement above 1): the sensitive-layer search runs to its limit of 2 layers kept in float."""
     from edgeseg.convert import verify
     from edgeseg.convert.export import ExportJob
-    from edgeseg.convert.weights import load_weights
+    from edgeseg.models.weights import load_weights
     from edgeseg.targets import get_target
 
     monkeypatch.setitem(verify.BUDGETS, "int8", {"min_agreement": 1.01, "max_miou_drop": 1.0})
@@ -76,7 +76,7 @@ TFLITE_CALIBRATION = "synthetic:16"
 def traced_once():
     """Memoize the TFLite exporter's `convert_float` for the session: one litert-torch trace per graph
     variant, shared by every test file that converts for android-* (tracing is the slow step)."""
-    from edgeseg.convert import tflite_export
+    from edgeseg.formats.tflite.convert import export as tflite_export
 
     cache: dict[tuple, bytes] = {}
     original = tflite_export.convert_float

@@ -4,24 +4,11 @@ shared by the device-install fixture (conftest) and the system-OpenCV tests."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DEVICE_SOURCE_PARTS = ("edgeseg", "runtime", "convert", "benchmarks", "targets", "setup.cfg", "pyproject.toml",
-                       "README.md")
+from tests.source_layout import copy_source_tree
 
-
-def copy_source_tree(dest: Path) -> Path:
-    """The parts of this repository a wheel is built from, copied into `dest` (made here)."""
-    dest.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
-    for part in DEVICE_SOURCE_PARTS:
-        if (REPO / part).is_dir():
-            shutil.copytree(REPO / part, dest / part, ignore=ignore)
-        else:
-            shutil.copy2(REPO / part, dest / part)
-    return dest
+__all__ = ["copy_source_tree", "venv_env"]
 
 
 def venv_env(venv: Path) -> dict[str, str]:

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from edgeseg.convert.qdq_placement import residual_inputs
+from edgeseg.formats.tensorrt.convert.qdq_placement import residual_inputs
 
 
 def _attr(node: onnx.NodeProto, name: str, default):
@@ -26,7 +26,7 @@ def qdq_counts(model: onnx.ModelProto) -> tuple[int, int]:
 
 
 def placement_problems(model: onnx.ModelProto, kept_in_float: set[str] | frozenset[str] = frozenset()) -> list[str]:
-    """Every way `model` departs from TensorRT's placement (see convert/qdq_placement.py), one line
+    """Every way `model` departs from TensorRT's placement (see formats/tensorrt/convert/qdq_placement.py), one line
     each; `kept_in_float` names the nodes the budget search took out of INT8."""
     graph = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}

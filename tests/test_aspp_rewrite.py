@@ -20,8 +20,8 @@ from edgeseg.convert.aspp_rewrite import (
     rewrite_dilated_convs,
     trace_convolutions,
 )
-from edgeseg.convert.models import build_model
-from edgeseg.convert.weights import load_weights
+from edgeseg.models.weights import load_weights
+from edgeseg.models.zoo import build_model
 
 
 def total_flops(model: nn.Module, height: int, width: int) -> int:

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg.convert.train import AugmentedPairs
+from edgeseg.models.train import AugmentedPairs
 from edgeseg.scenes import SceneConfig, generate_scene, scene_rng
 
 
@@ -57,9 +57,9 @@ def test_batchnorm_statistics_come_from_the_training_views(tmp_path):
     --resolution: statistics tuned to one size cost accuracy at the other deployment sizes."""
     import torch
 
-    from edgeseg.convert.train import _loaders
-    from edgeseg.convert.train_config import TrainConfig
     from edgeseg.datasets import open_dataset
+    from edgeseg.models.train import _loaders
+    from edgeseg.models.train_config import TrainConfig
     from edgeseg.scenes import write_voc_dataset
 
     root = write_voc_dataset(tmp_path / "s", train=4, val=1, progress=False, config=SceneConfig(height=256, width=256))

@@ -24,7 +24,7 @@ from edgeseg.targets import get_target
 
 QUICK_RESOLUTION = "128"
 LITERT_HERE = all(importlib.util.find_spec(m) is not None
-                  for m in ("ai_edge_litert", "litert_torch", "edgeseg.convert.tflite_export"))
+                  for m in ("ai_edge_litert", "litert_torch", "edgeseg.formats.tflite.convert.export"))
 
 
 def bench(args: list[str]) -> int:
@@ -253,7 +253,7 @@ def test_depthwise_convolutions_are_counted_at_their_true_cost():
 def test_deeplabv3_mobilenet_flops_match_torchvisions_table():
     from torchvision.models.segmentation import DeepLabV3_MobileNet_V3_Large_Weights
 
-    from edgeseg.convert.models import build_model
+    from edgeseg.models.zoo import build_model
 
     model = build_model("deeplabv3_mobilenet_v3_large", num_classes=21, aux_loss=False).eval()
     # torchvision documents 10.452 "GFLOPS" at 520x520, counting multiply-accumulates (ours / 2).

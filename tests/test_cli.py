@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgeseg.cli import main
-from edgeseg.convert.models import build_model
+from edgeseg.models.zoo import build_model
 
 
 def run_cli(args, capsys):

@@ -21,7 +21,9 @@ def _request(tmp_path: Path, **kw) -> ConvertRequest:
 
 
 def test_constants_copied_to_stay_light_equal_their_sources():
-    from edgeseg.convert import models, request, weights, wrap
+    from edgeseg.convert import request, wrap
+    from edgeseg.models import weights
+    from edgeseg.models import zoo as models
 
     assert request.OUTPUT_KINDS == wrap.OUTPUT_KINDS
     assert request.DEFAULT_ARCH == models.DEFAULT_ARCH
@@ -74,7 +76,7 @@ def _finetuned_checkpoint(path: Path) -> Path:
     """Other weights with the sample's architecture and labels: the sample with its last layer changed."""
     import torch
 
-    from edgeseg.convert.weights import load_weights, save_checkpoint
+    from edgeseg.models.weights import load_weights, save_checkpoint
 
     sample = load_weights("sample")
     model = sample.build()

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edgeseg.cli import main
-from edgeseg.runtime.backends import open_backend
+from edgeseg.runtime.backend import open_backend
 from edgeseg.runtime.capture import SourceOptions, open_source
 from edgeseg.runtime.demo import DemoConfig, run_demo
 from edgeseg.runtime.frame_sources import FrameSource

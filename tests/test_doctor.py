@@ -55,7 +55,9 @@ def test_text_report_has_a_line_per_target(capsys):
 
 def test_tensorrt_stubs_alone_are_not_tensorrt(planted):
     planted("tensorrt", {"__init__.pyi": "def __getattr__(name: str): ...\n"})
-    info = doctor.tensorrt_info()
+    from edgeseg.formats.tensorrt.runtime import probe as tensorrt_probe
+
+    info = tensorrt_probe.tensorrt_info()
     assert info["status"] == "stubs-only" and "only type stubs" in info["detail"]
     verdict = doctor.target_verdict(all_targets()["jetson-orin-nano"], doctor.diagnose())
     assert verdict["run"] == {"ok": False, "why": "cannot run, because TensorRT is only type stubs here "
@@ -137,15 +139,18 @@ def test_engine_versions_compare_by_their_numbers(version, expected):
 
 
 def test_an_engine_older_than_the_verified_floor_cannot_run(monkeypatch):
-    from edgeseg.targets import FORMATS, engine_floor_problem
+    from edgeseg.formats import all_formats
+    from edgeseg.formats.onnx import runtime as onnx_runtime
+    from edgeseg.targets import engine_floor_problem
 
-    assert (FORMATS["onnx"].engine_package, FORMATS["onnx"].engine_min_version) == ("onnxruntime", "1.23.2")
+    onnx = all_formats()["onnx"]
+    assert (onnx.engine_package, onnx.engine_min_version) == ("onnxruntime", "1.23.2")
     assert engine_floor_problem("onnx", "1.23.2") is None and engine_floor_problem("onnx", "1.32.0") is None
     assert engine_floor_problem("onnx", "1.16.3") == (
         "onnxruntime 1.16.3 is older than 1.23.2, the oldest release onnx artifacts are verified to load with the "
         "same masks (pip install 'onnxruntime>=1.23.2')")
-    real = doctor.onnxruntime_info
-    monkeypatch.setattr(doctor, "onnxruntime_info", lambda: {**real(), "version": "1.16.3"})
+    real = onnx_runtime.probe
+    monkeypatch.setattr(onnx_runtime, "probe", lambda: {"onnxruntime": {**real()["onnxruntime"], "version": "1.16.3"}})
     verdict = doctor.diagnose()["targets"]["host-cpu"]["run"]
     assert not verdict["ok"] and verdict["why"].startswith("cannot run, because onnxruntime 1.16.3 is older than")
 

@@ -19,7 +19,7 @@ from edgeseg import manifest as manifest_module
 from edgeseg.cli import main
 from edgeseg.errors import ManifestError
 from edgeseg.manifest import load_manifest, sha256_file
-from edgeseg.runtime.backends import open_backend
+from edgeseg.runtime.backend import open_backend
 from tests.fault_kit import flip_byte, write_tiny_pair
 
 

@@ -14,13 +14,13 @@ import sys
 import pytest
 
 from edgeseg.cli import main
-from edgeseg.convert import commands as convert_commands
+from edgeseg.runtime import info as info_command
 
 
 def raise_from_info(monkeypatch, exc: BaseException) -> None:
     def failing(args):
         raise exc
-    monkeypatch.setattr(convert_commands, "_info", failing)
+    monkeypatch.setattr(info_command, "_info", failing)
 
 
 def test_stdout_closed_by_its_reader_exits_quietly():
@@ -58,7 +58,7 @@ def test_debug_prints_the_traceback_wherever_it_is_given(monkeypatch, capsys, wh
 def test_ctrl_c_during_a_backend_import_is_reported_as_an_interrupt(monkeypatch, capsys):
     import importlib
 
-    from edgeseg.runtime.backends import require
+    from edgeseg.runtime.backend import require
 
     def interrupted_import(name):
         try:

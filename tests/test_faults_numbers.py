@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from edgeseg.cli import main
-from edgeseg.convert.models import build_model
 from edgeseg.convert.verify import ImageSet, compare, enforce
-from edgeseg.convert.weights import load_weights, save_checkpoint
 from edgeseg.errors import VerificationError, WeightsError
 from edgeseg.manifest import Manifest
-from edgeseg.runtime.backends import Backend
+from edgeseg.models.weights import load_weights, save_checkpoint
+from edgeseg.models.zoo import build_model
+from edgeseg.runtime.backend import Backend
 from edgeseg.scenes import SYNTHETIC_LABELS
 
 SIZE = 64
@@ -143,7 +143,7 @@ def test_non_finite_edgeseg_checkpoint_is_refused_by_convert_and_nothing_is_writ
     ("labels", None, "edgeseg checkpoint lacks 'labels'"),
 ])
 def test_checkpoint_with_a_missing_or_wrong_field_is_one_line(tmp_path, field, value, message):
-    from edgeseg.convert.weights import CHECKPOINT_FORMAT
+    from edgeseg.models.weights import CHECKPOINT_FORMAT
 
     payload = {"format": CHECKPOINT_FORMAT, "arch": "deeplabv3_mobilenet_v3_large", "num_classes": CLASSES,
                "labels": list(SYNTHETIC_LABELS), "state_dict": {"x": torch.zeros(1)}}

@@ -142,7 +142,7 @@ class WrappingBackend:
     """Answers with the tiny model's own argmax plus `offset` at one pixel (a mask model's output)."""
 
     def __init__(self, manifest, offset: int) -> None:
-        from edgeseg.runtime.backends import open_backend
+        from edgeseg.runtime.backend import open_backend
 
         self.manifest = manifest
         self.logits = open_backend(load_manifest(write_tiny_pair(manifest.path.parent / "logits")), threads=1)

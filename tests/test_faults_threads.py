@@ -19,7 +19,7 @@ import pytest
 from edgeseg.cli import main
 from edgeseg.errors import ConfigError, ManifestError
 from edgeseg.manifest import load_manifest
-from edgeseg.runtime.backends import Backend, available_backends, backend_class, open_backend, usable_cores
+from edgeseg.runtime.backend import Backend, available_backends, backend_class, open_backend, usable_cores
 from tests.fault_kit import write_tiny_pair
 
 CORES = usable_cores()

@@ -93,8 +93,8 @@ def test_the_refusal_comes_before_torch_is_imported(tmp_path, argv, message):
 @pytest.mark.parametrize("content", [b"hello\n", b"", b'{"state_dict": 1}', bytes(range(256)) * 8,
                                      b"PK\x03\x04" + bytes(100)])
 def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path, content):
-    from edgeseg.convert.weights import load_weights
     from edgeseg.errors import WeightsError
+    from edgeseg.models.weights import load_weights
 
     path = tmp_path / "weights.pth"
     path.write_bytes(content)

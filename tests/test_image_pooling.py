@@ -13,11 +13,11 @@ from torch import nn
 from torchvision.models.segmentation.deeplabv3 import ASPPPooling
 
 from edgeseg.cli import main
-from edgeseg.convert.image_pooling import WindowedASPPPooling, set_image_pool_window
 from edgeseg.convert.pipeline import convert
 from edgeseg.convert.request import ConvertRequest
-from edgeseg.convert.weights import load_weights, save_checkpoint
 from edgeseg.errors import WeightsError
+from edgeseg.models.image_pooling import WindowedASPPPooling, set_image_pool_window
+from edgeseg.models.weights import load_weights, save_checkpoint
 
 
 def _identity_pooling(channels: int) -> ASPPPooling:
@@ -91,7 +91,7 @@ def test_a_window_the_model_cannot_honour_is_one_line_naming_the_file(tmp_path, 
 
 
 def test_a_model_without_image_pooling_refuses_a_window(tmp_path):
-    from edgeseg.convert.models import build_model
+    from edgeseg.models.zoo import build_model
 
     path = tmp_path / "lraspp.pt"
     model = build_model("lraspp_mobilenet_v3_large", num_classes=3)
@@ -110,8 +110,8 @@ def test_zero_epochs_records_a_window_on_unchanged_weights_and_fine_tuning_inher
     assert result.image_pool_window == 64 and result.metadata["history"] == []
     assert all(torch.equal(result.state_dict[k].float(), sample.state_dict[k].float()) for k in sample.state_dict)
     # The recorded validation is the windowed model's (128 px is an 8-cell map; the 4-cell window binds).
-    from edgeseg.convert.train import evaluate
     from edgeseg.datasets import open_dataset
+    from edgeseg.models.train import evaluate
 
     val = open_dataset(synthetic_voc, "val")
     assert result.metadata["val_miou"] == evaluate(result.build(), val, 128, 7, progress=False)["miou"]
@@ -158,7 +158,7 @@ def test_every_float_exporter_follows_the_window(tmp_path, sample_checkpoint, ta
         props = {p.key: p.value for p in onnx.load(str(artifact)).metadata_props}
         assert props["image_pool_window"] == "64"
     else:
-        from edgeseg.convert.tflite_ops import op_counts, read_ops
+        from edgeseg.formats.tflite.convert.ops import op_counts, read_ops
 
         assert op_counts(read_ops(artifact)).get("AVERAGE_POOL_2D") == 1
 

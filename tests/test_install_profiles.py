@@ -113,7 +113,7 @@ def test_a_planted_module_level_import_is_reported_and_a_lazy_one_is_not(tmp_pat
 def test_a_missing_optional_package_names_its_extra_and_a_broken_one_its_error(tmp_path, monkeypatch):
     from edgeseg.errors import BackendUnavailableError, MissingPackageError
     from edgeseg.optional import require
-    from edgeseg.runtime.backends import require as require_backend
+    from edgeseg.runtime.backend import require as require_backend
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
     with pytest.raises(BackendUnavailableError, match=r"^the ONNX Runtime backend needs 'onnxruntime', which is not "

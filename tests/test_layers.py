@@ -13,22 +13,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Source folder -> the layer its modules belong to (edgeseg.<name> for the installed package).
-LAYER_OF_FOLDER = {"edgeseg": "core", "targets": "core", "runtime": "runtime", "convert": "convert",
+LAYER_OF_FOLDER = {"edgeseg": "core", "targets": "core", "runtime": "runtime", "models": "models", "convert": "convert",
                    "benchmarks": "benchmarks"}
-LAYER_OF_PACKAGE = {"targets": "core", "runtime": "runtime", "convert": "convert", "benchmarks": "benchmarks"}
+LAYER_OF_PACKAGE = {"targets": "core", "runtime": "runtime", "models": "models", "convert": "convert",
+                    "benchmarks": "benchmarks"}
 # Which layers each layer may import.
 ALLOWED = {
     "core": {"core"},
     "runtime": {"core", "runtime"},
-    "convert": {"core", "runtime", "convert"},
-    "benchmarks": {"core", "runtime", "convert", "benchmarks"},
+    "models": {"core", "runtime", "models"},
+    "convert": {"core", "runtime", "models", "convert"},
+    "benchmarks": {"core", "runtime", "models", "convert", "benchmarks"},
 }
 # The command-line entry point composes every layer's subcommands; it is nobody's dependency.
 ENTRY_POINTS = {Path("edgeseg/cli.py"), Path("edgeseg/__main__.py")}
 
 
 def layer_of_module(module: str) -> str | None:
-    """'edgeseg.convert.qdq' -> 'convert'; 'edgeseg.manifest' -> 'core'; non-edgeseg -> None."""
+    """'edgeseg.formats.tensorrt.convert.qdq' -> 'convert'; 'edgeseg.manifest' -> 'core'; non-edgeseg -> None."""
     parts = module.split(".")
     if parts[0] != "edgeseg":
         return None
@@ -73,7 +75,8 @@ def test_the_source_tree_keeps_its_layers():
 @pytest.mark.parametrize(
     ("folder", "planted"),
     [
-        ("runtime", "from edgeseg.convert.models import build_model\n"),
+        ("runtime", "from edgeseg.models.zoo import build_model\n"),
+        ("models", "from edgeseg.convert.pipeline import convert\n"),
         ("convert", "import edgeseg.benchmarks.report\n"),
         ("edgeseg", "def late():\n    from edgeseg.runtime import preprocess\n"),
         ("edgeseg", "from edgeseg import benchmarks\n"),

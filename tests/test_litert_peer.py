@@ -21,7 +21,7 @@ from edgeseg.datasets import VOC_LABELS, open_dataset  # noqa: E402
 from edgeseg.errors import ManifestError  # noqa: E402
 from edgeseg.manifest import load_manifest, sha256_file  # noqa: E402
 from edgeseg.metrics import ConfusionMatrix  # noqa: E402
-from edgeseg.runtime.backends import open_backend  # noqa: E402
+from edgeseg.runtime.backend import open_backend  # noqa: E402
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess_rgb  # noqa: E402
 

@@ -9,7 +9,7 @@ import pytest
 from edgeseg.cli import main
 from edgeseg.convert.pipeline import ConvertRequest, convert
 from edgeseg.manifest import load_manifest
-from edgeseg.runtime.backends import open_backend
+from edgeseg.runtime.backend import open_backend
 from tests.golden.reference import assert_matches_golden
 
 

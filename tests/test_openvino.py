@@ -20,14 +20,14 @@ import openvino as ov  # noqa: E402
 
 from edgeseg import cpu_features  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
-from edgeseg.convert import openvino_int8  # noqa: E402
 from edgeseg.convert.export import exporter_name  # noqa: E402
 from edgeseg.convert.pipeline import ConvertRequest, convert, plan  # noqa: E402
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError  # noqa: E402
+from edgeseg.formats.openvino import runtime as ov_backend  # noqa: E402
+from edgeseg.formats.openvino.convert import int8 as openvino_int8  # noqa: E402
 from edgeseg.manifest import Manifest, load_manifest  # noqa: E402
 from edgeseg.runtime import doctor  # noqa: E402
-from edgeseg.runtime.backends import open_backend  # noqa: E402
-from edgeseg.runtime.backends import openvino as ov_backend  # noqa: E402
+from edgeseg.runtime.backend import open_backend  # noqa: E402
 from edgeseg.runtime.model_metadata import disagreements, embedded_summary  # noqa: E402
 
 RESOLUTION = "160"
@@ -60,9 +60,9 @@ def layer_types(xml: Path) -> list[str]:
 
 
 def test_the_openvino_format_is_registered_with_nncf_for_int8():
-    assert exporter_name("openvino", "fp32") == "edgeseg.convert.openvino_export"
-    assert exporter_name("openvino", "bf16") == "edgeseg.convert.openvino_export"
-    assert exporter_name("openvino", "int8") == "edgeseg.convert.openvino_int8"
+    assert exporter_name("openvino", "fp32") == "edgeseg.formats.openvino.convert.export"
+    assert exporter_name("openvino", "bf16") == "edgeseg.formats.openvino.convert.export"
+    assert exporter_name("openvino", "int8") == "edgeseg.formats.openvino.convert.int8"
 
 
 @pytest.mark.slow

@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from edgeseg.convert import ort_int8
 from edgeseg.convert.export import exporter_name
 from edgeseg.convert.pipeline import ConvertRequest, convert
+from edgeseg.formats.onnx.convert import int8 as ort_int8
 
 VNNI_CPUINFO = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n"
 PLAIN_AVX2_CPUINFO = "processor\t: 0\nflags\t\t: fpu sse avx2 fma\n"
@@ -29,9 +29,9 @@ def host_int8(sample_checkpoint: Path, tmp_path_factory) -> tuple[dict, Path]:
 
 
 def test_host_cpu_int8_is_written_by_the_ort_exporter_and_jetson_keeps_tensorrt_form():
-    assert exporter_name("onnx", "int8") == "edgeseg.convert.ort_int8"
+    assert exporter_name("onnx", "int8") == "edgeseg.formats.onnx.convert.int8"
     assert exporter_name("onnx", "fp32") == "edgeseg.convert.onnx_export"
-    assert exporter_name("tensorrt-bundle", "int8") == "edgeseg.convert.tensorrt_bundle"
+    assert exporter_name("tensorrt-bundle", "int8") == "edgeseg.formats.tensorrt.convert.bundle"
 
 
 def test_activations_are_uint8_and_weights_int8_initializers(host_int8):

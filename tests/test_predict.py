@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from edgeseg.cli import main
-from edgeseg.runtime.backends import open_backend
+from edgeseg.runtime.backend import open_backend
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.scenes import voc_palette

@@ -10,13 +10,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from edgeseg.convert import commands, qdq
+from edgeseg.convert import commands
 from edgeseg.convert.calibration import calibration_images
 from edgeseg.convert.export import ExportJob
 from edgeseg.convert.onnx_export import export_onnx_file
 from edgeseg.convert.pipeline import ConvertRequest, convert
 from edgeseg.convert.verify import reference_spec, synthetic_set
-from edgeseg.convert.weights import load_weights
+from edgeseg.formats.tensorrt.convert import qdq
+from edgeseg.models.weights import load_weights
 from edgeseg.runtime.preprocess import preprocess_rgb
 from edgeseg.targets import get_target
 

@@ -1,28 +1,31 @@
 """The registries agree: every target's format is registered and run by the target's backend, every
-format's exporter module exists and exports, every backend module defines BACKEND and runs some
-format. A half-registered backend or format fails here, not on a user's machine.
+module a format registers exists and defines what it must (`export`, `BACKEND`, doctor's probe), and every
+package a format needs is brought by an extra setup.cfg declares. A half-registered format fails here,
+not on a user's machine.
 
-Read from the source (ast), never imported: an exporter or backend module imports its framework,
-which this machine may not have.
+Read from the source (ast), never imported: an exporter or runner imports its framework, which this
+machine may not have.
 """
 
 from __future__ import annotations
 
 import ast
+import configparser
 import dataclasses
-import shutil
 from pathlib import Path
 
-import pytest
-
-from edgeseg.targets import BACKEND_SECTIONS, FORMATS, ArtifactFormat, TargetProfile, all_targets
+from edgeseg.formats import ArtifactFormat, Package, all_formats
+from edgeseg.optional import SHARED_PACKAGES
+from edgeseg.targets import TargetProfile, all_targets, backend_sections
 
 ROOT = Path(__file__).resolve().parents[1]
-# Backends that run no converted format: PyTorch runs the FP32 checkpoint itself (a hand-written manifest).
-REFERENCE_BACKENDS = {"pytorch"}
+# What each kind of registered module must define at its top level.
+EXPORTER_NAMES = {"export"}
+RUNNER_NAMES = {"BACKEND"}
+PROBE_NAMES = {"probe", "run_verdict", "report_lines"}
 
 
-def _top_level_names(path: Path) -> set[str]:
+def top_level_names(path: Path) -> set[str]:
     """Names a module defines at its top level (functions, classes, assignments)."""
     names = set()
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
@@ -33,105 +36,131 @@ def _top_level_names(path: Path) -> set[str]:
     return names
 
 
-def _module_file(module: str, root: Path) -> Path:
-    """'edgeseg.convert.onnx_export' -> <root>/convert/onnx_export.py (the package maps to the repo's folders)."""
+def package_dirs(root: Path = ROOT) -> dict[str, str]:
+    """setup.cfg's package_dir: 'edgeseg.formats' -> 'formats'."""
+    cfg = configparser.ConfigParser()
+    cfg.read(root / "setup.cfg")
+    lines = [line.split("=") for line in cfg["options"]["package_dir"].strip().splitlines()]
+    return {package.strip(): folder.strip() for package, folder in lines}
+
+
+def module_file(module: str, root: Path = ROOT) -> Path:
+    """'edgeseg.formats.onnx.runtime' -> <root>/formats/onnx/runtime.py (or its package's __init__.py)."""
+    dirs = package_dirs()
     parts = module.split(".")
-    assert parts[0] == "edgeseg", module
-    return root.joinpath(*parts[1:]).with_suffix(".py")
+    for cut in range(len(parts), 0, -1):
+        folder = dirs.get(".".join(parts[:cut]))
+        if folder is not None:
+            base = root / folder
+            rest = parts[cut:]
+            break
+    else:
+        raise AssertionError(f"{module}: not an edgeseg module")
+    path = base.joinpath(*rest)
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
-def registry_problems(targets: dict[str, TargetProfile], formats: dict[str, ArtifactFormat], root: Path,
-                      sections: dict[str, type] = BACKEND_SECTIONS) -> list[str]:
-    """One line per thing registered in one table but missing from another."""
-    backends = {p.stem: p for p in (root / "runtime" / "backends").glob("*.py") if not p.stem.startswith("_")}
-    problems = [f"runtime/backends/{name}.py defines no BACKEND" for name, path in sorted(backends.items())
-                if "BACKEND" not in _top_level_names(path)]
-    problems += [f"BACKEND_SECTIONS: section '{key}:' names no backend module runtime/backends/{key}.py"
-                 for key in sections if key not in backends]
+def declared_extras(root: Path = ROOT) -> set[str]:
+    cfg = configparser.ConfigParser()
+    cfg.read(root / "setup.cfg")
+    return set(cfg["options.extras_require"])
+
+
+def registry_problems(targets: dict[str, TargetProfile], formats: dict[str, ArtifactFormat],
+                      root: Path = ROOT) -> list[str]:
+    """One line per thing registered in one place but missing from another."""
+    problems = []
+
+    def check(fmt: str, role: str, module: str | None, needed: set[str]) -> None:
+        if module is None:
+            return
+        path = module_file(module, root)
+        if not path.is_file():
+            problems.append(f"format {fmt}: {role} module {module} not found ({path.relative_to(root)})")
+        elif missing := needed - top_level_names(path):
+            problems.append(f"format {fmt}: {role} module {module} defines no {', '.join(sorted(missing))}")
+
+    extras = declared_extras(root)
     for name, fmt in formats.items():
         for module in fmt.exporters():
-            exporter = _module_file(module, root)
-            if not exporter.is_file():
-                problems.append(f"format {name}: exporter module {module} not found ({exporter.relative_to(root)})")
-            elif "export" not in _top_level_names(exporter):
-                problems.append(f"format {name}: {module} has no export(job, staging)")
-        if fmt.backend not in backends:
-            problems.append(f"format {name}: backend {fmt.backend} has no module runtime/backends/{fmt.backend}.py")
-    run_by_a_format = {fmt.backend for fmt in formats.values()}
-    problems += [f"backend {name}: no format in FORMATS is run by it" for name in sorted(backends)
-                 if name not in run_by_a_format | REFERENCE_BACKENDS]
+            check(name, "exporter", module, EXPORTER_NAMES)
+        check(name, "runner", fmt.runner, RUNNER_NAMES)
+        check(name, "probe", fmt.probe, PROBE_NAMES)
+        problems += [f"format {name}: package {p.distribution} names extra '{p.extra}', which setup.cfg lacks"
+                     for p in (*fmt.run_packages, *fmt.convert_packages) if p.extra and p.extra not in extras]
     for name, target in targets.items():
         fmt = formats.get(target.format)
         if fmt is None:
-            problems.append(f"target {name}: format {target.format} is not in FORMATS")
+            problems.append(f"target {name}: format {target.format} is not registered")
         elif fmt.backend != target.backend:
             problems.append(f"target {name}: backend {target.backend}, but {target.format} is run by {fmt.backend}")
+        elif fmt.exporter is None:
+            problems.append(f"target {name}: format {target.format} has no exporter")
     return problems
 
 
 def test_the_registries_agree():
-    assert registry_problems(all_targets(), FORMATS, ROOT) == []
+    assert registry_problems(all_targets(), all_formats()) == []
 
 
-def test_every_format_is_used_by_a_target():
-    assert {t.format for t in all_targets().values()} == set(FORMATS)
+def test_every_format_with_an_exporter_is_used_by_a_target():
+    assert {t.format for t in all_targets().values()} == {n for n, f in all_formats().items() if f.exporter}
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    """A copy of the backend and exporter modules the registries name, to plant half-registrations in."""
-    for folder in ("runtime/backends", "convert"):
-        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    return tmp_path
+def test_each_suffix_and_backend_names_one_format_runner():
+    formats = all_formats().values()
+    assert len({f.backend for f in formats}) == len(formats)
+    assert all(f.suffix.startswith(".") for f in formats)
 
 
-def test_a_backend_module_no_format_runs_is_reported(tree: Path):
-    (tree / "runtime/backends/coreml.py").write_text("BACKEND = object\n")
-    assert registry_problems(all_targets(), FORMATS, tree) == ["backend coreml: no format in FORMATS is run by it"]
+def test_a_missing_exporter_runner_or_probe_module_is_reported():
+    formats = {**all_formats(), "mlpackage": ArtifactFormat(
+        "mlpackage", backend="coreml", suffix=".mlpackage", runner="edgeseg.formats.coreml.runtime",
+        exporter="edgeseg.formats.coreml.convert.export", probe="edgeseg.formats.coreml.runtime")}
+    assert registry_problems(all_targets(), formats) == [
+        "format mlpackage: exporter module edgeseg.formats.coreml.convert.export not found "
+        "(formats/coreml/convert/export.py)",
+        "format mlpackage: runner module edgeseg.formats.coreml.runtime not found (formats/coreml/runtime.py)",
+        "format mlpackage: probe module edgeseg.formats.coreml.runtime not found (formats/coreml/runtime.py)"]
 
 
-def test_a_format_without_its_exporter_or_backend_module_is_reported(tree: Path):
-    formats = {**FORMATS, "mlpackage": ArtifactFormat("mlpackage", exporter="edgeseg.convert.coreml_export",
-                                                      backend="coreml")}
-    problems = registry_problems(all_targets(), formats, tree)
-    assert problems == ["format mlpackage: exporter module edgeseg.convert.coreml_export not found "
-                        "(convert/coreml_export.py)",
-                        "format mlpackage: backend coreml has no module runtime/backends/coreml.py"]
+def test_a_precision_exporter_that_is_missing_is_reported():
+    onnx = dataclasses.replace(all_formats()["onnx"], precision_exporters={"fp16": "edgeseg.formats.onnx.convert.fp16"})
+    assert registry_problems(all_targets(), {**all_formats(), "onnx": onnx}) == [
+        "format onnx: exporter module edgeseg.formats.onnx.convert.fp16 not found (formats/onnx/convert/fp16.py)"]
 
 
-def test_a_precision_exporter_that_is_missing_is_reported(tree: Path):
-    onnx = dataclasses.replace(FORMATS["onnx"], precision_exporters={"fp16": "edgeseg.convert.ort_fp16"})
-    assert registry_problems(all_targets(), {**FORMATS, "onnx": onnx}, tree) == [
-        "format onnx: exporter module edgeseg.convert.ort_fp16 not found (convert/ort_fp16.py)"]
+def test_modules_that_lack_what_their_role_needs_are_reported():
+    # The runner module of onnx as an exporter (no export), the probe of tflite as a runner (no BACKEND).
+    odd = ArtifactFormat("odd", backend="odd", suffix=".odd", exporter="edgeseg.formats.onnx.runtime",
+                         runner="edgeseg.formats.tflite.runtime.probe", probe="edgeseg.formats.tflite.runtime.runner")
+    assert registry_problems({}, {"odd": odd}) == [
+        "format odd: exporter module edgeseg.formats.onnx.runtime defines no export",
+        "format odd: runner module edgeseg.formats.tflite.runtime.probe defines no BACKEND",
+        "format odd: probe module edgeseg.formats.tflite.runtime.runner defines no probe, report_lines, run_verdict"]
 
 
-def test_an_exporter_module_without_export_is_reported(tree: Path):
-    (tree / "convert/coreml_export.py").write_text("def convert(job, staging):\n    pass\n")
-    (tree / "runtime/backends/coreml.py").write_text("BACKEND = object\n")
-    formats = {**FORMATS, "mlpackage": ArtifactFormat("mlpackage", exporter="edgeseg.convert.coreml_export",
-                                                      backend="coreml")}
-    assert registry_problems(all_targets(), formats, tree) == [
-        "format mlpackage: edgeseg.convert.coreml_export has no export(job, staging)"]
+def test_a_package_whose_extra_setup_cfg_lacks_is_reported():
+    onnx = dataclasses.replace(all_formats()["onnx"], run_packages=(Package("onnxruntime", "onnxruntime", "ort"),))
+    assert registry_problems({}, {"onnx": onnx}) == [
+        "format onnx: package onnxruntime names extra 'ort', which setup.cfg lacks"]
 
 
-def test_a_backend_module_without_backend_is_reported(tree: Path):
-    (tree / "runtime/backends/coreml.py").write_text("class CoreMLBackend:\n    pass\n")
-    formats = {**FORMATS, "mlpackage": ArtifactFormat("mlpackage", exporter="edgeseg.convert.onnx_export",
-                                                      backend="coreml")}
-    assert registry_problems(all_targets(), formats, tree) == ["runtime/backends/coreml.py defines no BACKEND"]
-
-
-def test_a_target_whose_backend_does_not_run_its_format_is_reported(tree: Path):
+def test_a_target_whose_backend_does_not_run_its_format_is_reported():
     targets = dict(all_targets())
     targets["host-cpu"] = dataclasses.replace(targets["host-cpu"], backend="litert")
-    assert registry_problems(targets, FORMATS, tree) == [
+    assert registry_problems(targets, all_formats()) == [
         "target host-cpu: backend litert, but onnx is run by onnxruntime"]
 
 
-def test_a_backend_section_without_its_backend_module_is_reported(tree: Path):
-    sections = {**BACKEND_SECTIONS, "coreml": object}
-    assert registry_problems(all_targets(), FORMATS, tree, sections) == [
-        "BACKEND_SECTIONS: section 'coreml:' names no backend module runtime/backends/coreml.py"]
+def test_every_shared_package_names_a_declared_extra():
+    assert {p.extra for p in SHARED_PACKAGES} <= declared_extras()
+
+
+def test_the_target_sections_are_the_formats_own():
+    assert backend_sections() == {"litert": all_formats()["tflite"].section,
+                                  "openvino": all_formats()["openvino"].section,
+                                  "tensorrt": all_formats()["tensorrt-bundle"].section}
 
 
 def test_the_intel_targets_are_openvino_targets_each_naming_its_device():

@@ -7,7 +7,7 @@ from edgeseg.targets import all_targets, get_target
 
 
 def test_every_profile_names_a_backend_that_exists():
-    from edgeseg.runtime.backends import available_backends
+    from edgeseg.runtime.backend import available_backends
 
     for t in all_targets().values():
         assert t.backend in available_backends() or t.backend in ("litert", "tensorrt"), t.name

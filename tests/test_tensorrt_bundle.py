@@ -15,8 +15,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeseg.convert.pipeline import ConvertRequest, convert
-from edgeseg.convert.trt_support import check_model, require_supported
 from edgeseg.errors import BackendUnavailableError, ConfigError
+from edgeseg.formats.tensorrt.convert.parser_support import check_model, require_supported
 from edgeseg.manifest import load_manifest
 from edgeseg.targets import all_targets
 from tests.tensorrt_qdq_rules import placement_problems, qdq_counts
@@ -135,7 +135,7 @@ def test_a_simplifier_finds_no_qdq_pair_to_merge(bundles):
 def test_placement_check_fails_planted_violations(bundles):
     """A pair on a Conv output read by its activation, a second pair on a tensor, and a Conv whose
     input is not quantized are each reported by name."""
-    from edgeseg.convert.qdq_placement import _qdq_nodes
+    from edgeseg.formats.tensorrt.convert.qdq_placement import _qdq_nodes
 
     model = onnx.load(str(_files(bundles["jetson-agx-orin"])[1]))
     graph = model.graph
@@ -173,7 +173,7 @@ def test_placement_check_fails_planted_violations(bundles):
 def test_residual_add_quantizes_the_skip_not_the_conv_branch():
     """Add(x, Conv(Relu(Conv(x)))): the skip x is the residual input; the Conv output is the branch
     TensorRT fuses into the Conv, so it stays float."""
-    from edgeseg.convert.qdq_placement import residual_inputs, tensorrt_placement
+    from edgeseg.formats.tensorrt.convert.qdq_placement import residual_inputs, tensorrt_placement
 
     w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
     nodes = [helper.make_node("Conv", ["x", "w"], ["c1"], name="c1"), helper.make_node("Relu", ["c1"], ["r"], name="r"),
@@ -302,7 +302,7 @@ def test_build_engine_without_tensorrt_says_what_is_needed(bundles, capsys):
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here: tests/test_tensorrt_gpu.py covers the backend")
 def test_tensorrt_backend_without_tensorrt_says_what_is_needed(bundles):
-    from edgeseg.runtime.backends import open_backend
+    from edgeseg.runtime.backend import open_backend
 
     with pytest.raises(BackendUnavailableError) as excinfo:
         open_backend(bundles["jetson-orin-nx"]["manifest_path"])
@@ -313,7 +313,7 @@ def test_tensorrt_backend_without_tensorrt_says_what_is_needed(bundles):
 def test_int8_budget_search_keeps_the_most_sensitive_layers_in_float(unreachable_int8_budget_job, tmp_path):
     """An unreachable budget drives the search to its limit: every attempt is recorded, and the layers
     kept in float really run without Q/DQ in the published graph."""
-    from edgeseg.convert.tensorrt_bundle import export
+    from edgeseg.formats.tensorrt.convert.bundle import export
 
     result = export(unreachable_int8_budget_job("jetson-orin-nano"), tmp_path)
     q = result.details["quantization"]

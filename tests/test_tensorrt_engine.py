@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
+from edgeseg.formats.tensorrt.runtime import engine as eng
+from edgeseg.formats.tensorrt.runtime.engine import GpuInfo
 from edgeseg.manifest import load_manifest, sha256_file
-from edgeseg.runtime import engine as eng
-from edgeseg.runtime.engine import GpuInfo
 
 ORIN = GpuInfo("Orin (nvgpu)", "8.7")
 _TENSORRT_SPEC = importlib.util.find_spec("tensorrt")  # tensorrt-stubs alone: a namespace package, origin None
@@ -102,7 +102,7 @@ def test_cache_folders_are_searched_env_then_bundle_then_home(tmp_path, monkeypa
 # -- finding an engine, whichever path built it ------------------------------------------------------
 
 def _fake_engine(plan: eng.EnginePlan, folder: Path, built_by: str) -> Path:
-    from edgeseg.runtime.engine_build import write_engine_manifest
+    from edgeseg.formats.tensorrt.runtime.engine_build import write_engine_manifest
 
     path = folder / plan.name
     path.write_bytes(b"serialized engine")
@@ -127,7 +127,7 @@ def test_engine_is_found_whichever_path_built_it(tmp_path, built_by):
 
 
 def test_trtexec_script_names_and_records_the_engine_like_build_engine():
-    from edgeseg.convert.tensorrt_bundle import build_settings, trtexec_script
+    from edgeseg.formats.tensorrt.convert.bundle import build_settings, trtexec_script
     from edgeseg.targets import get_target
 
     nx = get_target("jetson-orin-nx")
@@ -294,7 +294,7 @@ def _engine_for(tmp_path: Path, dla_core: int | None, version: str = "10.3.0") -
 
 
 def test_backend_runs_the_engine_on_the_dla_core_it_was_built_for(tmp_path, monkeypatch):
-    from edgeseg.runtime.backends import open_backend
+    from edgeseg.runtime.backend import open_backend
 
     api = _Recorded()
     api.install(monkeypatch)
@@ -310,7 +310,7 @@ def test_backend_runs_the_engine_on_the_dla_core_it_was_built_for(tmp_path, monk
 
 
 def test_backend_frees_device_then_pinned_buffers_then_stream_before_the_context(tmp_path, monkeypatch):
-    from edgeseg.runtime.backends import open_backend
+    from edgeseg.runtime.backend import open_backend
 
     api = _Recorded()
     api.install(monkeypatch)
@@ -330,7 +330,7 @@ def test_backend_frees_device_then_pinned_buffers_then_stream_before_the_context
 
 @pytest.mark.parametrize("gpu, version", [(GpuInfo("Xavier", "7.2"), "10.3.0"), (ORIN, "8.6.2")])
 def test_backend_refuses_another_machines_engine_in_one_line(tmp_path, monkeypatch, gpu, version):
-    from edgeseg.runtime.backends import open_backend
+    from edgeseg.runtime.backend import open_backend
 
     api = _Recorded(gpu, version)
     api.install(monkeypatch)
@@ -343,7 +343,7 @@ def test_backend_refuses_another_machines_engine_in_one_line(tmp_path, monkeypat
 def test_engine_built_by_the_script_without_edgeseg_is_recorded_on_first_use(tmp_path, monkeypatch):
     """The script's fallback file beside the bundle is deserialized on its DLA core, renamed to the
     engine name build-engine gives, and gets its manifest; the bundle then opens it."""
-    from edgeseg.runtime.backends import open_backend
+    from edgeseg.runtime.backend import open_backend
 
     api = _Recorded()
     api.install(monkeypatch)

@@ -26,7 +26,7 @@ def tensorrt_gpu():
     for module in ("tensorrt", "pycuda"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"needs the '{module}' package and an NVIDIA GPU (TensorRT engines build only there)")
-    from edgeseg.runtime.engine import current_gpu, require_tensorrt
+    from edgeseg.formats.tensorrt.runtime.engine import current_gpu, require_tensorrt
 
     try:
         version = require_tensorrt()
@@ -50,8 +50,8 @@ def bundles(tensorrt_gpu, sample_checkpoint: Path, tmp_path_factory) -> dict[str
 
 
 def _onnxruntime_twin(bundle_path: Path):
+    from edgeseg.formats.onnx.runtime import OnnxRuntimeBackend
     from edgeseg.manifest import Manifest, load_manifest
-    from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     bundle = load_manifest(bundle_path)
     return OnnxRuntimeBackend(Manifest(bundle.path, {**bundle.data, "backend": "onnxruntime"}))
@@ -60,9 +60,9 @@ def _onnxruntime_twin(bundle_path: Path):
 @pytest.mark.parametrize("precision", list(MIN_AGREEMENT))
 def test_engine_agrees_with_onnxruntime(bundles, tmp_path, precision):
     from edgeseg.convert.verify import synthetic_set
+    from edgeseg.formats.tensorrt.runtime.engine_build import build_engine
     from edgeseg.manifest import load_manifest
-    from edgeseg.runtime.backends import open_backend
-    from edgeseg.runtime.engine_build import build_engine
+    from edgeseg.runtime.backend import open_backend
     from edgeseg.runtime.postprocess import output_to_mask
     from edgeseg.runtime.preprocess import preprocess_rgb
 
@@ -82,7 +82,7 @@ def test_engine_agrees_with_onnxruntime(bundles, tmp_path, precision):
 
 
 def test_engine_is_named_recorded_and_reused(bundles, tensorrt_gpu, tmp_path):
-    from edgeseg.runtime.engine_build import build_engine
+    from edgeseg.formats.tensorrt.runtime.engine_build import build_engine
 
     version, gpu = tensorrt_gpu
     first = build_engine(bundles["fp32"], cache_dir=tmp_path)
@@ -95,7 +95,7 @@ def test_engine_is_named_recorded_and_reused(bundles, tensorrt_gpu, tmp_path):
 
 
 def test_backend_builds_lazily_from_a_bundle(bundles, tmp_path, monkeypatch):
-    from edgeseg.runtime.backends import open_backend
+    from edgeseg.runtime.backend import open_backend
 
     monkeypatch.setenv("EDGESEG_ENGINE_CACHE", str(tmp_path))
     with open_backend(bundles["fp16"]) as backend:

@@ -19,11 +19,12 @@ pytest.importorskip("litert_torch", reason="TFLite conversion needs litert-torch
 pytest.importorskip("ai_edge_litert", reason="the LiteRT backend needs ai-edge-litert")
 
 from edgeseg.cli import main  # noqa: E402
-from edgeseg.convert import tflite_export, tflite_ops  # noqa: E402
 from edgeseg.convert.pipeline import ConvertRequest, convert  # noqa: E402
 from edgeseg.errors import ConfigError, DatasetError, ManifestError, VerificationError  # noqa: E402
-from edgeseg.runtime.backends import open_backend  # noqa: E402
-from edgeseg.runtime.backends.litert import embedded_labels  # noqa: E402
+from edgeseg.formats.tflite.convert import export as tflite_export  # noqa: E402
+from edgeseg.formats.tflite.convert import ops as tflite_ops  # noqa: E402
+from edgeseg.formats.tflite.runtime.runner import embedded_labels  # noqa: E402
+from edgeseg.runtime.backend import open_backend  # noqa: E402
 from edgeseg.runtime.postprocess import output_to_mask  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess_rgb  # noqa: E402
 from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng  # noqa: E402

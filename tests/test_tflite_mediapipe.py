@@ -25,10 +25,10 @@ from mediapipe.tasks.python.core.base_options import BaseOptions  # noqa: E402
 from edgeseg.cli import main  # noqa: E402
 from edgeseg.datasets import open_dataset  # noqa: E402
 from edgeseg.errors import ManifestError  # noqa: E402
-from edgeseg.runtime.backends import load_model_manifest, open_backend  # noqa: E402
+from edgeseg.formats.tflite.runtime.metadata import read_metadata  # noqa: E402
+from edgeseg.runtime.backend import load_model_manifest, open_backend  # noqa: E402
 from edgeseg.runtime.postprocess import output_to_mask  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess_rgb  # noqa: E402
-from edgeseg.runtime.tflite_metadata import read_metadata  # noqa: E402
 from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -105,7 +105,7 @@ def test_reader_agrees_with_mediapipes_schema_classes(make) -> None:
     """The device-side reader (flatbuffers only) reads what MediaPipe's generated classes read."""
     from mediapipe.tasks.metadata import metadata_schema_py_generated as fb
 
-    from edgeseg.runtime.tflite_metadata import _metadata_buffer
+    from edgeseg.formats.tflite.runtime.metadata import _metadata_buffer
 
     path = artifact(make("int8"))
     buffer = _metadata_buffer(path.read_bytes(), path.name)
@@ -124,7 +124,7 @@ def test_reader_agrees_with_mediapipes_schema_classes(make) -> None:
 
 
 def test_constant_buffers_stay_16_byte_aligned_after_the_metadata(make) -> None:
-    from edgeseg.runtime.tflite_metadata import TFLITE_IDENTIFIER, _root
+    from edgeseg.formats.tflite.runtime.metadata import TFLITE_IDENTIFIER, _root
 
     data = artifact(make("fp16")).read_bytes()
     starts = [b.tab.Vector(b._offset(0)) for b in _root(data, TFLITE_IDENTIFIER, "m").tables(4) if b._offset(0)]
@@ -189,8 +189,8 @@ def test_demo_runs_a_metadata_only_model_with_its_labels(shared_data: Path, tmp_
 def test_metadata_that_reads_back_wrong_is_refused(make) -> None:
     import dataclasses
 
-    from edgeseg.convert.tflite_metadata import SegmenterFacts, verify
     from edgeseg.errors import VerificationError
+    from edgeseg.formats.tflite.convert.metadata_writer import SegmenterFacts, verify
 
     path = artifact(make("fp32"))
     facts = SegmenterFacts(name=path.stem, description="", version="", labels=SYNTHETIC_LABELS, height=160, width=160,

@@ -5,7 +5,7 @@ import json
 import torch
 
 from edgeseg.cli import main
-from edgeseg.convert.weights import load_weights
+from edgeseg.models.weights import load_weights
 
 
 def test_one_epoch_then_resume(synthetic_voc, tmp_path, capsys):
@@ -53,7 +53,7 @@ def test_dataset_with_a_bad_mask_stops_before_training(synthetic_voc, tmp_path, 
 
 
 def test_finetune_from_sample_validates_once_and_converts(synthetic_voc, tmp_path, capsys, monkeypatch):
-    from edgeseg.convert import train as train_module
+    from edgeseg.models import train as train_module
 
     validations = []
     real_evaluate = train_module.evaluate
@@ -81,8 +81,8 @@ def test_finetune_from_sample_validates_once_and_converts(synthetic_voc, tmp_pat
 
 
 def test_other_labels_reinitialise_only_the_head(capsys):
-    from edgeseg.convert.train import initial_model
-    from edgeseg.convert.train_config import TrainConfig
+    from edgeseg.models.train import initial_model
+    from edgeseg.models.train_config import TrainConfig
 
     sample = load_weights("sample")
     other = ("background", "cat", "dog")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from edgeseg.convert.models import ZOO, build_model
-from edgeseg.convert.weights import load_weights, save_checkpoint
 from edgeseg.errors import WeightsError
+from edgeseg.models.weights import load_weights, save_checkpoint
+from edgeseg.models.zoo import ZOO, build_model
 from edgeseg.scenes import SYNTHETIC_LABELS
 
 
@@ -47,7 +47,7 @@ def _train_stages(commands: str) -> list[dict]:
     import re
     import shlex
 
-    from edgeseg.convert.train_config import TrainConfig
+    from edgeseg.models.train_config import TrainConfig
 
     stages = []
     for command in re.split(r"&&|\n", commands.replace("\\\n", " ")):
@@ -69,7 +69,7 @@ def test_readme_training_commands_are_the_sample_models_recorded_stages(sample_c
     import re
     from pathlib import Path
 
-    from edgeseg.convert.train_config import TrainConfig
+    from edgeseg.models.train_config import TrainConfig
 
     sidecar = json.loads(sample_checkpoint.with_suffix(".json").read_text())
     stage_keys = sorted((k for k in sidecar if re.fullmatch(r"stage\d+", k)), key=lambda k: int(k[5:]))

@@ -11,8 +11,9 @@ pytest.importorskip("litert_torch", reason="TFLite conversion needs litert-torch
 pytest.importorskip("ai_edge_quantizer", reason="INT8 needs ai-edge-quantizer")
 
 from edgeseg.cli import main  # noqa: E402
-from edgeseg.convert import tflite_export, xnnpack  # noqa: E402
 from edgeseg.convert.pipeline import ConvertRequest, convert  # noqa: E402
+from edgeseg.formats.tflite.convert import export as tflite_export  # noqa: E402
+from edgeseg.formats.tflite.convert import xnnpack  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,7 @@ def agreement(path: Path, images: list[np.ndarray]) -> tuple[float, list[str]]:
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions
 
-    from edgeseg.runtime.backends import open_backend
+    from edgeseg.runtime.backend import open_backend
     from edgeseg.runtime.postprocess import output_to_mask
     from edgeseg.runtime.preprocess import preprocess_rgb
 
@@ -52,7 +52,7 @@ def agreement(path: Path, images: list[np.ndarray]) -> tuple[float, list[str]]:
 
 def main() -> None:
     from edgeseg.datasets import open_dataset
-    from edgeseg.runtime.backends import load_model_manifest
+    from edgeseg.runtime.backend import load_model_manifest
     from edgeseg.scenes import generate_scene, scene_rng
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

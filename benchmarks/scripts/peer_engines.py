@@ -52,7 +52,7 @@ class EdgesegRunner(Runner):
     ENGINES = {"onnxruntime": "ONNX Runtime", "litert": "LiteRT (XNNPACK)", "openvino": "OpenVINO"}
 
     def __init__(self, manifest: Manifest, threads: int) -> None:
-        from edgeseg.runtime.backends import open_backend
+        from edgeseg.runtime.backend import open_backend
 
         super().__init__(manifest.input_spec(), manifest.output["kind"], manifest.output.get("layout", "NCHW"))
         self.manifest = manifest
@@ -119,8 +119,8 @@ def _cached(path: Path, make: Callable[[Path], None], peer: str) -> Path:
 
 def _wrapped_model(args: Any):
     """The model as trained (no ASPP rewrite), one tensor in (normalized NCHW float), logits out."""
-    from edgeseg.convert.weights import load_weights
     from edgeseg.convert.wrap import ExportWrapper
+    from edgeseg.models.weights import load_weights
 
     return ExportWrapper(load_weights(args.weights).build(), output="logits", fuse_preprocessing=False).eval()
 
@@ -274,7 +274,7 @@ def executorch_int8(args: Any, resolution: int, out: Path, reference: Manifest, 
 
 class LiteRTRunner(Runner):
     def __init__(self, path: Path, spec: InputSpec, threads: int, num_classes: int, label: str) -> None:
-        from edgeseg.runtime.backends.litert import interpreter_module
+        from edgeseg.formats.tflite.runtime.runner import interpreter_module
 
         self.interpreter = interpreter_module().Interpreter(model_path=str(path), num_threads=threads)
         self.interpreter.allocate_tensors()

@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> list[int]:
     """Every option checked before any conversion; one line per problem."""
-    from edgeseg.convert.resolution import parse_resolution
+    from edgeseg.resolution import parse_resolution
 
     resolutions = [parse_resolution(r.strip())[0] for r in args.resolutions.split(",")]
     if args.rounds < 1 or args.warmup < 0 or args.threads < 1 or args.images < 1 or args.calib_images < 1:

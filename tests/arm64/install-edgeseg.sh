@@ -1,7 +1,7 @@
 # Sourced by build-env.sh: install this source tree into the root exactly as docs/jetson.md tells a
 # Jetson user (a --system-site-packages venv, the system's numpy kept as a constraint, the CPU engines'
 # extras), plus a second venv with the oldest engines a device may resolve (the version matrix).
-SOURCE_PARTS="edgeseg convert runtime benchmarks targets setup.cfg pyproject.toml README.md"
+SOURCE_PARTS="$(python3 "$REPO/tests/source_layout.py" --parts)"  # the folders setup.cfg maps, and its files
 OLDEST_ENGINES="onnxruntime==1.23.2 ai-edge-litert==1.4.0"  # JetPack 6's resolution; LiteRT's last 1.x
 
 copy_source() {

@@ -27,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, run as a script
+from source_layout import copy_source_tree  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CACHE = Path("/var/cache/edgeseg")
 ROOT = Path(__import__("os").environ.get("EDGESEG_ARM64_ROOT", CACHE / "arm64-bookworm"))
 X86_VENV = CACHE / "x86-debian-opencv"
-SOURCE_PARTS = ("edgeseg", "convert", "runtime", "benchmarks", "targets", "setup.cfg", "pyproject.toml", "README.md")
 VOC = REPO.parent / "shared" / "data" / "voc-sample"
 RESOLUTION = "320"
 # (target, precision, extra options): what the issue names, converted once and kept in CACHE/artifacts.
@@ -64,13 +66,7 @@ def convert_artifacts(out: Path) -> list[Path]:
 
 def copy_source(dest: Path) -> None:
     shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    for part in SOURCE_PARTS:
-        if (REPO / part).is_dir():
-            shutil.copytree(REPO / part, dest / part, ignore=ignore)
-        else:
-            shutil.copy2(REPO / part, dest / part)
+    copy_source_tree(dest)
 
 
 def x86_venv() -> Path:

@@ -1,0 +1,23 @@
+"""The rules every side shares, each written once: normalization, the ignore index, file suffixes, the
+Python floor of the device runtime.
+
+The conversion side, the device runtime, the benchmarks and the tests import these; nobody re-types them.
+"""
+
+from __future__ import annotations
+
+# torchvision's ImageNet normalization, which every zoo model was trained with (RGB, 0-1 scale).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The label value a mask uses for "not scored" (PASCAL VOC's object borders).
+IGNORE_INDEX = 255
+
+# Image files: what predict reads from a folder and what a labelled data set may hold. Lower case;
+# compare with `path.suffix.lower()`.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
+
+# The edgeseg runtime's own floor (setup.cfg python_requires); a JetPack with an older Python can
+# still build and run the bundle's engine with its trtexec script.
+RUNTIME_MIN_PYTHON = (3, 10)

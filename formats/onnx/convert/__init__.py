@@ -1,0 +1,1 @@
+"""ONNX Runtime INT8: the workstation side of the onnx format."""

@@ -1,0 +1,74 @@
+"""ONNX Runtime backend (the workstation's CPU, and the accuracy check of Q/DQ INT8 models)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgeseg.errors import ManifestError, first_line
+from edgeseg.formats.onnx import FORMAT
+from edgeseg.manifest import Manifest
+from edgeseg.runtime.backend import Backend, batch_shape, require
+from edgeseg.runtime.probing import broken_or_missing, package_line, probe_import, public
+from edgeseg.targets import TargetProfile, engine_floor_problem
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, manifest: Manifest, *, threads: int | None = None) -> None:
+        super().__init__(manifest, threads=threads)
+        ort = require("onnxruntime", "the ONNX Runtime backend")
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = int(self.threads)
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(manifest.artifact_path), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ManifestError(f"{manifest.artifact_path}: ONNX Runtime cannot load it "
+                                f"({first_line(exc)[:200]})") from None
+        inputs = self.session.get_inputs()
+        self.input_name = inputs[0].name
+        spec = manifest.input_spec()
+        expected = list(batch_shape(spec))
+        if list(inputs[0].shape) != expected:
+            raise ManifestError(
+                f"{manifest.path}: says input {expected} but {manifest.artifact_path.name} takes {inputs[0].shape}"
+            )
+        self.output_name = self.session.get_outputs()[0].name
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+
+BACKEND = OnnxRuntimeBackend
+
+
+# --------------------------------------------------------------------------- what doctor asks
+
+def probe() -> dict[str, dict[str, Any]]:
+    """doctor's `onnxruntime` entry: the version and the execution providers."""
+    found = probe_import("onnxruntime")
+    if found["status"] != "ok":
+        return {"onnxruntime": public(found)}
+    ort = found["module"]
+    return {"onnxruntime": {"status": "ok", "version": ort.__version__,
+                            "providers": list(ort.get_available_providers())}}
+
+
+def run_verdict(target: TargetProfile, report: dict[str, Any]) -> tuple[bool, str]:
+    """doctor's (can run, why) for an ONNX Runtime target."""
+    ort = report["onnxruntime"]
+    if ort["status"] != "ok":
+        return False, "cannot run, because " + broken_or_missing(ort, "onnxruntime", FORMAT.run_packages[0].extra or "")
+    too_old = engine_floor_problem(target.format, ort.get("version"))
+    return (False, f"cannot run, because {too_old}") if too_old else \
+        (True, "can run (ONNX Runtime, CPUExecutionProvider)")
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    ort = report["onnxruntime"]
+    return [package_line("onnxruntime", ort, f"; providers {', '.join(ort.get('providers', []))}")]

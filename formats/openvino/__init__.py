@@ -1,0 +1,32 @@
+"""OpenVINO IR (`.xml` + `.bin`): the intel-* targets, run by OpenVINO on an Intel CPU, GPU or NPU; INT8 by NNCF."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeseg.formats import ArtifactFormat, Package
+
+
+@dataclass(frozen=True)
+class OpenVINOOptions:
+    """The `openvino:` section, which only OpenVINO targets have: the OpenVINO device that runs the model."""
+
+    device: str = "CPU"  # an entry of openvino.Core().available_devices: CPU, GPU, NPU
+
+    def to_dict(self) -> dict:
+        return {"device": self.device}
+
+
+
+FORMAT = ArtifactFormat(
+    "openvino", backend="openvino", suffix=".xml",
+    runner="edgeseg.formats.openvino.runtime", probe="edgeseg.formats.openvino.runtime",
+    exporter="edgeseg.formats.openvino.convert.export",
+    precision_exporters={"int8": "edgeseg.formats.openvino.convert.int8"},
+    run_packages=(Package("openvino", "openvino", "openvino"),),
+    convert_packages=(Package("torch", "torch", "convert"), Package("torchvision", "torchvision", "convert"),
+                      Package("onnx", "onnx", "convert"), Package("openvino", "openvino", "openvino"),
+                      Package("nncf", "nncf", "openvino-convert")),
+    weight_quantizer="NNCF",
+    section=OpenVINOOptions,
+)

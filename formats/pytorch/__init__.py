@@ -1,0 +1,13 @@
+"""PyTorch: an edgeseg checkpoint run as itself, the FP32 reference every conversion is verified against.
+
+No target converts to it; a hand-written manifest (or the bench's reference rows) names the backend.
+"""
+
+from __future__ import annotations
+
+from edgeseg.formats import ArtifactFormat, Package
+
+FORMAT = ArtifactFormat(
+    "pytorch", backend="pytorch", suffix=".pt", runner="edgeseg.formats.pytorch.reference",
+    run_packages=(Package("torch", "torch", "convert"), Package("torchvision", "torchvision", "convert")),
+)

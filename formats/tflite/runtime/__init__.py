@@ -1,0 +1,1 @@
+"""LiteRT on the device: the interpreter runner, TFLite Model Metadata read back, and what doctor asks."""
