@@ -88,7 +88,7 @@ def import_opencv() -> ModuleType:
                                   "pip install 'edgeseg[opencv]', or use the system's OpenCV (JetPack's on a Jetson)")
     with _stderr_captured() as noise:
         try:
-            return importlib.import_module("cv2")
+            return importlib.import_module("cv2")  # noqa: TID251 - a third-party package (OpenCV)
         except Exception as exc:  # noqa: BLE001 - a broken binary module may raise anything on import
             failure = exc
     lines = [line for line in str(failure).splitlines() if line.strip()]

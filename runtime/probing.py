@@ -23,7 +23,7 @@ def error_line(exc: BaseException) -> str:
 def probe_import(module: str) -> dict[str, Any]:
     """{"status": "ok"|"missing"|"broken", "module"?: the module, "error"?: one line}."""
     try:
-        return {"status": "ok", "module": importlib.import_module(module)}
+        return {"status": "ok", "module": importlib.import_module(module)}  # noqa: TID251 - a third-party package doctor probes
     except ImportError as exc:
         if getattr(exc, "name", None) in (module, module.split(".")[0]):
             return {"status": "missing"}

@@ -1,90 +1,88 @@
-"""The layering rules of docs/developing.md, checked from the imports in the source tree.
+"""The layers of docs/developing.md are enforced by tools made for it, and these tests show that each catches
+what it owns: import-linter's contracts (.importlinter) read the static imports of the installed layout; ruff
+(pyproject.toml) bans what they cannot see, relative imports (TID252) and imports by name (TID251).
 
-core (edgeseg/*.py, targets/) <- runtime/ <- convert/ <- benchmarks/; arrows point down only.
+Each plant goes into a copy (import-linter: the installed layout, as .ci/lint-imports builds it; ruff: the
+source tree, where pyproject.toml's per-file rules name the files), and the tool must fail naming it.
 """
 
 from __future__ import annotations
 
-import ast
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.source_layout import REPO, copy_source_tree, installed_layout
 
-# Source folder -> the layer its modules belong to (edgeseg.<name> for the installed package).
-LAYER_OF_FOLDER = {"edgeseg": "core", "targets": "core", "runtime": "runtime", "models": "models", "convert": "convert",
-                   "benchmarks": "benchmarks"}
-LAYER_OF_PACKAGE = {"targets": "core", "runtime": "runtime", "models": "models", "convert": "convert",
-                    "benchmarks": "benchmarks"}
-# Which layers each layer may import.
-ALLOWED = {
-    "core": {"core"},
-    "runtime": {"core", "runtime"},
-    "models": {"core", "runtime", "models"},
-    "convert": {"core", "runtime", "models", "convert"},
-    "benchmarks": {"core", "runtime", "models", "convert", "benchmarks"},
-}
-# The command-line entry point composes every layer's subcommands; it is nobody's dependency.
-ENTRY_POINTS = {Path("edgeseg/cli.py"), Path("edgeseg/__main__.py")}
+TOOLS = Path(sys.executable).parent  # the venv's lint-imports and ruff, from the `dev` extra
+UPWARD = "from edgeseg.convert.pipeline import convert\n"
+RELATIVE = "from .backend import Backend\n"
+BY_NAME = 'import importlib\n\npipeline = importlib.import_module("edgeseg.convert.pipeline")\n'
 
 
-def layer_of_module(module: str) -> str | None:
-    """'edgeseg.formats.tensorrt.convert.qdq' -> 'convert'; 'edgeseg.manifest' -> 'core'; non-edgeseg -> None."""
-    parts = module.split(".")
-    if parts[0] != "edgeseg":
-        return None
-    if len(parts) > 1 and parts[1] in LAYER_OF_PACKAGE:
-        return LAYER_OF_PACKAGE[parts[1]]
-    return "core"
+def run_tool(args: list[str | Path], cwd: Path) -> subprocess.CompletedProcess[str]:
+    # A wide terminal: lint-imports wraps its report at the terminal's width.
+    return subprocess.run([str(arg) for arg in args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200"})
 
 
-def imported_modules(source: str) -> list[tuple[int, str]]:
-    """Every absolute module an import statement names, with its line (functions included)."""
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found.extend((node.lineno, alias.name) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.append((node.lineno, node.module))
-            # `from edgeseg import scenes` names the submodule in the alias
-            if node.module == "edgeseg":
-                found.extend((node.lineno, f"edgeseg.{alias.name}") for alias in node.names)
-    return found
+def lint_imports(layout: Path) -> subprocess.CompletedProcess[str]:
+    """lint-imports with the repository's contracts, run where `layout/edgeseg` is the package it finds."""
+    return run_tool([TOOLS / "lint-imports", "--no-cache", "--no-logo", REPO / ".importlinter"], layout)
 
 
-def layer_violations(root: Path) -> list[str]:
-    """One line per import that points up or sideways in the layering."""
-    violations = []
-    for folder, layer in LAYER_OF_FOLDER.items():
-        for path in sorted((root / folder).rglob("*.py")):
-            relative = path.relative_to(root)
-            if relative in ENTRY_POINTS:
-                continue
-            for line, module in imported_modules(path.read_text(encoding="utf-8")):
-                target = layer_of_module(module)
-                if target is not None and target not in ALLOWED[layer]:
-                    violations.append(f"{relative}:{line}: {layer} imports {module} ({target})")
-    return violations
+def ruff_imports(tree: Path) -> subprocess.CompletedProcess[str]:
+    """ruff's tidy-imports rules over a source tree, with the tree's own pyproject.toml."""
+    return run_tool([TOOLS / "ruff", "check", "--no-cache", "--select", "TID", "--output-format", "concise", "."],
+                    tree)
 
 
-def test_the_source_tree_keeps_its_layers():
-    assert layer_violations(ROOT) == []
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory) -> Path:
+    """The installed layout (DEST/edgeseg/...), built once; plants go into copies of it."""
+    dest = tmp_path_factory.mktemp("installed")
+    installed_layout(dest)
+    return dest
 
 
-@pytest.mark.parametrize(
-    ("folder", "planted"),
-    [
-        ("runtime", "from edgeseg.models.zoo import build_model\n"),
-        ("models", "from edgeseg.convert.pipeline import convert\n"),
-        ("convert", "import edgeseg.benchmarks.report\n"),
-        ("edgeseg", "def late():\n    from edgeseg.runtime import preprocess\n"),
-        ("edgeseg", "from edgeseg import benchmarks\n"),
-    ],
-)
-def test_a_planted_upward_import_is_reported(tmp_path, folder, planted):
-    for name in LAYER_OF_FOLDER:
-        (tmp_path / name).mkdir()
-    (tmp_path / folder / "planted.py").write_text(planted, encoding="utf-8")
-    (violation,) = layer_violations(tmp_path)
-    assert violation.startswith(f"{folder}/planted.py:")
+@pytest.fixture(scope="module")
+def source_tree(tmp_path_factory) -> Path:
+    return copy_source_tree(tmp_path_factory.mktemp("source") / "tree")
+
+
+def planted(tree: Path, relative: str, source: str, dest: Path) -> Path:
+    """A copy of `tree` at `dest` with `source` written to `relative`."""
+    shutil.copytree(tree, dest)
+    (dest / relative).write_text(source, encoding="utf-8")
+    return dest
+
+
+def test_the_installed_layout_keeps_the_contracts(layout):
+    result = lint_imports(layout)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_upward_import_in_the_device_side_breaks_the_contracts(layout, tmp_path):
+    copy = planted(layout, "edgeseg/runtime/planted.py", UPWARD, tmp_path / "copy")
+    result = lint_imports(copy)
+    assert result.returncode != 0
+    assert "edgeseg.runtime.planted -> edgeseg.convert.pipeline (l.1)" in result.stdout
+
+
+def test_the_source_tree_has_no_relative_import_and_no_import_by_name(source_tree):
+    result = ruff_imports(source_tree)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("source", "rule"), [(RELATIVE, "TID252"), (BY_NAME, "TID251")],
+                         ids=["relative-import", "import-by-name"])
+def test_ruff_names_a_planted_import_its_contracts_cannot_see(source_tree, tmp_path, source, rule):
+    copy = planted(source_tree, "runtime/planted.py", source, tmp_path / "copy")
+    result = ruff_imports(copy)
+    assert result.returncode != 0
+    (finding,) = result.stdout.splitlines()[:1]
+    assert finding.startswith("runtime/planted.py:") and f" {rule} " in finding, result.stdout

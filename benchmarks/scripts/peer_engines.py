@@ -94,7 +94,7 @@ def convert_cached(args: Any, target: str, precision: str, resolution: int, out:
 
 def _module(name: str, peer: str, package: str) -> Any:
     try:
-        return importlib.import_module(name)
+        return importlib.import_module(name)  # noqa: TID251 - a peer engine's package
     except ImportError as exc:
         raise PeerUnavailable(f"{package} does not import here ({exc}); pip install 'edgeseg[peers]'") from None
 

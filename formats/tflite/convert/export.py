@@ -129,7 +129,7 @@ def _native_logs_to_buffer() -> Iterator[None]:
 
 def _require(module: str):
     try:
-        return importlib.import_module(module)
+        return importlib.import_module(module)  # noqa: TID251 - a third-party converter package
     except ImportError:
         raise BackendUnavailableError(
             f"the tflite format needs '{module}', which is not installed here (pip install 'edgeseg[tflite]')"

@@ -96,10 +96,10 @@ def _minimum_parser_version(metadata_buffer: bytes) -> str:
 def _mediapipe_writers():
     """MediaPipe's metadata writer modules (`pip install mediapipe`), importable on every wheel."""
     try:
-        importlib.import_module(_NATIVE_VERSION_MODULE)
+        importlib.import_module(_NATIVE_VERSION_MODULE)  # noqa: TID251 - MediaPipe's own modules
     except ImportError:
         try:
-            importlib.import_module("mediapipe.tasks.metadata.metadata_schema_py_generated")
+            importlib.import_module("mediapipe.tasks.metadata.metadata_schema_py_generated")  # noqa: TID251
         except ImportError:
             raise BackendUnavailableError(
                 "writing TFLite Model Metadata needs 'mediapipe' (pip install 'edgeseg[tflite]')") from None

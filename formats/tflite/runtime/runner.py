@@ -32,7 +32,7 @@ def interpreter_module():
     """The first LiteRT interpreter module that imports here (ai-edge-litert, else tflite-runtime)."""
     for name in _RUNTIMES:
         try:
-            return importlib.import_module(name)
+            return importlib.import_module(name)  # noqa: TID251 - whichever LiteRT interpreter is installed
         except ImportError:
             continue
     raise BackendUnavailableError(
