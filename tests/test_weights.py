@@ -62,9 +62,10 @@ def _train_stages(commands: str) -> list[dict]:
     return stages
 
 
-def test_readme_training_commands_are_the_sample_models_recorded_stages(sample_checkpoint):
-    """The README's training block, the sidecar's training command and the configuration each stage recorded
-    when it ran all describe the same stages, in order (data folders compared by their scene counts)."""
+def test_documented_training_commands_are_the_sample_models_recorded_stages(sample_checkpoint):
+    """The training block of docs/sample-model.md, the sidecar's training command and the configuration each
+    stage recorded when it ran all describe the same stages, in order (data folders compared by their scene
+    counts)."""
     import json
     import re
     from pathlib import Path
@@ -78,8 +79,8 @@ def test_readme_training_commands_are_the_sample_models_recorded_stages(sample_c
     keys = ("resolution", "crop", "scale_min", "scale_max", "epochs", "lr", "image_pool_window")
     # Stages trained before the option existed pooled globally, which "init" meant for them.
     recorded = [{k: r.get(k, TrainConfig.image_pool_window) for k in keys} for r in records]
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "--init sample-320.pt" in b)
+    doc = (Path(__file__).parents[1] / "docs" / "sample-model.md").read_text()
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", doc, re.S) if "--init sample-320.pt" in b)
     for text in (block, sidecar["training_command"]):
         stages = _train_stages(text)
         assert [{k: s[k] for k in keys} for s in stages] == recorded, text
