@@ -40,6 +40,7 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
         DEFAULT_WARMUP,
         QUICK,
     )
+    from edgeseg.targets import all_targets  # the YAML profiles only: --help stays light
 
     p = sub.add_parser(
         "bench", help="latency, mIoU and cost per model x target x resolution x precision, in one report",
@@ -56,7 +57,8 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
                    help="zoo architectures of plain state dicts or of --weights torchvision (checkpoints "
                         "carry their own)")
     p.add_argument("--targets", type=_list, default=["host-cpu"],
-                   help="comma-separated target profiles (default: host-cpu)")
+                   help=f"comma-separated target profiles, of: {', '.join(all_targets())} (`edgeseg targets` "
+                        "describes them; default: host-cpu)")
     p.add_argument("--resolutions", type=_list, default=["320"],
                    help="comma-separated, e.g. 320,640 or 480x640 (default: 320)")
     p.add_argument("--precisions", type=_list, default=["fp32"],
