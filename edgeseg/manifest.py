@@ -27,7 +27,11 @@ from edgeseg.input_spec import InputSpec
 MANIFEST_VERSION = 1
 MANIFEST_SUFFIX = ".json"
 REQUIRED_KEYS = ("artifact", "backend", "target", "precision", "model", "input", "output")
-OUTPUT_KINDS = ("logits", "mask")
+OUTPUT_KINDS = ("logits", "mask")  # what a manifest file may say its output is
+# The layouts each kind of output comes in. 'foreground' (one channel of foreground probability, MediaPipe's
+# selfie segmenters) only comes from a .tflite's own metadata, never from a manifest file.
+OUTPUT_LAYOUTS: dict[str, tuple[str, ...]] = {"logits": ("NCHW", "NHWC"), "mask": ("NHW",),
+                                              "foreground": ("NCHW", "NHWC")}
 # Field -> required type, per section ("" is the top level). bool is refused where int is asked.
 SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "": {"format_version": int, "artifact": str, "artifact_sha256": str, "backend": str, "target": str,
@@ -49,6 +53,32 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What a model outputs, as its manifest records it: class scores ('logits', NCHW or NHWC), the argmax
+    mask ('mask', NHW) or one channel of foreground probability ('foreground', NCHW or NHWC)."""
+
+    kind: str
+    layout: str
+    dtype: str | None = None  # recorded by conversion; the decoder takes whatever the engine returns
+    name: str | None = None
+
+    @classmethod
+    def from_dict(cls, output: dict[str, Any], mpath: Path,
+                  kinds: tuple[str, ...] = tuple(OUTPUT_LAYOUTS)) -> OutputSpec:
+        """The manifest's `output` section, checked: one ManifestError line naming `mpath` for a kind not in
+        `kinds` or a layout that kind does not come in. A missing layout is the kind's first (NCHW, NHW)."""
+        kind = output.get("kind", "logits")
+        if kind not in kinds:
+            raise ManifestError(f"{mpath}: manifest output.kind '{kind}' is not one of {', '.join(kinds)}")
+        layouts = OUTPUT_LAYOUTS[kind]
+        layout = output.get("layout", layouts[0])
+        if layout not in layouts:
+            raise ManifestError(f"{mpath}: manifest output.layout '{layout}' is not one of {', '.join(layouts)} "
+                                f"(the layouts of a '{kind}' output)")
+        return cls(kind=kind, layout=layout, dtype=output.get("dtype"), name=output.get("name"))
 
 
 @dataclass(frozen=True)
@@ -74,6 +104,10 @@ class Manifest:
 
     def input_spec(self) -> InputSpec:
         return InputSpec.from_dict(self.data["input"])
+
+    def output_spec(self) -> OutputSpec:
+        """The output's kind and layout: the one place they are read (one ManifestError line when wrong)."""
+        return OutputSpec.from_dict(self.output, self.path)
 
     @property
     def output(self) -> dict[str, Any]:
@@ -154,9 +188,7 @@ def validate_manifest(data: Any, mpath: Path) -> None:
     if inp["height"] < 1 or inp["width"] < 1:
         raise ManifestError(f"{mpath}: manifest input size {inp['width']}x{inp['height']} is not positive")
     _check_normalization(inp["normalization"], mpath)
-    if data["output"]["kind"] not in OUTPUT_KINDS:
-        raise ManifestError(f"{mpath}: manifest output.kind '{data['output']['kind']}' is not one of "
-                            f"{', '.join(OUTPUT_KINDS)}")
+    OutputSpec.from_dict(data["output"], mpath, OUTPUT_KINDS)
     sha = data["artifact_sha256"]
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise ManifestError(f"{mpath}: manifest artifact_sha256 is not a sha256 (64 lowercase hex digits)")

@@ -121,7 +121,7 @@ def disagreements(manifest: Manifest, summary: dict[str, Any]) -> list[str]:
         if summary.get("resolution") not in (None, f"{spec.height}x{spec.width}"):
             found.append("resolution")
         for key, value in (("input_layout", spec.layout), ("color_order", spec.color_order),
-                           ("output_kind", manifest.output.get("kind")),
+                           ("output_kind", manifest.output_spec().kind),
                            ("inference_precision", manifest.data.get("runtime", {}).get("inference_precision"))):
             if summary.get(key) not in (None, value):
                 found.append(key)

@@ -91,11 +91,18 @@ class MaskDecoder:
         if manifest.num_classes > MAX_CLASSES:
             raise ModelOutputError(f"{name}: its manifest says {manifest.num_classes} classes, but masks are 8-bit "
                                    f"class ids (palette PNGs): at most {MAX_CLASSES} classes")
-        return cls(kind=manifest.output.get("kind", "logits"), layout=manifest.output.get("layout", "NCHW"),
-                   num_classes=manifest.num_classes, source=name)
+        spec = manifest.output_spec()
+        return cls(kind=spec.kind, layout=spec.layout, num_classes=manifest.num_classes, source=name)
 
     def __call__(self, output: np.ndarray) -> np.ndarray:
         return output_to_mask(output, self.kind, self.layout, self.num_classes, source=self.source)
+
+
+def scores_nchw(output: np.ndarray, layout: str) -> np.ndarray:
+    """A score output (logits, or a foreground probability channel) as NCHW: a view, transposed from NHWC."""
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"a {layout} output holds no per-class scores")
+    return output.transpose(0, 3, 1, 2) if layout == "NHWC" else output
 
 
 def resize_mask(mask: np.ndarray, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:

@@ -33,14 +33,14 @@ def agreement(path: Path, images: list[np.ndarray]) -> tuple[float, list[str]]:
                                            output_category_mask=True, output_confidence_masks=False)
     same = total = 0
     with open_backend(path, threads=1) as backend:
-        spec, out = backend.manifest.input_spec(), backend.manifest.output
+        spec, out = backend.manifest.input_spec(), backend.manifest.output_spec()
         task = vision.ImageSegmenter.create_from_options(options)
         try:
             labels = list(task.labels)
             for image in images:
                 pixels = cv2.resize(image, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
                 pixels = np.ascontiguousarray(pixels)
-                ours = output_to_mask(backend.infer(preprocess_rgb(pixels, spec)), out["kind"], out["layout"])
+                ours = output_to_mask(backend.infer(preprocess_rgb(pixels, spec)), out.kind, out.layout)
                 result = task.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=pixels))
                 theirs = result.category_mask.numpy_view().reshape(ours.shape)
                 same += int(np.count_nonzero(theirs == ours))

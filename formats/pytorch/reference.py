@@ -33,7 +33,7 @@ class TorchBackend(Backend):
             raise ManifestError(f"{manifest.artifact_path}: cannot load as {model_info['architecture']} "
                                 f"({first_line(exc)[:160]})") from None
         self.model = model.eval()
-        if manifest.data["input"].get("layout", "NCHW") != "NCHW" or manifest.output.get("kind") != "logits":
+        if manifest.data["input"].get("layout", "NCHW") != "NCHW" or manifest.output_spec().kind != "logits":
             raise ManifestError(f"{manifest.path}: the PyTorch backend runs NCHW float input with logits output only")
 
     def _run(self, batch: np.ndarray) -> np.ndarray:

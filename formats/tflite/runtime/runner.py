@@ -175,7 +175,7 @@ class LiteRTBackend(Backend):
                     f"{spec.quant_zero_point} "
                     f"but {path.name} uses {scale} and {zero_point}"
                 )
-        self.output_kind = manifest.output.get("kind", "logits")
+        self.output_kind = manifest.output_spec().kind
         self.output_quant = _quantization(self.output) if self.output_kind == "logits" else None
         if not manifest.data.get("from_metadata"):
             labels = embedded_labels(path)
