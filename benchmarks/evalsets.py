@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from edgeseg.conventions import IGNORE_INDEX
 from edgeseg.datasets import SegmentationDataset, open_dataset
 from edgeseg.errors import DatasetError
 
@@ -113,7 +114,7 @@ def check_labels(evalset: EvalSet, labels: tuple[str, ...], who: str) -> None:
                            f"differ from {who}'s ({', '.join(labels[:4])}, ...: {len(labels)})")
     for sample_id, mask in zip(evalset.ids, evalset.masks):
         ids = np.unique(mask)
-        bad = ids[(ids != 255) & (ids >= len(labels))]
+        bad = ids[(ids != IGNORE_INDEX) & (ids >= len(labels))]
         if bad.size:
             raise DatasetError(f"{evalset.root}: mask {sample_id} holds class {int(bad[0])} "
                                f"but {who} has {len(labels)} classes")

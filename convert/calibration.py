@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.convert.options import DEFAULT_CALIBRATION_IMAGES
 from edgeseg.datasets import SegmentationDataset, open_dataset
 from edgeseg.errors import ConfigError, DatasetError
 from edgeseg.scenes import generate_scene, scene_rng
-
-DEFAULT_CALIBRATION_IMAGES = 64
 
 
 def open_calibration_set(root: Path) -> SegmentationDataset:

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from edgeseg.convert.options import DEFAULT_VERIFY_IMAGES
 from edgeseg.formats import all_formats
 from edgeseg.models.weights import LoadedWeights
 from edgeseg.targets import TargetProfile
@@ -53,7 +54,7 @@ class ExportJob:
             from edgeseg.convert.verify import image_sets_for
 
             self.verify_sets = image_sets_for(self.weights.labels, self.options.get("verify_data"),
-                                              int(self.options.get("verify_images") or 8))
+                                              int(self.options.get("verify_images") or DEFAULT_VERIFY_IMAGES))
         return self.verify_sets
 
 

@@ -20,7 +20,6 @@ import torch
 import edgeseg
 from edgeseg.convert.export import ExportJob, ExportResult
 from edgeseg.convert.wrap import ExportWrapper
-from edgeseg.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.runtime.preprocess import InputSpec
 
 OPSET = 17
@@ -30,7 +29,7 @@ def input_spec(job: ExportJob, *, layout: str = "NCHW") -> InputSpec:
     if job.fuse_preprocessing:
         return InputSpec(height=job.height, width=job.width, layout="NHWC", dtype="uint8", mean=None, std=None)
     return InputSpec(height=job.height, width=job.width, layout=layout, dtype="float32",
-                     mean=IMAGENET_MEAN, std=IMAGENET_STD)
+                     mean=job.weights.mean, std=job.weights.std)
 
 
 def output_spec(job: ExportJob, *, layout_logits: str = "NCHW") -> dict:
@@ -42,7 +41,7 @@ def output_spec(job: ExportJob, *, layout_logits: str = "NCHW") -> dict:
 def export_onnx_file(job: ExportJob, path: Path, model: torch.nn.Module | None = None) -> Path:
     """Trace the wrapped model to `path` (legacy TorchScript exporter: it keeps opset 17)."""
     spec = input_spec(job)
-    wrapper = ExportWrapper(model or job.model, output=job.output_kind,
+    wrapper = ExportWrapper(model or job.model, mean=job.weights.mean, std=job.weights.std, output=job.output_kind,
                             fuse_preprocessing=job.fuse_preprocessing).eval()
     if spec.dtype == "uint8":
         dummy = torch.randint(0, 256, (1, job.height, job.width, 3), dtype=torch.uint8)
@@ -83,12 +82,9 @@ def quantize_job(job: ExportJob, float_onnx: Path, artifact: Path, output_dict: 
     """The Q/DQ INT8 model of `float_onnx` (folded) at `artifact`, within the INT8 budget: its
     verification against the model as trained, and the manifest's quantization record. `quantize`
     replaces qdq's TensorRT-form quantizer (ort_int8 passes ONNX Runtime's)."""
-    from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
-    from edgeseg.formats.tensorrt.convert.qdq import (
-        DEFAULT_CALIBRATION_METHOD,
-        DEFAULT_PERCENTILE,
-        quantize_within_budget,
-    )
+    from edgeseg.convert.calibration import calibration_images
+    from edgeseg.convert.options import DEFAULT_CALIBRATION_IMAGES, DEFAULT_CALIBRATION_METHOD, DEFAULT_PERCENTILE
+    from edgeseg.formats.tensorrt.convert.qdq import quantize_within_budget
 
     images = calibration_images(job.calibration, int(job.options.get("calib_images") or DEFAULT_CALIBRATION_IMAGES),
                                 precision="int8")

@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.atomic import ensure_writable_dir, interrupted_publish
+from edgeseg.conventions import DEFAULT_ARCH, OUTPUT_KINDS, SAMPLE_NAME, sample_checkpoint_path
+from edgeseg.convert.options import DEFAULT_VERIFY_IMAGES
 from edgeseg.cpu_features import require_bfloat16
 from edgeseg.errors import ConfigError, WeightsError
 from edgeseg.formats import all_formats
 from edgeseg.resolution import parse_resolution, resolution_tag
 from edgeseg.targets import TargetProfile, get_target
 
-OUTPUT_KINDS = ("logits", "mask")  # convert.wrap.OUTPUT_KINDS, without importing torch (a test keeps them equal)
 NEEDS_CALIBRATION = ("int8",)
-DEFAULT_ARCH = "deeplabv3_mobilenet_v3_large"  # convert.models.DEFAULT_ARCH (a test keeps them equal)
-SAMPLE_NAME = "deeplabv3_mobilenet_v3_large_synthetic.pt"  # convert.weights.SAMPLE_NAME (likewise)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
@@ -43,7 +42,7 @@ class ConvertRequest:
     fuse_preprocessing: bool = False
     calibration: str | None = None
     verify_data: str | None = None
-    verify_images: int = 8
+    verify_images: int = DEFAULT_VERIFY_IMAGES
     options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
     name: str | None = None  # the weights' identity in the artifact name (default: see weights_identity)
@@ -76,13 +75,6 @@ def weights_identity(weights: str, arch: str | None) -> str:
     if path.name == SAMPLE_NAME and path.resolve() == sample_checkpoint_path():
         return "sample"
     return path.stem
-
-
-def sample_checkpoint_path() -> Path:
-    """The sample checkpoint inside this installation (convert.weights has the same, with torch)."""
-    import edgeseg
-
-    return Path(edgeseg.__file__).resolve().parent / "sample" / SAMPLE_NAME
 
 
 def artifact_basename(identity: str, target: str, precision: str, hw: tuple[int, int], output_kind: str,

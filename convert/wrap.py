@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import torch
 
+from edgeseg.conventions import OUTPUT_KINDS
 from edgeseg.errors import ConfigError
-from edgeseg.models.zoo import IMAGENET_MEAN, IMAGENET_STD
-
-OUTPUT_KINDS = ("logits", "mask")
 
 
 class ExportWrapper(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module, *, output: str = "logits", fuse_preprocessing: bool = False,
-                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
-                 channels_last_input: bool = False) -> None:
+    def __init__(self, model: torch.nn.Module, *, mean: tuple[float, ...], std: tuple[float, ...],
+                 output: str = "logits", fuse_preprocessing: bool = False, channels_last_input: bool = False) -> None:
+        """`mean` and `std`: the normalization the weights were trained with (`LoadedWeights.mean`/`std`)."""
         super().__init__()
         if output not in OUTPUT_KINDS:
             raise ConfigError(f"--output {output}: choose one of {', '.join(OUTPUT_KINDS)}")

@@ -13,15 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeseg.conventions import IGNORE_INDEX, IMAGE_SUFFIXES
 from edgeseg.errors import DatasetError
+from edgeseg.palette import VOC_LABELS
 from edgeseg.palette_png import read_class_ids_png
-
-VOC_LABELS = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-IGNORE_INDEX = 255
 
 
 @dataclass(frozen=True)
@@ -127,7 +122,7 @@ class SegmentationDataset:
             if bad.size:
                 raise DatasetError(
                     f"{sample.mask_path}: class id {int(bad[0])} but the model has {num_classes} classes "
-                    f"(0..{num_classes - 1}, 255 = ignore)"
+                    f"(0..{num_classes - 1}, {IGNORE_INDEX} = ignore)"
                 )
             used.update(int(i) for i in ids if i != IGNORE_INDEX)
         return used

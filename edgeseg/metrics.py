@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeseg.conventions import IGNORE_INDEX
+
 
 @dataclass(frozen=True)
 class SegmentationScores:
@@ -32,7 +34,7 @@ class SegmentationScores:
 class ConfusionMatrix:
     """Rows are ground truth, columns prediction; accumulated with `bincount`."""
 
-    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)

@@ -28,11 +28,12 @@ import numpy as np
 from tqdm import tqdm
 
 from edgeseg.atomic import write_bytes_atomic
+from edgeseg.conventions import IGNORE_INDEX
 from edgeseg.errors import ConfigError
+from edgeseg.palette import voc_palette_rgb
 from edgeseg.palette_png import encode_class_ids_png
 
 SYNTHETIC_LABELS = ("background", "disc", "box", "triangle", "star", "ring", "cross")
-IGNORE_INDEX = 255
 # Shape name -> texture; the pairing is fixed so each class has two consistent cues.
 _TEXTURE_OF = {
     "disc": "stripes",
@@ -42,21 +43,6 @@ _TEXTURE_OF = {
     "ring": "radial",
     "cross": "grid",
 }
-
-
-def voc_palette() -> list[int]:
-    """The standard PASCAL VOC colour map (256 entries, flattened RGB)."""
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        c = index
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette.extend((r, g, b))
-    return palette
 
 
 @dataclass(frozen=True)
@@ -304,6 +290,7 @@ def stored_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) 
     in this form, not as rendered."""
     image, mask = generate_scene(rng, config)
     decoded = cv2.imdecode(np.frombuffer(encode_jpeg(image), np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None, "OpenCV decodes the JPEG it encoded"
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), mask
 
 
@@ -319,7 +306,7 @@ def write_voc_dataset(
     (out_dir / "SegmentationClass").mkdir(parents=True, exist_ok=True)
     (out_dir / "ImageSets" / "Segmentation").mkdir(parents=True, exist_ok=True)
     # Palette PNGs (class ids as values, VOC colours), written without Pillow: the device install has none.
-    palette = np.asarray(voc_palette(), np.uint8).reshape(-1, 3)
+    palette = voc_palette_rgb()
     ids: dict[str, list[str]] = {"train": [], "val": []}
     jobs = [("train", i) for i in range(train)] + [("val", i) for i in range(val)]
     for split, i in tqdm(jobs, desc=f"scenes -> {out_dir}", disable=not progress, unit="scene"):

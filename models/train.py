@@ -25,13 +25,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from edgeseg.atomic import atomic_path, crash_point, ensure_writable_dir, locked_temp_file
-from edgeseg.datasets import IGNORE_INDEX, SegmentationDataset, open_dataset
+from edgeseg.conventions import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from edgeseg.datasets import SegmentationDataset, open_dataset
 from edgeseg.errors import ConfigError, DatasetError, WeightsError, first_line
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models.image_pooling import check_window, set_image_pool_window
 from edgeseg.models.train_config import TrainConfig, check_init, parse_image_pool_window
 from edgeseg.models.weights import LoadedWeights, load_weights, save_checkpoint
-from edgeseg.models.zoo import IMAGENET_MEAN, IMAGENET_STD, build_model, zoo_entry
+from edgeseg.models.zoo import build_model, zoo_entry
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 _MEAN = np.asarray(IMAGENET_MEAN, np.float32) * 255

@@ -14,19 +14,12 @@ from typing import Any
 
 import torch
 
+from edgeseg.conventions import DEFAULT_ARCH, sample_checkpoint_path
 from edgeseg.errors import WeightsError, first_line
 from edgeseg.manifest import sha256_file
-from edgeseg.models.zoo import DEFAULT_ARCH, ZOO, build_model, zoo_entry
+from edgeseg.models.zoo import ZOO, build_model, zoo_entry
 
 CHECKPOINT_FORMAT = "edgeseg-checkpoint/1"
-SAMPLE_NAME = "deeplabv3_mobilenet_v3_large_synthetic.pt"
-
-
-def sample_checkpoint_path() -> Path:
-    """The trained sample model that ships with edgeseg (see README: how it was trained)."""
-    import edgeseg
-
-    return Path(edgeseg.__file__).resolve().parent / "sample" / SAMPLE_NAME
 
 
 @dataclass
@@ -41,6 +34,16 @@ class LoadedWeights:
     metadata: dict[str, Any] = field(default_factory=dict)
     # ASPP image pooling over this many input pixels at most (convert.image_pooling); None: global.
     image_pool_window: int | None = None
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        """The per-channel mean of the input normalization these weights were trained with (RGB, 0-1)."""
+        return zoo_entry(self.arch).mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        """The per-channel standard deviation of that normalization."""
+        return zoo_entry(self.arch).std
 
     def build(self) -> torch.nn.Module:
         """The model in eval mode, in float32, with these weights loaded (aux head dropped)."""

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torchvision.models import segmentation as tvseg
 
+from edgeseg.conventions import IMAGENET_MEAN, IMAGENET_STD
+
 
 @dataclass(frozen=True)
 class ZooEntry:
@@ -19,6 +21,9 @@ class ZooEntry:
     has_aux: bool
     # Input pixels per feature cell where the ASPP sees the map; None: no ASPP (no image pooling).
     output_stride: int | None = None
+    # The input normalization its weights were trained with (RGB in [0, 1]; torchvision's transforms).
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
 
 ZOO: dict[str, ZooEntry] = {
@@ -36,10 +41,8 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("fcn_resnet50", tvseg.fcn_resnet50, tvseg.FCN_ResNet50_Weights, ("classifier.4.weight",), True),
     )
 }
-DEFAULT_ARCH = "deeplabv3_mobilenet_v3_large"
-# torchvision's segmentation weights expect ImageNet normalization of RGB in [0, 1].
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# (IMAGENET_MEAN/STD stay importable from here for convert/verify.py until it reads the weights' own.)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ZOO", "ZooEntry", "build_model", "zoo_entry"]
 
 
 def zoo_entry(name: str) -> ZooEntry:

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import cv2
 
+from edgeseg.conventions import IMAGE_SUFFIXES
 from edgeseg.errors import ConfigError, SourceError
-from edgeseg.runtime.frame_sources import IMAGE_SUFFIXES, FrameSource, ImageFilesSource, OpenCVSource
+from edgeseg.runtime.frame_sources import FrameSource, ImageFilesSource, OpenCVSource
 from edgeseg.runtime.gstreamer import (
     CSI_DEFAULT,
     csi_pipeline,

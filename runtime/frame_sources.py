@@ -20,9 +20,8 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402  (after the environment it reads)
 import numpy as np  # noqa: E402
 
+from edgeseg.conventions import IMAGE_SUFFIXES  # noqa: E402
 from edgeseg.errors import SourceError  # noqa: E402
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 def warn(message: str) -> None:
@@ -122,6 +121,8 @@ class OpenCVSource(FrameSource):
             self.fps = float(reported)
 
     def _read_raw(self) -> tuple[bool, np.ndarray | None]:
+        if self.capture is None:  # closed
+            return False, None
         try:
             ok, frame = self.capture.read()
         except cv2.error:

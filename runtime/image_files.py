@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeseg.conventions import IMAGE_SUFFIXES
 from edgeseg.errors import SourceError
-from edgeseg.runtime.frame_sources import IMAGE_SUFFIXES
 from edgeseg.runtime.sinks import quiet_stderr
 
 MAX_IMAGE_BYTES = 512 * 2**20  # an image file past this is not read into memory (a 16k x 16k PNG is ~100 MB)

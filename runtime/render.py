@@ -14,22 +14,15 @@ import cv2
 import numpy as np
 
 from edgeseg.errors import ConfigError
+from edgeseg.palette import voc_palette_bgr
 
 MODES = ("overlay", "mask", "side-by-side")
 BACKGROUND_NAMES = ("background", "__background__", "_background_", "bg")
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def voc_colormap_bgr() -> np.ndarray:
-    """The PASCAL VOC colour map (256 x 3, uint8) in OpenCV's BGR order: class 0 black, 1 maroon, 2 green…"""
-    ids = np.arange(256)
-    rgb = np.zeros((256, 3), np.int64)
-    c = ids.copy()
-    for shift in range(7, -1, -1):
-        for channel in range(3):
-            rgb[:, channel] |= ((c >> channel) & 1) << shift
-        c >>= 3
-    return np.ascontiguousarray(rgb[:, ::-1].astype(np.uint8))
+# The old name of edgeseg.palette.voc_palette_bgr, still imported by runtime/predict.py.
+voc_colormap_bgr = voc_palette_bgr
 
 
 @dataclass(frozen=True)
@@ -75,7 +68,7 @@ class Renderer:
                  palette: np.ndarray | None = None) -> None:
         self.labels = tuple(labels)
         self.options = options
-        self.palette = np.ascontiguousarray(palette if palette is not None else voc_colormap_bgr(), np.uint8)
+        self.palette = np.ascontiguousarray(palette if palette is not None else voc_palette_bgr(), np.uint8)
         if self.palette.shape != (256, 3):
             raise ConfigError(f"palette must be 256 x 3 BGR, got {self.palette.shape}")
         # Look-up table: 1 for classes that get tinted, 0 for background (a copy mask for cv2.copyTo).

@@ -20,17 +20,6 @@ def _request(tmp_path: Path, **kw) -> ConvertRequest:
     return ConvertRequest(**{**base, **kw})
 
 
-def test_constants_copied_to_stay_light_equal_their_sources():
-    from edgeseg.convert import request, wrap
-    from edgeseg.models import weights
-    from edgeseg.models import zoo as models
-
-    assert request.OUTPUT_KINDS == wrap.OUTPUT_KINDS
-    assert request.DEFAULT_ARCH == models.DEFAULT_ARCH
-    assert request.SAMPLE_NAME == weights.SAMPLE_NAME
-    assert request.sample_checkpoint_path() == weights.sample_checkpoint_path()
-
-
 @pytest.mark.parametrize("kw, message", [
     (dict(target="android-cpu", precision="int8"), "int8 needs calibration images"),
     (dict(target="android-cpu", precision="int8", calibration="synthetic:x"),

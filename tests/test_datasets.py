@@ -57,6 +57,23 @@ def test_plain_folder_loads(tmp_path):
     assert image.shape == (6, 8, 3) and mask.shape == (6, 8) and mask.max() == 1
 
 
+def test_a_tif_folder_is_a_dataset_as_it_is_a_predict_source(tmp_path):
+    """One list of image suffixes (edgeseg.conventions.IMAGE_SUFFIXES): a folder `predict` reads also
+    trains, calibrates and verifies (the data sets used to know 5 suffixes, predict 9)."""
+    from edgeseg.conventions import IMAGE_SUFFIXES
+
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "images" / "a.tif")
+    Image.fromarray(np.full((6, 8), 1, np.uint8), mode="L").save(tmp_path / "masks" / "a.png")
+    labelled, bare = open_dataset(tmp_path), open_dataset(tmp_path / "images")
+    assert labelled.kind == "folder" and bare.kind == "images" and ".tif" in IMAGE_SUFFIXES
+    image, mask = labelled.pair(0)
+    assert np.array_equal(image, rgb) and mask.max() == 1  # TIFF is lossless: the pixels come back as written
+    assert labelled.check(2) == {1}
+
+
 def test_empty_folder_is_refused(tmp_path):
     with pytest.raises(DatasetError, match="no images found"):
         open_dataset(tmp_path)

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 
 from edgeseg.cli import main
+from edgeseg.palette import voc_palette_bgr
 from edgeseg.runtime.backend import open_backend
 from edgeseg.runtime.capture import SourceOptions, open_source
 from edgeseg.runtime.demo import DemoConfig, run_demo
 from edgeseg.runtime.frame_sources import FrameSource
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
-from edgeseg.runtime.render import RenderOptions, voc_colormap_bgr
+from edgeseg.runtime.render import RenderOptions
 
 FRAME_W, FRAME_H = 192, 144  # not the model's 128x128: the mask is resized back to the frame
 VIDEO_FRAMES = 6
@@ -117,7 +118,7 @@ def test_demo_writes_every_frame_with_the_overlay_where_the_mask_says(backend, o
 
     sources = decoded_frames(scene_video)
     masks = expected_masks(model, sources)
-    palette = voc_colormap_bgr()
+    palette = voc_palette_bgr()
     kernel = np.ones((3, 3), np.uint8)
     object_pixels = 0
     for path, source, mask, from_video in zip(written, sources, masks, video):

@@ -75,14 +75,15 @@ def test_scene_masks_written_without_pillow_are_pillows_bytes():
     a data set's fingerprint (which a checkpoint records) is the same on a workstation and on a device."""
     import io
 
+    from edgeseg.palette import voc_palette_rgb
     from edgeseg.palette_png import encode_class_ids_png
-    from edgeseg.scenes import generate_scene, scene_rng, voc_palette
+    from edgeseg.scenes import generate_scene, scene_rng
 
-    palette = np.asarray(voc_palette(), np.uint8).reshape(-1, 3)
+    palette = voc_palette_rgb()
     for index in range(6):
         _, ids = generate_scene(scene_rng(0, "train", index))
         pillow = Image.fromarray(ids, mode="P")
-        pillow.putpalette(voc_palette())
+        pillow.putpalette(palette.ravel().tolist())
         buffer = io.BytesIO()
         pillow.save(buffer, format="PNG")
         assert encode_class_ids_png(ids, palette) == buffer.getvalue(), index

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from edgeseg.cli import main
+from edgeseg.palette import voc_palette_rgb
 from edgeseg.runtime.backend import open_backend
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
-from edgeseg.scenes import voc_palette
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def runtime_masks(artifact: Path, frames: list[np.ndarray]) -> list[np.ndarray]:
 
 def _png_ids(path: Path) -> np.ndarray:
     image = Image.open(path)
-    assert image.mode == "P" and image.getpalette()[:3 * 8] == voc_palette()[:3 * 8]
+    assert image.mode == "P" and image.getpalette()[:3 * 8] == voc_palette_rgb().ravel().tolist()[:3 * 8]
     return np.asarray(image)
 
 
@@ -205,7 +205,7 @@ def test_masks_are_palette_pngs_written_without_pillow(tmp_path):
             f"write_palette_png(Path({str(tmp_path / 'm.png')!r}), ids, _voc_palette())\n")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert np.array_equal(_png_ids(tmp_path / "m.png"), ids)
-    assert Image.open(tmp_path / "m.png").getpalette() == voc_palette()
+    assert Image.open(tmp_path / "m.png").getpalette() == voc_palette_rgb().ravel().tolist()
     assert np.array_equal(read_class_ids_png(tmp_path / "m.png"), ids)
 
 

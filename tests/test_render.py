@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import ConfigError
-from edgeseg.runtime.render import Renderer, RenderOptions, hud_line, voc_colormap_bgr
+from edgeseg.palette import voc_palette_bgr
+from edgeseg.runtime.render import Renderer, RenderOptions, hud_line
 
 LABELS = ("background", "disc", "box", "triangle")
 PLAIN = dict(outlines=False, legend=False, hud=False)
@@ -30,7 +31,7 @@ def mask() -> np.ndarray:
 
 
 def test_palette_is_the_voc_colour_map_in_bgr():
-    palette = voc_colormap_bgr()
+    palette = voc_palette_bgr()
     assert palette.shape == (256, 3) and palette.dtype == np.uint8
     assert palette[0].tolist() == [0, 0, 0]
     assert palette[1].tolist() == [0, 0, 128]  # aeroplane / first class: RGB (128, 0, 0)
@@ -40,7 +41,7 @@ def test_palette_is_the_voc_colour_map_in_bgr():
 @pytest.mark.parametrize("alpha", [0.0, 0.35, 1.0])
 def test_overlay_blends_class_colour_with_alpha_and_leaves_background_alone(frame, mask, alpha):
     out = Renderer(LABELS, RenderOptions(alpha=alpha, **PLAIN)).render(frame, mask).copy()
-    colour = voc_colormap_bgr()[mask]
+    colour = voc_palette_bgr()[mask]
     expected = np.round(frame * (1 - alpha) + colour * alpha)
     fg = mask > 0
     assert np.abs(out[fg].astype(int) - expected[fg]).max() <= 1
@@ -55,7 +56,7 @@ def test_class_zero_is_tinted_when_no_label_is_background(frame):
 
 def test_outlines_draw_the_object_edge_in_full_colour(frame, mask):
     out = Renderer(LABELS, RenderOptions(alpha=0.5, outlines=True, legend=False, hud=False)).render(frame, mask)
-    box_colour = voc_colormap_bgr()[1]
+    box_colour = voc_palette_bgr()[1]
     # The object's own border rows/columns are the outline, in the class colour at full opacity...
     assert (out[20, 30:90] == box_colour).all() and (out[59, 30:90] == box_colour).all()
     assert (out[20:60, 30] == box_colour).all()
@@ -67,7 +68,7 @@ def test_outlines_draw_the_object_edge_in_full_colour(frame, mask):
 
 def test_mask_mode_is_the_class_colours(frame, mask):
     out = Renderer(LABELS, RenderOptions(mode="mask", **PLAIN)).render(frame, mask)
-    assert np.array_equal(out, voc_colormap_bgr()[mask])
+    assert np.array_equal(out, voc_palette_bgr()[mask])
 
 
 def test_side_by_side_puts_overlay_left_and_mask_right(frame, mask):
@@ -75,7 +76,7 @@ def test_side_by_side_puts_overlay_left_and_mask_right(frame, mask):
     overlay = Renderer(LABELS, RenderOptions(mode="overlay", alpha=0.5, **PLAIN)).render(frame, mask)
     assert out.shape == (120, 320, 3)
     assert np.array_equal(out[:, :160], overlay)
-    assert np.array_equal(out[:, 160:], voc_colormap_bgr()[mask])
+    assert np.array_equal(out[:, 160:], voc_palette_bgr()[mask])
 
 
 def test_legend_lists_the_classes_present_largest_first(frame, mask):
@@ -96,7 +97,7 @@ def test_legend_is_drawn_top_right_with_one_swatch_per_class(frame, mask):
     assert not changed[110:, :].any()
     # Each present class has a swatch of its colour inside the box.
     for class_id in (1, 2, 3):
-        colour = voc_colormap_bgr()[class_id]
+        colour = voc_palette_bgr()[class_id]
         swatch = np.all(with_legend == colour, axis=2) & changed
         assert swatch.sum() >= 9, class_id
 

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
+from edgeseg.convert.calibration import calibration_images
 from edgeseg.convert.export import ExportJob, ExportResult
 from edgeseg.convert.int8_budget import attempt_record, rank_by_gates
 from edgeseg.convert.onnx_export import OPSET, export_onnx_file, input_spec
+from edgeseg.convert.options import DEFAULT_CALIBRATION_IMAGES
 from edgeseg.errors import ConfigError
 from edgeseg.formats.openvino.convert.export import convert_onnx, openvino_module, result, save_ir, verify_ir
 from edgeseg.optional import require

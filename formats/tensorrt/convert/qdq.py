@@ -27,20 +27,11 @@ import onnx
 from tqdm import tqdm
 
 from edgeseg.convert.int8_budget import attempt_record, rank_by_gates
+from edgeseg.convert.options import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, DEFAULT_PERCENTILE
 from edgeseg.errors import ConfigError
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 QUANTIZED_OP_TYPES = ("Conv", "Add")
-# How a tensor's INT8 range is estimated from the calibration images:
-#   minmax-mean  the mean over the images of each image's min and max (default: one unusual image
-#                cannot stretch a range and cost every other image its resolution)
-#   minmax       the extremes over all images
-#   entropy      the range minimizing the KL divergence between the float and the INT8 histogram
-#                (TensorRT's entropy calibrator: 2048 histogram bins onto 128 levels)
-#   percentile   the given percentile of |x| (`percentile`, default 99.99)
-CALIBRATION_METHODS = ("minmax-mean", "minmax", "entropy", "percentile")
-DEFAULT_CALIBRATION_METHOD = "minmax-mean"
-DEFAULT_PERCENTILE = 99.99
 HISTOGRAM_BATCH = 8  # images whose activations a histogram calibrator holds at once (memory at 1024 px)
 
 

@@ -34,8 +34,9 @@ import torch
 from tqdm import tqdm
 
 import edgeseg
-from edgeseg.convert.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
+from edgeseg.convert.calibration import calibration_images
 from edgeseg.convert.export import ExportJob, ExportResult
+from edgeseg.convert.options import DEFAULT_CALIBRATION_IMAGES
 from edgeseg.convert.wrap import ExportWrapper
 from edgeseg.errors import BackendUnavailableError, ConfigError, first_line
 from edgeseg.formats.tflite.convert import metadata_writer as tflite_metadata
@@ -149,7 +150,8 @@ def convert_float(job: ExportJob, spec: InputSpec) -> bytes:
         litert_torch = _require("litert_torch")
     litert_torch.config.show_progress = False  # its own per-pass log; the stage bar below reports progress
     # NHWC pixels in (uint8, or float 0..255: `.float()` is a no-op) with the normalization in the graph.
-    wrapper = ExportWrapper(job.model, output=job.output_kind, fuse_preprocessing=True).eval()
+    wrapper = ExportWrapper(job.model, mean=job.weights.mean, std=job.weights.std, output=job.output_kind,
+                            fuse_preprocessing=True).eval()
     module = _ChannelsLastOutput(wrapper).eval()
     if spec.dtype == "uint8":
         sample = torch.randint(0, 256, (1, job.height, job.width, 3), dtype=torch.uint8)
