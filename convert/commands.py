@@ -21,8 +21,11 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
                                    "against the PyTorch FP32 reference, and write the artifact and its manifest "
                                    "atomically into --out as <weights>-<target>-<precision>-<resolution>.<ext>. "
                                    "The whole request is checked before any model is built.")
+    from edgeseg.targets import all_targets  # the YAML profiles only: --help stays light
+
     p.add_argument("--target", default="host-cpu",
-                   help="target profile (see `edgeseg targets`; default: %(default)s)")
+                   help=f"target profile: {', '.join(all_targets())} (`edgeseg targets` describes them; "
+                        "default: %(default)s)")
     p.add_argument("--precision", default="fp32",
                    help="fp32, fp16, bf16, int8 or int8-dynamic, as the target supports (default: %(default)s)")
     p.add_argument("--resolution", default="320",
