@@ -27,7 +27,7 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpe
 
 # The zoo architecture of a plain state dict that names none, and of torchvision's download.
 DEFAULT_ARCH = "deeplabv3_mobilenet_v3_large"
-# The trained sample model that ships inside the package (README: how it was trained).
+# The trained sample model that ships inside the package (docs/sample-model.md: how it was trained).
 SAMPLE_NAME = "deeplabv3_mobilenet_v3_large_synthetic.pt"
 
 # The edgeseg runtime's own floor (setup.cfg python_requires); a JetPack with an older Python can
