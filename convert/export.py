@@ -46,6 +46,11 @@ class ExportJob:
     reference: torch.nn.Module | None = None
     verify_sets: list | None = None  # convert.verify.ImageSet
 
+    def staged_file(self, staging: Path, fmt: str, role: str | None = None) -> Path:
+        """`<basename>[.<role>]<suffix>` in `staging`, the suffix format `fmt`'s (its registry entry): the
+        artifact without a role, an intermediate file of that format with one ("traced", "float")."""
+        return staging / f"{self.basename}{'.' + role if role else ''}{all_formats()[fmt].suffix}"
+
     def reference_model(self) -> torch.nn.Module:
         return self.reference if self.reference is not None else self.weights.build()
 

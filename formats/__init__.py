@@ -51,6 +51,8 @@ class ArtifactFormat:
     # Whether an artifact without a manifest describes itself well enough to run (the runner then defines
     # manifest_from_metadata(path)): a .tflite's TFLite Model Metadata.
     describes_itself: bool = False
+    # The suffix of a second file the artifact reads and is published with (an OpenVINO IR's weights); None: none.
+    weights_suffix: str | None = None
     section: type | None = None  # the target-profile section only this format's targets have (YAML key: backend)
     # The engine's pip distribution and the oldest release of it that loads this format's artifacts with
     # the same masks, as measured by tests/arm64/run_checks.py's version matrix (docs/jetson.md); None

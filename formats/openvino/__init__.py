@@ -16,7 +16,7 @@ class OpenVINOOptions:
     def to_dict(self) -> dict:
         return {"device": self.device}
 
-
+IR_WEIGHTS_SUFFIX = ".bin"  # the IR's weights file, beside its .xml
 
 FORMAT = ArtifactFormat(
     "openvino", backend="openvino", suffix=".xml",
@@ -28,5 +28,6 @@ FORMAT = ArtifactFormat(
                       Package("onnx", "onnx", "convert"), Package("openvino", "openvino", "openvino"),
                       Package("nncf", "nncf", "openvino-convert")),
     weight_quantizer="NNCF",
+    weights_suffix=IR_WEIGHTS_SUFFIX,
     section=OpenVINOOptions,
 )

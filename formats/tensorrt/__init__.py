@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from edgeseg.conventions import RUNTIME_MIN_PYTHON
 from edgeseg.formats import ArtifactFormat, Package
+from edgeseg.formats import onnx as onnx_format
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class TensorRTOptions:
 
 
 FORMAT = ArtifactFormat(
-    "tensorrt-bundle", backend="tensorrt", suffix=".onnx",
+    "tensorrt-bundle", backend="tensorrt", suffix=onnx_format.FORMAT.suffix,  # the bundle ships an ONNX
     runner="edgeseg.formats.tensorrt.runtime.runner", probe="edgeseg.formats.tensorrt.runtime.probe",
     exporter="edgeseg.formats.tensorrt.convert.bundle",
     # TensorRT itself comes with JetPack (no pip extra: pip's wheels are not JetPack's and would shadow it).

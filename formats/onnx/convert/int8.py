@@ -145,8 +145,8 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     """The host-cpu INT8 exporter: trace, constant-fold, quantize in ORT's form within budget."""
     if job.precision != "int8":
         raise ConfigError(f"{job.target.name}: the ONNX Runtime INT8 exporter writes int8, not {job.precision}")
-    path = staging / f"{job.basename}.onnx"
-    traced, folded = staging / f"{job.basename}.traced.onnx", staging / f"{job.basename}.float.onnx"
+    path = job.staged_file(staging, "onnx")
+    traced, folded = job.staged_file(staging, "onnx", "traced"), job.staged_file(staging, "onnx", "float")
     details = {"opset": OPSET, "exporter": "torch.onnx.export (TorchScript)"}
     try:
         qdq.fold_constants(export_onnx_file(job, traced), folded)

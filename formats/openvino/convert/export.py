@@ -26,6 +26,7 @@ from edgeseg.convert.export import ExportJob, ExportResult
 from edgeseg.convert.onnx_export import OPSET, export_onnx_file, input_spec, metadata_props, output_spec
 from edgeseg.cpu_features import require_bfloat16
 from edgeseg.errors import ConfigError
+from edgeseg.formats.openvino import IR_WEIGHTS_SUFFIX
 from edgeseg.formats.openvino.runtime import RT_INFO_SECTION
 from edgeseg.manifest import Manifest, sha256_file
 from edgeseg.optional import require
@@ -59,7 +60,7 @@ def save_ir(job: ExportJob, model: Any, xml: Path) -> dict[str, Any]:
     for key, value in props.items():
         model.set_rt_info(value, [RT_INFO_SECTION, key])
     ov.save_model(model, str(xml), compress_to_fp16=False)
-    weights = xml.with_suffix(".bin")
+    weights = xml.with_suffix(IR_WEIGHTS_SUFFIX)
     return {"weights": {"file": weights.name, "sha256": sha256_file(weights)},
             "inference_precision_hint": INFERENCE_PRECISION[job.precision], "device": runtime_entry(job)["device"],
             "ir_from": f"ONNX opset {OPSET} through openvino.convert_model", "compress_to_fp16": False,
@@ -94,7 +95,7 @@ def verify_ir(job: ExportJob, xml: Path, record: dict[str, Any], *, progress: bo
 def result(job: ExportJob, xml: Path, record: dict[str, Any], verification: dict, details: dict) -> ExportResult:
     """The ExportResult of a written and verified IR (the `.bin` published beside the `.xml`)."""
     ov = openvino_module()
-    weights = xml.with_suffix(".bin")
+    weights = xml.with_suffix(IR_WEIGHTS_SUFFIX)
     return ExportResult(
         artifact=xml, input=input_spec(job).to_dict(), output=output_spec(job), extra_files=[weights],
         details={**details, "openvino": record}, tools={"openvino": ov.__version__.split("-")[0]},
@@ -108,12 +109,12 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         raise ConfigError(f"{job.target.name}: the OpenVINO float exporter writes fp32 or bf16, not {job.precision}")
     if job.precision == "bf16":
         require_bfloat16(f"--precision bf16 for {job.target.name}")
-    traced = export_onnx_file(job, staging / f"{job.basename}.traced.onnx")
+    traced = export_onnx_file(job, job.staged_file(staging, "onnx", "traced"))
     try:
         model = convert_onnx(traced)
     finally:
         traced.unlink(missing_ok=True)
-    xml = staging / f"{job.basename}.xml"
+    xml = job.staged_file(staging, "openvino")
     record = save_ir(job, model, xml)
     verification = verify_ir(job, xml, record, progress=job.progress)
     details = {"opset": OPSET, "exporter": "torch.onnx.export (TorchScript), then openvino.convert_model"}

@@ -118,12 +118,12 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     images = calibration_images(job.calibration, int(job.options.get("calib_images") or DEFAULT_CALIBRATION_IMAGES))
     _nncf()  # one line naming the extra before the trace when NNCF is missing
     spec = input_spec(job)
-    traced = export_onnx_file(job, staging / f"{job.basename}.traced.onnx")
+    traced = export_onnx_file(job, job.staged_file(staging, "onnx", "traced"))
     try:
         float_model = convert_onnx(traced)
     finally:
         traced.unlink(missing_ok=True)
-    xml = staging / f"{job.basename}.xml"
+    xml = job.staged_file(staging, "openvino")
 
     def write_and_verify(ignored: list[str]) -> tuple[Any, dict, dict]:
         model = quantize(float_model, images, spec, ignored)

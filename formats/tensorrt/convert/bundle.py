@@ -142,10 +142,10 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     out_dict = output_spec(job)
     if job.output_kind == "mask":
         out_dict = {**out_dict, "dtype": "int32"}
-    artifact = staging / f"{job.basename}.onnx"
+    artifact = job.staged_file(staging, "tensorrt-bundle")
     # FP32/FP16 bundles ship the folded float graph; INT8 ones quantize it.
-    float_onnx = artifact if job.precision != "int8" else staging / f"{job.basename}.float.onnx"
-    traced = export_onnx_file(job, staging / f"{job.basename}.traced.onnx")
+    float_onnx = artifact if job.precision != "int8" else job.staged_file(staging, "onnx", "float")
+    traced = export_onnx_file(job, job.staged_file(staging, "onnx", "traced"))
     if job.output_kind == "mask":
         _int32_mask_output(traced)
     fold_constants(traced, float_onnx)
@@ -172,7 +172,7 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         "trtexec": script.name,
         "parser_check": support.to_dict(),
     }
-    for leftover in staging.glob(f"{job.basename}.*.onnx"):
+    for leftover in staging.glob(job.staged_file(staging, "onnx", "*").name):
         leftover.unlink()
     props = metadata_props(job, spec, out_dict)
     write_metadata_props(artifact, props)  # Netron and ONNX Runtime users see labels and normalization too

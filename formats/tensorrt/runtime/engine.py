@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
+from edgeseg.formats.tensorrt import FORMAT
 from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, sha256_file
 
 NEEDS_TENSORRT = ("TensorRT engines are built and run on an NVIDIA GPU with the 'tensorrt' and 'pycuda' "
@@ -179,7 +180,7 @@ def cache_key(options: BuildOptions, gpu: GpuInfo, tensorrt_version: str, onnx_s
 
 def engine_file_name(onnx_name: str, options: BuildOptions, gpu: GpuInfo, tensorrt_version: str, key: str) -> str:
     """`<bundle>.<precision>[.dla<N>].<gpu>.trt<version>.<key>.engine`, the one engine name."""
-    stem = onnx_name.removesuffix(".onnx")
+    stem = onnx_name.removesuffix(FORMAT.suffix)
     dla = f".dla{options.dla_core}" if options.dla_core is not None else ""
     return f"{stem}.{options.precision}{dla}.{gpu.slug}.trt{tensorrt_version}.{key}{ENGINE_SUFFIX}"
 
@@ -187,7 +188,7 @@ def engine_file_name(onnx_name: str, options: BuildOptions, gpu: GpuInfo, tensor
 def trtexec_engine_name(onnx_name: str, precision: str, dla_core: int | None) -> str:
     """What the bundle's trtexec script writes when edgeseg is not there to name the engine: it is
     recorded (`build-engine --register`, or on first use) under `engine_file_name`."""
-    stem = onnx_name.removesuffix(".onnx")
+    stem = onnx_name.removesuffix(FORMAT.suffix)
     return f"{stem}.{precision}" + (f".dla{dla_core}" if dla_core is not None else "") + ".trtexec" + ENGINE_SUFFIX
 
 
