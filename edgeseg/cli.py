@@ -71,8 +71,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         modules = COMMAND_MODULES
     else:  # the top-level options take no values, so the first word that is not an option is the command
         command = next((a for a in argv if not a.startswith("-")), None)
-        modules = (COMMANDS[command][0],) if command in COMMANDS else ()
-        if command in COMMANDS and command not in WITHOUT_OPENCV and modules[0] == "edgeseg.runtime.commands":
+        module = COMMANDS[command][0] if command in COMMANDS else None
+        modules = () if module is None else (module,)
+        if module == "edgeseg.runtime.commands" and command not in WITHOUT_OPENCV:
             from edgeseg.system_packages import import_opencv
 
             import_opencv()  # its options come from capture and rendering, which import OpenCV

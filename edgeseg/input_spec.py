@@ -25,8 +25,8 @@ class InputSpec:
         return {
             "height": self.height, "width": self.width, "layout": self.layout, "dtype": self.dtype,
             "color_order": self.color_order, "resize": self.resize,
-            "normalization": "in_model" if self.mean is None else {"mean": list(self.mean), "std": list(self.std),
-                                                                   "scale": 1 / 255},
+            "normalization": "in_model" if self.mean is None or self.std is None else {
+                "mean": list(self.mean), "std": list(self.std), "scale": 1 / 255},
             **({"quantization": {"scale": self.quant_scale, "zero_point": self.quant_zero_point}}
                if self.quant_scale is not None else {}),
         }

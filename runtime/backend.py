@@ -11,7 +11,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.formats import all_formats, format_of_backend, load_module
 from edgeseg.input_spec import InputSpec
 from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, verify_artifact
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 
 class Backend:
@@ -50,7 +53,7 @@ class Backend:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> Backend:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: Any) -> None:

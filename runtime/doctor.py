@@ -31,9 +31,9 @@ def convert_needs(fmt: ArtifactFormat) -> dict[str, str | None]:
     return {p.distribution: p.extra for p in fmt.convert_packages}
 
 
-def probed_formats() -> list[ArtifactFormat]:
-    """The formats with a doctor probe, in registry order."""
-    return [f for f in all_formats().values() if f.probe is not None]
+def probe_modules() -> list[str]:
+    """The doctor probe modules of the formats that have one, in registry order."""
+    return [f.probe for f in all_formats().values() if f.probe is not None]
 
 
 # --------------------------------------------------------------------------- probes
@@ -155,8 +155,8 @@ def diagnose() -> dict[str, Any]:
         "edgeseg": install_profile(),
         "opencv": opencv_info(),
     }
-    for fmt in probed_formats():
-        report.update(load_module(fmt.probe).probe())
+    for probe in probe_modules():
+        report.update(load_module(probe).probe())
     report["conversion"] = conversion_info()
     report["conversion_available"] = all(report["conversion"].get(n)
                                          for n in convert_needs(all_formats()[BASE_FORMAT]))
@@ -181,8 +181,8 @@ def format_report(report: dict[str, Any]) -> str:
     video = f" ({cv.get('file')}); GStreamer {_yes(cv.get('gstreamer'))}, V4L2 {_yes(cv.get('v4l2'))}, " \
             f"FFmpeg {_yes(cv.get('ffmpeg'))}" if cv["status"] == "ok" else ""
     lines.append(package_line("opencv", cv, video))
-    for fmt in probed_formats():
-        lines.extend(load_module(fmt.probe).report_lines(report))
+    for probe in probe_modules():
+        lines.extend(load_module(probe).report_lines(report))
     conv = report["conversion"]
     lines.append(f"{'conversion':13} " + ("available: " if report["conversion_available"] else "not available: ")
                  + ", ".join(f"{n} {v or 'missing'}" for n, v in conv.items()))

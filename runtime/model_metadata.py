@@ -26,7 +26,8 @@ def tflite_summary(path: Path) -> dict[str, Any] | None:
         "author": md.author, "license": md.license, "min_parser_version": md.min_parser_version,
         "color_space": image.color_space if image else None,
         "size": list(image.default_size) if image and image.default_size else None,
-        "normalization": ({"mean": list(image.mean), "std": list(image.std)} if image and image.mean is not None
+        "normalization": ({"mean": list(image.mean), "std": list(image.std)}
+                          if image and image.mean is not None and image.std is not None
                           else None),  # in the 0..255 pixel domain
         "output": output.description if output else None, "activation": md.activation,
         "labels": list(md.labels) if md.labels else None, "associated_files": sorted(md.associated_files),

@@ -28,7 +28,8 @@ def preprocess_rgb(image_rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
         inv_std = 1.0 / (np.asarray(spec.std, np.float32) * 255.0)
         x = (pixels.astype(np.float32) - mean) * inv_std
     if spec.quant_scale is not None:
-        q = np.round(x.astype(np.float32) / spec.quant_scale) + spec.quant_zero_point
+        zero_point = spec.quant_zero_point or 0  # real = (q - zero_point) * scale
+        q = np.round(x.astype(np.float32) / spec.quant_scale) + zero_point
         info = np.iinfo(np.dtype(spec.dtype))
         x = np.clip(q, info.min, info.max)
     x = x.astype(np.dtype(spec.dtype), copy=False)

@@ -85,7 +85,7 @@ class VideoFileSink(Sink):
         os.umask(umask)
         self.file_mode = 0o666 & ~umask
 
-    def _open(self, width: int, height: int) -> None:
+    def _open(self, width: int, height: int) -> tuple[cv2.VideoWriter, tuple[int, int]]:
         try:
             self.tmp_path, self.tmp_lock = locked_temp_file(self.path, suffix=self.path.suffix)
             os.chmod(self.tmp_path, self.file_mode)  # a video is an ordinary file
@@ -93,18 +93,17 @@ class VideoFileSink(Sink):
             raise OutputError(f"--save {self.path}: cannot create the video file there "
                               f"({exc.strerror or exc})") from None
         self.fps = self.fps if self.fps and self.fps > 0 else DEFAULT_VIDEO_FPS
-        writer = cv2.VideoWriter(str(self.tmp_path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
+        writer = cv2.VideoWriter(str(self.tmp_path), cv2.VideoWriter.fourcc(*self.fourcc), self.fps, (width, height))
         if not writer.isOpened():
             self._discard()
             raise ConfigError(f"--save {self.path}: OpenCV cannot write {self.fourcc} video here (an OpenCV built "
                               "without FFmpeg?)")
-        self.writer = writer
-        self.size = (width, height)
+        return writer, (width, height)
 
     def write(self, canvas: np.ndarray) -> None:
         height, width = canvas.shape[:2]
-        if self.writer is None:
-            self._open(width, height)
+        if self.writer is None or self.size is None:
+            self.writer, self.size = self._open(width, height)
         if (width, height) != self.size:
             # A video has one size: later frames of another size (a folder of mixed images) are fitted to it.
             if self.resized is None:
@@ -149,7 +148,7 @@ class VideoFileSink(Sink):
             self.tmp_lock = None
 
     def describe(self) -> str:
-        if not self.published:
+        if not self.published or self.size is None:
             return f"{self.path}: not written (no frames)"
         return f"{self.path} ({self.frames} frames, {self.size[0]}x{self.size[1]}, {self.fps:g} fps, {self.fourcc})"
 

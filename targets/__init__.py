@@ -113,10 +113,10 @@ def _load(path: Path) -> TargetProfile:
     raw["precisions"] = tuple(raw["precisions"])
     if raw["name"] != path.stem:
         raise ConfigError(f"{path}: name '{raw['name']}' differs from the file name")
-    sections = {key: _section(path, raw, key) for key in backend_sections()}
-    if raw["backend"] in backend_sections() and sections[raw["backend"]] is None:
+    raw.update({key: _section(path, raw, key) for key in backend_sections()})
+    if raw["backend"] in backend_sections() and raw[raw["backend"]] is None:
         raise ConfigError(f"{path}: a {raw['backend']} target needs its '{raw['backend']}:' section")
-    return TargetProfile(**raw, **sections)
+    return TargetProfile(**raw)
 
 
 @cache

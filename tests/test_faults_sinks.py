@@ -50,6 +50,8 @@ def demo(model: Path, source: Path, capsys, *extra: str) -> tuple[int, str, str]
 class TailLosingWriter:
     """cv2.VideoWriter whose file loses its last 40 % on release, as a disk that filled up would leave it."""
 
+    fourcc = staticmethod(cv2.VideoWriter.fourcc)
+
     def __init__(self, path: str, *args) -> None:
         self.path = path
         self.real = REAL_WRITER(path, *args)
