@@ -60,20 +60,22 @@ def tflite_gflops(path: Path) -> float:
     from ai_edge_litert import schema_py_generated as schema
 
     data = Path(path).read_bytes()
+    from edgeseg.formats.tflite.convert.ops import required_table
+
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ValueError(f"{path}: not a TFLite flatbuffer")
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
     model = schema.Model.GetRootAs(data, 0)
     codes = []
     for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
+        code = required_table(model.OperatorCodes(i), str(path), f"operator code {i}")
         codes.append(names.get(max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode())), "?"))
     macs = 0
     for s in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(s)
+        graph = required_table(model.Subgraphs(s), str(path), f"subgraph {s}")
         shape = partial(_tensor_shape, graph)
         for o in range(graph.OperatorsLength()):
-            op = graph.Operators(o)
+            op = required_table(graph.Operators(o), str(path), f"operator {o} of subgraph {s}")
             name = codes[op.OpcodeIndex()]
             if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
                 weights, out = shape(op.Inputs(1)), shape(op.Outputs(0))

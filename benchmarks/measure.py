@@ -58,7 +58,7 @@ def measure_accuracy(backend, evalset: EvalSet, manifest: Manifest, reference: R
     if reference is not None:
         accuracy.update(reference_miou=reference.scores["miou"],
                         miou_delta=round(scores.miou - reference.scores["miou"], 4),
-                        argmax_agreement=round(agreement.compute(), 6),
+                        argmax_agreement=agreement.rounded(6),
                         reference_per_class_iou=reference.scores["per_class_iou"])
     check = None
     if check_count:

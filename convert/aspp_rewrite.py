@@ -19,6 +19,7 @@ larger than their dilation at every supported resolution).
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -140,15 +141,22 @@ def exact_axes(conv: nn.Conv2d, in_hw: tuple[int, int]) -> tuple[bool, bool]:
     """(height, width): which axes of `conv` reduce to their centre tap on an `in_hw` map."""
     if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         return False, False  # subclasses may override forward; other padding modes read real pixels
-    return tuple(  # type: ignore[return-value]
+    height, width = (
         axis_reduces_to_centre(in_hw[a], conv.kernel_size[a], conv.dilation[a], conv.padding[a], conv.stride[a])
         for a in (0, 1)
     )
+    return height, width
+
+
+def _pair(values: Sequence[int]) -> tuple[int, int]:
+    """(height, width) of a Conv2d's per-axis setting."""
+    return values[0], values[1]
 
 
 def reduced_conv(conv: nn.Conv2d, reduce_h: bool, reduce_w: bool) -> nn.Conv2d:
     """The convolution equal to `conv` with the reduced axes cut to their centre tap (kernel 1,
     dilation 1, padding 0 there; the other axis kept as it was)."""
+    assert not isinstance(conv.padding, str), "exact_axes() keeps string padding ('same', 'valid') as it is"
     kernel, dilation, padding = list(conv.kernel_size), list(conv.dilation), list(conv.padding)
     rows, cols = slice(None), slice(None)
     if reduce_h:
@@ -158,16 +166,20 @@ def reduced_conv(conv: nn.Conv2d, reduce_h: bool, reduce_w: bool) -> nn.Conv2d:
         c = conv.kernel_size[1] // 2
         cols, kernel[1], dilation[1], padding[1] = slice(c, c + 1), 1, 1, 0
     weight = conv.weight
-    new = nn.Conv2d(conv.in_channels, conv.out_channels, tuple(kernel), stride=conv.stride, padding=tuple(padding),
-                    dilation=tuple(dilation), groups=conv.groups, bias=conv.bias is not None,
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, _pair(kernel), stride=_pair(conv.stride),
+                    padding=_pair(padding), dilation=_pair(dilation), groups=conv.groups, bias=conv.bias is not None,
                     device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         new.weight.copy_(weight[:, :, rows, cols])
-        if conv.bias is not None:
+        if conv.bias is not None and new.bias is not None:
             new.bias.copy_(conv.bias)
     new.weight.requires_grad_(weight.requires_grad)
     new.train(conv.training)
     return new
+
+
+def _convolutions(model: nn.Module) -> dict[str, nn.Conv2d]:
+    return {name: module for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
 
 
 def rewrite_dilated_convs(model: nn.Module, height: int, width: int, *, inplace: bool = False,
@@ -182,10 +194,10 @@ def rewrite_dilated_convs(model: nn.Module, height: int, width: int, *, inplace:
     calls = trace_convolutions(model, height, width)
     flops_before = sum(c.flops for per in calls.values() for c in per)
     report = RewriteReport(height, width, flops_before=flops_before, flops_after=flops_before)
-    modules = dict(model.named_modules())
+    convs = _convolutions(model)
     plan = []
     for name, per_call in calls.items():
-        conv = modules[name]
+        conv = convs[name]
         axes = [exact_axes(conv, c.in_hw) for c in per_call]
         # A module called at several sizes must qualify at every one of them.
         reduce_h, reduce_w = all(a[0] for a in axes), all(a[1] for a in axes)
@@ -195,17 +207,17 @@ def rewrite_dilated_convs(model: nn.Module, height: int, width: int, *, inplace:
         return model, report
     if not inplace:
         model = copy.deepcopy(model)
-        modules = dict(model.named_modules())
+        convs = _convolutions(model)
     for name, reduce_h, reduce_w in plan:
-        conv = modules[name]
+        conv = convs[name]
         new = reduced_conv(conv, reduce_h, reduce_w)
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
         before = sum(c.flops for c in calls[name])
         after = sum(conv_flops(new, (1, conv.out_channels, *c.out_hw)) for c in calls[name])
         first = calls[name][0]
-        report.layers.append(RewrittenLayer(name, first.in_hw, tuple(conv.dilation), tuple(conv.kernel_size),
-                                            tuple(new.kernel_size), before, after))
+        report.layers.append(RewrittenLayer(name, first.in_hw, _pair(conv.dilation), _pair(conv.kernel_size),
+                                            _pair(new.kernel_size), before, after))
         report.flops_after += after - before
     return model, report
 
@@ -226,7 +238,7 @@ def compare_models(original: nn.Module, rewritten: nn.Module, images: list[np.nd
         agreement.update(out.argmax(1), ref.argmax(1))
     return {"reference": "original PyTorch FP32 model", "images": len(images),
             "max_abs_logit_diff": float(f"{max_diff:.6g}"), "max_abs_logit": float(f"{max_logit:.6g}"),
-            "argmax_agreement": round(agreement.compute(), 6)}
+            "argmax_agreement": agreement.rounded(6)}
 
 
 # The rewrite is exact in real arithmetic; in float32 the two models sum the same products in a

@@ -106,7 +106,7 @@ def quantize_job(job: ExportJob, float_onnx: Path, artifact: Path, output_dict: 
 
 def metadata_props(job: ExportJob, spec: InputSpec, output: dict) -> dict[str, str]:
     """The facts an ONNX artifact carries in `metadata_props` (values are strings; lists as JSON)."""
-    normalization = "in_model" if spec.mean is None else json.dumps(
+    normalization = "in_model" if spec.mean is None or spec.std is None else json.dumps(
         {"mean": list(spec.mean), "std": list(spec.std), "pixel_scale": "1/255 (x = (pixel / 255 - mean) / std)"})
     return {
         "edgeseg_version": edgeseg.__version__, "architecture": job.weights.arch, "precision": job.precision,

@@ -14,6 +14,9 @@ from edgeseg.errors import ConfigError
 
 
 class ExportWrapper(torch.nn.Module):
+    scale: torch.Tensor  # buffers (register_buffer below)
+    shift: torch.Tensor
+
     def __init__(self, model: torch.nn.Module, *, mean: tuple[float, ...], std: tuple[float, ...],
                  output: str = "logits", fuse_preprocessing: bool = False, channels_last_input: bool = False) -> None:
         """`mean` and `std`: the normalization the weights were trained with (`LoadedWeights.mean`/`std`)."""

@@ -87,6 +87,11 @@ class Agreement:
         """The agreeing fraction, 0..1; None before any pixel."""
         return self.agreeing / self.pixels if self.pixels else None
 
+    def rounded(self, digits: int) -> float | None:
+        """`compute()` rounded to `digits` decimals, as reports keep it; None before any pixel."""
+        value = self.compute()
+        return None if value is None else round(value, digits)
+
 
 def argmax_agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Fraction of pixels on which two class masks agree."""

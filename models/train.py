@@ -186,7 +186,7 @@ def initial_model(config: TrainConfig, labels: tuple[str, ...],
     if config.init == "scratch":
         return model, "scratch"
     # Fine-tune: backbone and ASPP from torchvision's weights, a fresh classifier for our classes.
-    enum = zoo_entry(config.arch).weights_enum.DEFAULT
+    enum = zoo_entry(config.arch).weights_enum["DEFAULT"]
     try:
         state = enum.get_state_dict(progress=True, check_hash=True)
     except Exception as exc:  # offline: any download error means the same thing
@@ -261,8 +261,8 @@ def _open_data(config: TrainConfig, weights: LoadedWeights | None):
 
 
 def _loaders(config: TrainConfig, train_set: SegmentationDataset, generator: torch.Generator
-             ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader, AugmentedPairs]:
-    """The training loader (its AugmentedPairs returned too: each epoch sets its `epoch`) and the BN-pass loader."""
+             ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader, tuple[AugmentedPairs, ...]]:
+    """The training loader and the BN-pass loader, and their AugmentedPairs (each epoch sets their `epoch`)."""
     pairs = AugmentedPairs(train_set, config.crop or config.resolution, (config.scale_min, config.scale_max),
                            augment=True, base=config.resolution)
     pairs.seed = config.seed
@@ -278,7 +278,7 @@ def _loaders(config: TrainConfig, train_set: SegmentationDataset, generator: tor
                               augment=True, base=config.resolution)
     bn_pairs.seed = config.seed
     bn_loader = torch.utils.data.DataLoader(bn_pairs, batch_size=config.batch_size)
-    return loader, bn_loader, pairs
+    return loader, bn_loader, (pairs, bn_pairs)
 
 
 def _resume(state_path: Path, config: TrainConfig, model: torch.nn.Module, optimizer) -> tuple[int, list, str]:
@@ -347,7 +347,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     if resume:
         start_epoch, history, init = _resume(state_path, config, model, optimizer)
     generator = torch.Generator().manual_seed(config.seed)
-    loader, bn_loader, pairs = _loaders(config, train_set, generator)
+    loader, bn_loader, epoch_views = _loaders(config, train_set, generator)
     steps_per_epoch = min(len(loader), max_steps_per_epoch or len(loader))
     if steps_per_epoch == 0:
         raise ConfigError(f"{config.data}: {len(train_set)} training images is fewer than one batch of "
@@ -356,7 +356,8 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     scores: dict = {}
     for epoch in range(start_epoch, config.epochs):
         generator.manual_seed(config.seed + epoch)  # the same epoch sees the same batches after a resume
-        pairs.epoch = bn_loader.dataset.epoch = epoch
+        for views in epoch_views:
+            views.epoch = epoch
         started = time.time()
         losses = _train_epoch(model, loader, optimizer, config, epoch, steps_per_epoch, progress)
         recompute_bn_statistics(model, bn_loader, config.bn_images, progress=progress)

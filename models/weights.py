@@ -196,7 +196,7 @@ def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None
 
 
 def _load_torchvision(arch: str) -> LoadedWeights:
-    weights = zoo_entry(arch).weights_enum.DEFAULT
+    weights = zoo_entry(arch).weights_enum["DEFAULT"]
     try:
         state = weights.get_state_dict(progress=True, check_hash=True)
     except Exception as exc:  # urllib/hub raise many types; every one means "not downloadable here"

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torchvision.models import WeightsEnum
 from torchvision.models import segmentation as tvseg
 
 from edgeseg.conventions import IMAGENET_MEAN, IMAGENET_STD
@@ -15,7 +16,7 @@ from edgeseg.conventions import IMAGENET_MEAN, IMAGENET_STD
 class ZooEntry:
     name: str
     builder: Callable[..., torch.nn.Module]
-    weights_enum: type
+    weights_enum: type[WeightsEnum]
     # State-dict keys whose first dimension is the class count.
     classifier_keys: tuple[str, ...]
     has_aux: bool

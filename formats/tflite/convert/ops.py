@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgeseg.errors import ManifestError, VerificationError
 
 TFLITE_FILE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class OpUse:
 def _enum_names(enum_class: type) -> dict[int, str]:
     return {value: name for name, value in vars(enum_class).items()
             if not name.startswith("_") and isinstance(value, int)}
+
+
+def required_table(table: T | None, where: str, what: str) -> T:
+    """A flatbuffer table every valid model has (the generated accessors return None for a missing one)."""
+    if table is None:
+        raise ManifestError(f"{where}: a TFLite flatbuffer without its {what}")
+    return table
 
 
 def is_tflite_flatbuffer(data: bytes) -> bool:
@@ -57,7 +65,7 @@ def read_ops(model: Path | bytes) -> list[OpUse]:
     root = schema.Model.GetRootAs(data, 0)
     codes = []
     for i in range(root.OperatorCodesLength()):
-        code = root.OperatorCodes(i)
+        code = required_table(root.OperatorCodes(i), where, f"operator code {i}")
         # Old files keep the code in the 8-bit `deprecated_builtin_code`, new ones in `builtin_code`.
         builtin = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
         if builtin == schema.BuiltinOperator.CUSTOM:
@@ -70,9 +78,9 @@ def read_ops(model: Path | bytes) -> list[OpUse]:
         return tuple(type_names.get(subgraph.Tensors(i).Type(), "?") for i in indices if i >= 0)
 
     for s in range(root.SubgraphsLength()):
-        subgraph = root.Subgraphs(s)
+        subgraph = required_table(root.Subgraphs(s), where, f"subgraph {s}")
         for o in range(subgraph.OperatorsLength()):
-            op = subgraph.Operators(o)
+            op = required_table(subgraph.Operators(o), where, f"operator {o} of subgraph {s}")
             name, custom = codes[op.OpcodeIndex()]
             inputs = [int(op.Inputs(k)) for k in range(op.InputsLength())]
             outputs = [int(op.Outputs(k)) for k in range(op.OutputsLength())]
