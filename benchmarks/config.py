@@ -6,13 +6,15 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from edgeseg.convert.options import DEFAULT_CALIBRATION_IMAGES
+
 # Defaults sized so the full sweep of the issue (2 targets x 2 resolutions x 3 precisions) fits in
 # 15 minutes on a 2-core machine, conversions included.
 DEFAULT_IMAGES = 50
 DEFAULT_RUNS = 30
 DEFAULT_WARMUP = 3
 DEFAULT_VERIFY_IMAGES = 16
-DEFAULT_CALIB_IMAGES = 64
+DEFAULT_CALIB_IMAGES = DEFAULT_CALIBRATION_IMAGES  # convert's own default
 QUICK = {"images": 8, "runs": 10, "warmup": 2, "verify_images": 8, "calib_images": 8}
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import edgeseg
+from edgeseg.optional import not_installed
+from edgeseg.packages import TORCH
 
 # The tools whose versions decide the numbers; recorded when installed.
 TOOL_PACKAGES = ("numpy", "opencv-python", "opencv-python-headless", "torch", "torchvision", "onnx", "onnxruntime",
@@ -120,8 +122,7 @@ def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 10) -> dic
         import torch
     except ImportError:
         return {"gflops_per_s": None, "method": None, "threads": threads,
-                "reason": "torch is not installed (pip install 'edgeseg[convert]'): the CPU matmul peak is "
-                          "measured with torch.mm"}
+                "reason": f"{not_installed(TORCH)}: the CPU matmul peak is measured with torch.mm"}
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

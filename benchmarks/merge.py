@@ -18,6 +18,8 @@ from edgeseg.benchmarks.bench import RESULTS_SCHEMA
 from edgeseg.benchmarks.machine import machine_identity
 from edgeseg.benchmarks.report import machine_lines, main_table, per_class_by_resolution_table, to_csv
 from edgeseg.errors import ConfigError
+from edgeseg.optional import not_installed
+from edgeseg.packages import MATPLOTLIB
 
 MERGED_SCHEMA = "edgeseg-report/1"
 MERGED_FILES = ("results.json", "results.csv", "report.md", "pareto.png")
@@ -126,6 +128,6 @@ def merged_markdown(merged: dict[str, Any], *, pictures: bool = True, budget_ms:
     if budget_ms is not None:
         parts += budget_section(merged, budget_ms)
     parts += (["![latency against mIoU, one panel per device](pareto.png)", ""] if pictures else
-              ["No pictures: matplotlib is not installed here (pip install 'edgeseg[bench]').", ""])
+              [f"No pictures: {not_installed(MATPLOTLIB)}.", ""])
     return "\n".join(parts)
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import edgeseg
 from edgeseg.benchmarks.remote_ssh import DeviceError, SshDevice, last_line, remote_word
+from edgeseg.formats import all_formats
+from edgeseg.optional import install_hint
 
 NO_EDGESEG_EXIT = 3
 PREFLIGHT_TIMEOUT_S = 120  # doctor imports every engine; a Jetson's TensorRT import takes seconds, not minutes
@@ -48,6 +50,11 @@ def preflight_script(venv: str | None) -> str:
     ])
 
 
+def device_extras() -> str:
+    """The extras a device needs for the rows it measures: the engines of the ONNX and TFLite artifacts."""
+    return ",".join(p.extra for name in ("onnx", "tflite") for p in all_formats()[name].run_packages if p.extra)
+
+
 def compatible(device_version: str, ours: str = edgeseg.__version__) -> bool:
     """The same release series (major.minor): what the workstation writes, the device reads."""
     return device_version.split(".")[:2] == ours.split(".")[:2]
@@ -61,7 +68,7 @@ def check_device(device: SshDevice, targets: list[str]) -> DeviceInstall:
         if venv:
             raise DeviceError(f"{name} has no edgeseg at {done.stdout.strip() or venv + '/bin/edgeseg'}: the "
                               f"device path ({venv}) must be its edgeseg venv (python3 -m venv {venv} && "
-                              f"{venv}/bin/pip install 'edgeseg[onnxruntime,litert]'); nothing was converted")
+                              f"{venv}/bin/{install_hint(device_extras())}); nothing was converted")
         raise DeviceError(f"{name} has no edgeseg on its login PATH (ssh runs a non-interactive shell); name the "
                           f"venv that holds it: ssh://{device.address.destination}/~/edgeseg; nothing was converted")
     lines = done.stdout.splitlines()

@@ -6,8 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-# convert.qdq.CALIBRATION_METHODS, spelled out so that `--help` does not import onnx (a test keeps them equal).
-CALIBRATION_METHODS = ("minmax-mean", "minmax", "entropy", "percentile")
+from edgeseg.conventions import OUTPUT_KINDS
+from edgeseg.convert.options import (
+    CALIBRATION_METHODS,
+    DEFAULT_CALIBRATION_IMAGES,
+    DEFAULT_CALIBRATION_METHOD,
+    DEFAULT_PERCENTILE,
+    DEFAULT_VERIFY_IMAGES,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,19 +44,20 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
                         "checkpoints carry their own)")
     p.add_argument("--labels", type=Path, default=None,
                    help="text file of label names, one per line, for a plain state dict")
-    p.add_argument("--output", choices=("logits", "mask"), default="logits",
+    p.add_argument("--output", choices=OUTPUT_KINDS, default=OUTPUT_KINDS[0],
                    help="model output: class logits or the uint8 argmax mask (default: %(default)s)")
     p.add_argument("--fuse-preprocessing", action="store_true",
                    help="uint8 NHWC RGB input with the normalization inside the model")
     p.add_argument("--calib", default=None,
                    help="INT8 calibration images: a folder (images, VOC layout or images/+masks/) or synthetic:N")
-    p.add_argument("--calib-images", type=int, default=64,
+    p.add_argument("--calib-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
                    help="how many calibration images to use (default: %(default)s)")
     p.add_argument("--calib-method", choices=CALIBRATION_METHODS, default=None,
-                   help="activation range estimator for INT8 Q/DQ ONNX (host-cpu, Jetson): minmax-mean (the default: "
+                   help="activation range estimator for INT8 Q/DQ ONNX (host-cpu, Jetson): "
+                        f"{DEFAULT_CALIBRATION_METHOD} (the default: "
                         "the mean over the images of each image's min and max), minmax, entropy or percentile; "
                         "TFLite (ai-edge-quantizer) and OpenVINO (NNCF) calibrate their own way and refuse it")
-    p.add_argument("--calib-percentile", type=float, default=99.99,
+    p.add_argument("--calib-percentile", type=float, default=DEFAULT_PERCENTILE,
                    help="the percentile of |x| for --calib-method percentile (default: %(default)s)")
     p.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
                    help="input/output type of a full-INT8 TFLite model (default: %(default)s)")
@@ -59,7 +66,7 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
                         "padding at this resolution (see docs/aspp-rewrite.md)")
     p.add_argument("--verify-data", default=None,
                    help="images to verify on (default: ../shared/data/voc-sample when present, else synthetic scenes)")
-    p.add_argument("--verify-images", type=int, default=8,
+    p.add_argument("--verify-images", type=int, default=DEFAULT_VERIFY_IMAGES,
                    help="how many verification images per set (default: %(default)s)")
     p.add_argument("--name", default=None,
                    help="the weights' name in the artifact's file name (default: 'sample' for the sample model, "

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeseg.conventions import IMAGENET_MEAN, IMAGENET_STD
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -14,8 +16,8 @@ class InputSpec:
     dtype: str = "float32"  # or "uint8" (normalization inside the model), "int8" (quantized input)
     color_order: str = "RGB"
     # None means the model normalizes internally (fused preprocessing) and takes raw 0..255 pixels.
-    mean: tuple[float, float, float] | None = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] | None = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] | None = IMAGENET_MEAN
+    std: tuple[float, float, float] | None = IMAGENET_STD
     resize: str = "stretch"
     # Quantized inputs: real = (q - zero_point) * scale.
     quant_scale: float | None = None

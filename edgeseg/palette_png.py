@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 
 from edgeseg.errors import DatasetError
+from edgeseg.optional import install_hint
+from edgeseg.packages import PILLOW
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _GREY, _PALETTE = 0, 3  # IHDR colour types
@@ -74,7 +76,7 @@ def _palette_indices(pixels: np.ndarray, palette: np.ndarray, path: Path) -> np.
         raise DatasetError(f"{path}: not a readable mask (a decoded colour is missing from its palette)")
     if (counts[slots] > 1).any():
         raise DatasetError(f"{path}: its palette repeats a colour the mask uses, so the class ids are ambiguous "
-                           "without Pillow: pip install Pillow (or 'edgeseg[convert]')")
+                           f"without Pillow: {install_hint(PILLOW.extra)}")
     return first_index[slots][inverse].reshape(pixel_keys.shape).astype(np.uint8)
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from types import ModuleType
 
 from edgeseg.errors import MissingPackageError, PackageConflictError
+from edgeseg.optional import install_hint
+from edgeseg.packages import OPENCV
 
 DOCS = "docs/jetson.md#install-on-the-jetson"
 
@@ -84,8 +86,8 @@ def import_opencv() -> ModuleType:
         return sys.modules["cv2"]
     spec = importlib.util.find_spec("cv2")
     if spec is None:
-        raise MissingPackageError("this command needs OpenCV ('opencv-python'), which is not installed here: "
-                                  "pip install 'edgeseg[opencv]', or use the system's OpenCV (JetPack's on a Jetson)")
+        raise MissingPackageError(f"this command needs OpenCV ('{OPENCV.distribution}'), which is not installed here: "
+                                  f"{install_hint(OPENCV.extra)}, or use the system's OpenCV (JetPack's on a Jetson)")
     with _stderr_captured() as noise:
         try:
             return importlib.import_module("cv2")  # noqa: TID251 - a third-party package (OpenCV)

@@ -17,15 +17,7 @@ import importlib
 from dataclasses import dataclass, field
 from functools import cache
 
-
-@dataclass(frozen=True)
-class Package:
-    """An optional pip package: its import name, its distribution and the edgeseg extra that brings it
-    (None where only the platform brings it, e.g. TensorRT from JetPack)."""
-
-    module: str
-    distribution: str
-    extra: str | None
+from edgeseg.packages import Package
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeseg.conventions import DEFAULT_ARCH
 from edgeseg.errors import ConfigError
 from edgeseg.resolution import MAX_SIDE
 
@@ -15,7 +16,7 @@ INIT_CHOICES = ("sample", "torchvision", "scratch")  # or the path of an edgeseg
 @dataclass(frozen=True)
 class TrainConfig:
     data: str
-    arch: str = "deeplabv3_mobilenet_v3_large"
+    arch: str = DEFAULT_ARCH
     resolution: int = 320
     crop: int | None = None  # training crop; None = resolution (smaller crops train faster)
     epochs: int = 10

@@ -130,11 +130,7 @@ def batch_shape(spec: InputSpec) -> tuple[int, int, int, int]:
 
 
 def require(module: str, what: str):
-    """Import an optional framework or raise one line saying what to install (or that it is broken)."""
-    from edgeseg.errors import MissingPackageError
+    """`edgeseg.optional.require` for a backend's engine: what is missing is a BackendUnavailableError."""
     from edgeseg.optional import require as require_package
 
-    try:
-        return require_package(module, purpose=what)
-    except MissingPackageError as exc:
-        raise BackendUnavailableError(str(exc)) from None
+    return require_package(module, purpose=what, error=BackendUnavailableError)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.formats import all_formats
 from edgeseg.manifest import Manifest
 
 
@@ -83,13 +84,11 @@ def openvino_summary(path: Path) -> dict[str, Any] | None:
 
 def embedded_summary(path: Path) -> dict[str, Any] | None:
     """The artifact's own metadata, for the formats that carry it (else None)."""
-    if path.suffix == ".tflite":
-        return tflite_summary(path)
-    if path.suffix == ".onnx":
-        return onnx_summary(path)
-    if path.suffix == ".xml":
-        return openvino_summary(path)
-    return None
+    formats = all_formats()
+    readers = {formats["tflite"].suffix: tflite_summary, formats["onnx"].suffix: onnx_summary,
+               formats["openvino"].suffix: openvino_summary}
+    reader = readers.get(path.suffix)
+    return reader(path) if reader is not None else None
 
 
 def _normalization_0_255(manifest: Manifest) -> tuple[np.ndarray, np.ndarray] | None:

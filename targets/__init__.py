@@ -17,6 +17,7 @@ from edgeseg.formats import all_formats
 from edgeseg.formats.openvino import OpenVINOOptions
 from edgeseg.formats.tensorrt import JetPackRelease, TensorRTOptions
 from edgeseg.formats.tflite import LiteRTOptions
+from edgeseg.optional import pip_install
 
 PROFILE_DIR = Path(__file__).resolve().parent
 # bf16: float weights, bfloat16 arithmetic (OpenVINO on x86 CPUs with AVX512_BF16 / AMX).
@@ -146,4 +147,4 @@ def engine_floor_problem(artifact_format: str, installed: str | None) -> str | N
         return None
     return (f"{fmt.engine_package} {installed} is older than {fmt.engine_min_version}, the oldest release "
             f"{artifact_format} artifacts are verified to load with the same masks "
-            f"(pip install '{fmt.engine_package}>={fmt.engine_min_version}')")
+            f"({pip_install(f'{fmt.engine_package}>={fmt.engine_min_version}')})")

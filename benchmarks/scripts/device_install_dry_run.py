@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from edgeseg.optional import requirement
+
 ROOT = Path(__file__).resolve().parents[2]
 # name -> (glibc major.minor, Python version, the distribution's numpy)
 DEVICES = {
@@ -92,7 +94,7 @@ def main() -> int:
             for constraint in (None, numpy):
                 how = (f"the system's numpy {numpy}, 'numpy<{int(numpy.split('.')[0]) + 1}' kept (docs/jetson.md)"
                        if constraint else "pip alone")
-                print(f"{device}: Python {python}, glibc {glibc[0]}.{glibc[1]}, edgeseg[{extras}], {how}")
+                print(f"{device}: Python {python}, glibc {glibc[0]}.{glibc[1]}, {requirement(extras)}, {how}")
                 for name, version, file in dry_run(wheel, extras, glibc, python, Path(tmp), constraint):
                     print(f"  {name:18} {version:10} {file}")
     return 0

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from edgeseg.formats import ArtifactFormat, Package
+from edgeseg.packages import CONVERSION_STACK
+
+ONNXRUNTIME = Package("onnxruntime", "onnxruntime", "onnxruntime")
 
 FORMAT = ArtifactFormat(
     "onnx", backend="onnxruntime", suffix=".onnx",
@@ -10,9 +13,8 @@ FORMAT = ArtifactFormat(
     # FP32 is the ONNX every conversion starts from; INT8 for ONNX Runtime's fused integer kernels, not
     # TensorRT's Q/DQ placement.
     exporter="edgeseg.convert.onnx_export", precision_exporters={"int8": "edgeseg.formats.onnx.convert.int8"},
-    run_packages=(Package("onnxruntime", "onnxruntime", "onnxruntime"),),
-    convert_packages=(Package("torch", "torch", "convert"), Package("torchvision", "torchvision", "convert"),
-                      Package("onnx", "onnx", "convert"), Package("onnxruntime", "onnxruntime", "onnxruntime")),
+    run_packages=(ONNXRUNTIME,),
+    convert_packages=(*CONVERSION_STACK, ONNXRUNTIME),
     calibration_methods=True,
-    engine_package="onnxruntime", engine_min_version="1.23.2",
+    engine_package=ONNXRUNTIME.distribution, engine_min_version="1.23.2",
 )

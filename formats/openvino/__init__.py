@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeseg.formats import ArtifactFormat, Package
+from edgeseg.packages import CONVERSION_STACK
 
 
 @dataclass(frozen=True)
@@ -17,16 +18,15 @@ class OpenVINOOptions:
         return {"device": self.device}
 
 IR_WEIGHTS_SUFFIX = ".bin"  # the IR's weights file, beside its .xml
+OPENVINO = Package("openvino", "openvino", "openvino")
 
 FORMAT = ArtifactFormat(
     "openvino", backend="openvino", suffix=".xml",
     runner="edgeseg.formats.openvino.runtime", probe="edgeseg.formats.openvino.runtime",
     exporter="edgeseg.formats.openvino.convert.export",
     precision_exporters={"int8": "edgeseg.formats.openvino.convert.int8"},
-    run_packages=(Package("openvino", "openvino", "openvino"),),
-    convert_packages=(Package("torch", "torch", "convert"), Package("torchvision", "torchvision", "convert"),
-                      Package("onnx", "onnx", "convert"), Package("openvino", "openvino", "openvino"),
-                      Package("nncf", "nncf", "openvino-convert")),
+    run_packages=(OPENVINO,),
+    convert_packages=(*CONVERSION_STACK, OPENVINO, Package("nncf", "nncf", "openvino-convert")),
     weight_quantizer="NNCF",
     weights_suffix=IR_WEIGHTS_SUFFIX,
     section=OpenVINOOptions,

@@ -5,9 +5,10 @@ No target converts to it; a hand-written manifest (or the bench's reference rows
 
 from __future__ import annotations
 
-from edgeseg.formats import ArtifactFormat, Package
+from edgeseg.formats import ArtifactFormat
+from edgeseg.packages import MODEL_STACK
 
 FORMAT = ArtifactFormat(
     "pytorch", backend="pytorch", suffix=".pt", runner="edgeseg.formats.pytorch.reference",
-    run_packages=(Package("torch", "torch", "convert"), Package("torchvision", "torchvision", "convert")),
+    run_packages=MODEL_STACK,
 )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from edgeseg.conventions import RUNTIME_MIN_PYTHON
 from edgeseg.formats import ArtifactFormat, Package
 from edgeseg.formats import onnx as onnx_format
+from edgeseg.packages import CONVERSION_STACK
 
 
 @dataclass(frozen=True)
@@ -46,15 +47,17 @@ class TensorRTOptions:
                 "workspace_mb": self.workspace_mb, "dla_cores": self.dla_cores, "gpu_fallback": self.gpu_fallback}
 
 
+# TensorRT itself comes with JetPack (no pip extra: pip's wheels are not JetPack's and would shadow it).
+TENSORRT = Package("tensorrt", "tensorrt", None)
+PYCUDA = Package("pycuda", "pycuda", "jetson")
 
 FORMAT = ArtifactFormat(
     "tensorrt-bundle", backend="tensorrt", suffix=onnx_format.FORMAT.suffix,  # the bundle ships an ONNX
     runner="edgeseg.formats.tensorrt.runtime.runner", probe="edgeseg.formats.tensorrt.runtime.probe",
     exporter="edgeseg.formats.tensorrt.convert.bundle",
-    # TensorRT itself comes with JetPack (no pip extra: pip's wheels are not JetPack's and would shadow it).
-    run_packages=(Package("tensorrt", "tensorrt", None), Package("pycuda", "pycuda", "jetson")),
-    convert_packages=(Package("torch", "torch", "convert"), Package("torchvision", "torchvision", "convert"),
-                      Package("onnx", "onnx", "convert"), Package("onnxruntime", "onnxruntime", "onnxruntime")),
+    run_packages=(TENSORRT, PYCUDA),
+    # ONNX Runtime calibrates the Q/DQ ranges and verifies the bundle.
+    convert_packages=(*CONVERSION_STACK, onnx_format.ONNXRUNTIME),
     calibration_methods=True,
     section=TensorRTOptions,
 )

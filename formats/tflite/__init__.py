@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeseg.formats import ArtifactFormat, Package
+from edgeseg.packages import MODEL_STACK
 
 
 @dataclass(frozen=True)
@@ -17,18 +18,23 @@ class LiteRTOptions:
         return {"delegate": self.delegate}
 
 
+LITERT = Package("ai_edge_litert", "ai-edge-litert", "litert")
+# The older interpreter package, run where ai-edge-litert is not installed (it needs numpy<2); no extra brings it.
+TFLITE_RUNTIME = Package("tflite_runtime", "tflite-runtime", None)
+INTERPRETERS = (LITERT, TFLITE_RUNTIME)  # in the order tried; each one's `<module>.interpreter` runs a .tflite
+LITERT_TORCH = Package("litert_torch", "litert-torch", "tflite")
+AI_EDGE_QUANTIZER = Package("ai_edge_quantizer", "ai-edge-quantizer", "tflite")
 
 FORMAT = ArtifactFormat(
     "tflite", backend="litert", suffix=".tflite",
     runner="edgeseg.formats.tflite.runtime.runner", probe="edgeseg.formats.tflite.runtime.probe",
     exporter="edgeseg.formats.tflite.convert.export",
-    run_packages=(Package("ai_edge_litert", "ai-edge-litert", "litert"),),
-    convert_packages=(Package("torch", "torch", "convert"), Package("torchvision", "torchvision", "convert"),
-                      Package("litert_torch", "litert-torch", "tflite"),
-                      Package("ai_edge_quantizer", "ai-edge-quantizer", "tflite"),
-                      Package("ai_edge_litert", "ai-edge-litert", "litert")),
-    weight_quantizer="ai-edge-quantizer",
+    run_packages=(LITERT,),
+    # TFLite Model Metadata is written with MediaPipe's metadata writers.
+    convert_packages=(*MODEL_STACK, LITERT_TORCH, AI_EDGE_QUANTIZER,
+                      Package("mediapipe", "mediapipe", "tflite"), LITERT),
+    weight_quantizer=AI_EDGE_QUANTIZER.distribution,
     describes_itself=True,
     section=LiteRTOptions,
-    engine_package="ai-edge-litert", engine_min_version="1.4.0",
+    engine_package=LITERT.distribution, engine_min_version="1.4.0",
 )

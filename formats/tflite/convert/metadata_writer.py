@@ -12,7 +12,6 @@ output means). `formats/tflite/runtime/metadata.py` reads it back on the device 
 from __future__ import annotations
 
 import gc
-import importlib
 import io
 import sys
 import types
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from edgeseg.errors import BackendUnavailableError, VerificationError
 from edgeseg.formats.tflite.runtime.metadata import LABELS_FILE, read_metadata
+from edgeseg.optional import require, try_import
 
 # The native helper MediaPipe's populator calls for the metadata's min_parser_version; the
 # mediapipe 1.2.x wheels do not ship it (importing the populator fails), so a stand-in computes it.
@@ -94,15 +94,10 @@ def _minimum_parser_version(metadata_buffer: bytes) -> str:
 
 
 def _mediapipe_writers():
-    """MediaPipe's metadata writer modules (`pip install mediapipe`), importable on every wheel."""
-    try:
-        importlib.import_module(_NATIVE_VERSION_MODULE)  # noqa: TID251 - MediaPipe's own modules
-    except ImportError:
-        try:
-            importlib.import_module("mediapipe.tasks.metadata.metadata_schema_py_generated")  # noqa: TID251
-        except ImportError:
-            raise BackendUnavailableError(
-                "writing TFLite Model Metadata needs 'mediapipe' (pip install 'edgeseg[tflite]')") from None
+    """MediaPipe's metadata writer modules (the `tflite` extra brings MediaPipe), importable on every wheel."""
+    if try_import(_NATIVE_VERSION_MODULE).module is None:
+        require("mediapipe.tasks.metadata.metadata_schema_py_generated", purpose="writing TFLite Model Metadata",
+                error=BackendUnavailableError)
         stand_in = types.ModuleType(_NATIVE_VERSION_MODULE)
         stand_in.GetMinimumMetadataParserVersion = _minimum_parser_version  # type: ignore[attr-defined]
         for name in ("mediapipe.tasks.cc", "mediapipe.tasks.cc.metadata", "mediapipe.tasks.cc.metadata.python"):

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeseg.errors import BackendUnavailableError, ManifestError
+from edgeseg.formats.tflite import LITERT
+from edgeseg.optional import require
 
 METADATA_NAME = "TFLITE_METADATA"  # the model's metadata entry holding the buffer
 METADATA_IDENTIFIER = b"M001"
@@ -79,11 +81,10 @@ class _Table:
 
 
 def _root(buf: bytes, identifier: bytes, what: str) -> _Table:
-    try:
-        from flatbuffers import encode, packer
-    except ImportError:
-        raise BackendUnavailableError(f"{what}: reading TFLite metadata needs the 'flatbuffers' package "
-                                      "(it comes with ai-edge-litert: pip install ai-edge-litert)") from None
+    # flatbuffers comes with ai-edge-litert (the `litert` extra).
+    require("flatbuffers", purpose=f"{what}: reading TFLite metadata", extra=LITERT.extra,
+            error=BackendUnavailableError)
+    from flatbuffers import encode, packer
 
     if len(buf) < 8 or buf[4:8] != identifier:
         raise ManifestError(f"{what}: not a {identifier.decode()} flatbuffer")

@@ -13,32 +13,31 @@ must agree with the labels file inside the model.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError, first_line
+from edgeseg.formats.tflite import INTERPRETERS, TFLITE_RUNTIME
 from edgeseg.formats.tflite.runtime.metadata import LABELS_FILE, METADATA_NAME, read_io, read_metadata
 from edgeseg.manifest import Manifest, manifest_path_for, sha256_file
+from edgeseg.optional import require, try_import
 from edgeseg.runtime.backend import Backend, batch_shape
 
 TFLITE_FILE_IDENTIFIER = b"TFL3"
 FOREGROUND_LABEL_BACKGROUND = "background"  # class 0 of a one-channel (foreground score) model
-_RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 
 
 def interpreter_module():
     """The first LiteRT interpreter module that imports here (ai-edge-litert, else tflite-runtime)."""
-    for name in _RUNTIMES:
-        try:
-            return importlib.import_module(name)  # noqa: TID251 - whichever LiteRT interpreter is installed
-        except ImportError:
-            continue
-    raise BackendUnavailableError(
-        "the LiteRT backend needs 'ai-edge-litert' (pip install 'edgeseg[litert]') or 'tflite-runtime' (numpy<2), "
-        "neither is installed here"
-    )
+    preferred, *others = INTERPRETERS
+    try:
+        return require(f"{preferred.module}.interpreter", purpose="the LiteRT backend", error=BackendUnavailableError)
+    except BackendUnavailableError as missing:
+        for package in others:
+            if (module := try_import(f"{package.module}.interpreter").module) is not None:
+                return module
+        raise BackendUnavailableError(f"{missing} (or '{TFLITE_RUNTIME.distribution}', with numpy<2)") from None
 
 
 def embedded_labels(path: Path) -> tuple[str, ...] | None:
