@@ -227,7 +227,7 @@ class Bench:
         if plan.kind is RowKind.SWEEP:
             return obtain_artifact(plan, row, cache=self.cache, verify_images=self.config.verify_images, bar=bar)
         try:
-            manifest = load_manifest(plan.artifact)
+            manifest = load_manifest(plan.given_artifact())
         except ManifestError as exc:
             set_status(row, STATUS_FAILED, str(exc), "run")
             return None
@@ -248,8 +248,8 @@ class Bench:
         row.update(target=target, backend=d.get("backend"), precision=d.get("precision"),
                    resolution=resolution_tag((spec.height, spec.width)), input_hw=[spec.height, spec.width])
         try:
-            row["host_proxy"] = get_target(target).host_proxy
-        except (ConfigError, TypeError):
+            row["host_proxy"] = isinstance(target, str) and get_target(target).host_proxy
+        except ConfigError:
             row["host_proxy"] = False
         model = d.get("model", {})
         name = d.get("name") or model.get("name") or model.get("architecture") or manifest.artifact_path.stem

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 import edgeseg
 from edgeseg.benchmarks.evalsets import verification_view
-from edgeseg.benchmarks.rows import STATUS_FAILED, STATUS_NOT_RUN, RowPlan, artifact_info, set_status
+from edgeseg.benchmarks.rows import STATUS_FAILED, STATUS_NOT_RUN, RowPlan, SweepCell, artifact_info, set_status
 from edgeseg.errors import BackendUnavailableError, EdgesegError, ManifestError, VerificationError, first_line
 from edgeseg.formats import all_formats
 from edgeseg.manifest import Manifest, load_manifest
@@ -35,63 +35,65 @@ def cache_key(inputs: dict[str, Any]) -> str:
 def obtain_artifact(plan: RowPlan, row: dict, *, cache: Path, verify_images: int,
                     bar: tqdm | None = None) -> Manifest | None:
     """The sweep cell's artifact from the cache, or converted now; None when the row ends here."""
-    target = get_target(plan.target)
-    height, width = parse_resolution(plan.resolution)
+    cell = plan.cell()
+    target = get_target(cell.target)
+    height, width = parse_resolution(cell.resolution)
     row.update(resolution=resolution_tag((height, width)), input_hw=[height, width])
-    why_not = why_not_convertible(plan, target)
+    why_not = why_not_convertible(plan, cell.precision, target)
     if why_not is not None:
         set_status(row, STATUS_NOT_RUN, why_not)
         return None
     evalset = plan.evalset
     verify_images = min(verify_images, len(evalset.ids))
     verify_data = verification_view(evalset, verify_images, cache)
-    inputs = {"edgeseg": edgeseg.__version__, "weights": plan.model.weights_key, "arch": plan.model.name,
-              "target": target.to_dict(), "precision": plan.precision, "resolution": [height, width],
+    inputs = {"edgeseg": edgeseg.__version__, "weights": cell.model.weights_key, "arch": cell.model.name,
+              "target": target.to_dict(), "precision": cell.precision, "resolution": [height, width],
               "output_kind": "logits", "fuse_preprocessing": False, "options": plan.options,
               "calibration": plan.calibration, "verify_data": str(verify_data), "verify_images": verify_images}
-    folder = cache / f"{plan.model.name}-{target.name}-{plan.precision}-{row['resolution']}-{cache_key(inputs)}"
+    folder = cache / f"{cell.model.name}-{target.name}-{cell.precision}-{row['resolution']}-{cache_key(inputs)}"
     manifest = cached_manifest(folder)
     if manifest is not None:
         row["artifact"] = artifact_info(manifest, from_cache=True)
         return manifest
-    on_stage = None
+    on_stage: Callable[[str], None] | None = None
     if bar is not None:
         # The conversion's own stages on the bar (it used to sit at "converting" for a minute or more).
-        def on_stage(stage: str) -> None:
+        def show_stage(stage: str) -> None:
             bar.set_postfix_str(f"{plan.label()}: converting: {stage}")
             bar.refresh()
 
-        on_stage("starting")
-    return _convert_into(folder, plan, target.name, row, inputs, on_stage)
+        show_stage("starting")
+        on_stage = show_stage
+    return _convert_into(folder, plan, cell, row, inputs, on_stage)
 
 
-def why_not_convertible(plan: RowPlan, target: TargetProfile) -> str | None:
+def why_not_convertible(plan: RowPlan, precision: str, target: TargetProfile) -> str | None:
     """Why this edgeseg cannot convert the cell (a `not run` reason), or None when it can."""
-    exporter = all_formats()[target.format].exporter_for(plan.precision)
-    if plan.precision not in target.precisions:
-        return f"{target.name} has no {plan.precision} (it supports {', '.join(target.precisions)})"
+    exporter = all_formats()[target.format].exporter_for(precision)
+    if precision not in target.precisions:
+        return f"{target.name} has no {precision} (it supports {', '.join(target.precisions)})"
     if target.backend not in available_backends():
         return f"this edgeseg has no '{target.backend}' backend (formats/{target.format}/)"
     if importlib.util.find_spec(exporter) is None:
         return f"this edgeseg has no {target.format} exporter ({exporter})"
     if plan.variant == "aspp-rewrite" and importlib.util.find_spec("edgeseg.convert.aspp_rewrite") is None:
         return "the ASPP rewrite (convert/aspp_rewrite.py) is not in this edgeseg"
-    if plan.precision.startswith("int8") and plan.precision != "int8-dynamic" and plan.calibration is None:
+    if precision.startswith("int8") and precision != "int8-dynamic" and plan.calibration is None:
         return "int8 needs calibration images: pass --calib DIR (or --calib synthetic:N)"
     return None
 
 
-def _convert_into(folder: Path, plan: RowPlan, target_name: str, row: dict, inputs: dict[str, Any],
+def _convert_into(folder: Path, plan: RowPlan, cell: SweepCell, row: dict, inputs: dict[str, Any],
                   on_stage: Callable[[str], None] | None = None) -> Manifest | None:
     """Convert the cell into `folder`, the key file after the conversion's own atomic writes; a
     failure ends the row (`not run` for a missing tool, `failed` at export or verification)."""
     from edgeseg.atomic import write_json_atomic
     from edgeseg.convert.pipeline import ConvertRequest, convert
 
-    weights = plan.model.weights
-    request = ConvertRequest(target=target_name, precision=plan.precision, resolution=plan.resolution,
-                             weights=weights.source if Path(weights.source).is_file() else plan.model.weights_arg,
-                             arch=plan.model.name, out=folder, calibration=plan.calibration,
+    weights = cell.model.weights
+    request = ConvertRequest(target=cell.target, precision=cell.precision, resolution=cell.resolution,
+                             weights=weights.source if Path(weights.source).is_file() else cell.model.weights_arg,
+                             arch=cell.model.name, out=folder, calibration=plan.calibration,
                              verify_data=inputs["verify_data"], verify_images=inputs["verify_images"],
                              options=dict(plan.options), progress=False, on_stage=on_stage)
     started = time.perf_counter()

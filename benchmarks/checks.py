@@ -38,7 +38,8 @@ def _same_leading_images(folder: Path, count: int, evalset: EvalSet) -> bool:
         return False
     if len(dataset) != count or not dataset.has_masks:
         return False
-    return all(filecmp.cmp(s.image_path, image, shallow=False) and filecmp.cmp(s.mask_path, mask, shallow=False)
+    return all(s.mask_path is not None and filecmp.cmp(s.image_path, image, shallow=False)
+               and filecmp.cmp(s.mask_path, mask, shallow=False)
                for s, (image, mask) in zip(dataset.samples, evalset.files))
 
 

@@ -44,7 +44,8 @@ class EvalSet:
     @property
     def files(self) -> list[tuple[Path, Path]]:
         """(image, mask) of each sample."""
-        return [(s.image_path, s.mask_path) for s in self.dataset.samples]  # type: ignore[misc] - has_masks held
+        # Every sample: an EvalSet's data set has masks.
+        return [(s.image_path, s.mask_path) for s in self.dataset.samples if s.mask_path is not None]
 
     def describe(self) -> dict[str, Any]:
         """The set's entry under `datasets` in results.json."""

@@ -87,7 +87,7 @@ def flat_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def to_csv(results: dict[str, Any]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer: csv.DictWriter[str] = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in results["rows"]:
         writer.writerow({k: ("" if v is None else v) for k, v in flat_row(row).items()})

@@ -26,11 +26,22 @@ class RowKind(str, Enum):
     PEER = "peer"  # a public peer's manifest (--peer)
 
 
+@dataclass(frozen=True)
+class SweepCell:
+    """What a sweep row converts: its model, target, precision and resolution, all known."""
+
+    model: ModelEntry
+    target: str
+    precision: str
+    resolution: str
+
+
 @dataclass
 class RowPlan:
     """One row to measure: a sweep cell (model + target + resolution + precision) or a given artifact."""
 
     kind: RowKind
+    evalset: EvalSet
     target: str | None = None
     precision: str | None = None
     resolution: str | None = None
@@ -39,14 +50,27 @@ class RowPlan:
     options: dict[str, Any] = field(default_factory=dict)
     calibration: str | None = None
     artifact: Path | None = None
-    evalset: EvalSet | None = None
+
+    def cell(self) -> SweepCell:
+        """The sweep cell this row converts; ValueError for a given-artifact or peer row."""
+        if (self.kind is not RowKind.SWEEP or self.model is None or self.target is None or self.precision is None
+                or self.resolution is None):
+            raise ValueError(f"a {self.kind.value} row is not a sweep cell")
+        return SweepCell(self.model, self.target, self.precision, self.resolution)
+
+    def given_artifact(self) -> Path:
+        """The manifest a given-artifact or peer row measures; ValueError for a sweep row."""
+        if self.artifact is None:
+            raise ValueError(f"a {self.kind.value} row names no artifact")
+        return self.artifact
 
     def label(self) -> str:
         """model/target/precision/resolution[/variant] of a sweep cell, else the artifact's file name."""
         if self.kind is RowKind.SWEEP:
-            parts = [self.model.name, self.target, self.precision, self.resolution]
+            cell = self.cell()
+            parts = [cell.model.name, cell.target, cell.precision, cell.resolution]
             return "/".join(parts + ([self.variant] if self.variant else []))
-        return Path(self.artifact).name
+        return self.given_artifact().name
 
 
 def new_row(plan: RowPlan) -> dict[str, Any]:
@@ -56,7 +80,7 @@ def new_row(plan: RowPlan) -> dict[str, Any]:
                            "variant": plan.variant, "target": plan.target, "backend": None, "host_proxy": False,
                            "resolution": plan.resolution, "input_hw": None, "precision": plan.precision,
                            "status": None, "stage": None, "reason": None,
-                           "dataset": plan.evalset.name if plan.evalset else None}
+                           "dataset": plan.evalset.name}
     if plan.target:
         try:
             target = get_target(plan.target)

@@ -55,7 +55,7 @@ def main() -> None:
     from edgeseg.runtime.backend import load_model_manifest
     from edgeseg.scenes import generate_scene, scene_rng
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__ and __doc__.splitlines()[0])
     parser.add_argument("artifacts", nargs="+", type=Path)
     parser.add_argument("--voc", type=Path, default=Path("../shared/data/voc-sample"), help="VOC folder (val split)")
     parser.add_argument("--scenes", type=int, default=8, help="synthetic scenes besides the photos")

@@ -140,7 +140,7 @@ class OrtRunner(Runner):
         self.engine, self.label = f"ONNX Runtime {ort.__version__}", label
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0]
+        return np.asarray(self.session.run(None, {self.input_name: batch})[0])  # typed dense or sparse: dense here
 
 
 def ort_int8(args: Any, resolution: int, out: Path, reference: Manifest, calibration: list) -> Runner:
@@ -181,6 +181,8 @@ class OpenVINORunner(Runner):
     def close(self) -> None:
         self.request = self.compiled = None
 
+        if self.request is None:
+            raise RuntimeError(f"{self.label}: run after close")
 
 def openvino_default(args: Any, resolution: int, out: Path, reference: Manifest, calibration: list) -> Runner:
     return OpenVINORunner(str(reference.artifact_path), reference.input_spec(), args.threads, "edgeseg's FP32 ONNX")

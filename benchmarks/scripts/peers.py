@@ -44,7 +44,8 @@ DOCS_BEGIN, DOCS_END = "<!-- peers-table:begin -->", "<!-- peers-table:end -->"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+    p = argparse.ArgumentParser(description=__doc__ and __doc__.splitlines()[0],
+                                epilog=__doc__ and __doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default="sample", help="as `edgeseg convert --weights` (default: %(default)s)")
     p.add_argument("--resolutions", default="320,640", help="comma-separated (default: %(default)s)")
@@ -88,7 +89,7 @@ def check_args(args: argparse.Namespace) -> list[int]:
     return resolutions
 
 
-def edgeseg_runners(args: argparse.Namespace, resolution: int, out: Path) -> list[engines.Runner]:
+def edgeseg_runners(args: argparse.Namespace, resolution: int, out: Path) -> list[engines.EdgesegRunner]:
     """edgeseg's artifact of every CPU target and precision at `resolution`, converted once into `out`."""
     from edgeseg.cpu_features import bfloat16_flags
     from edgeseg.targets import get_target
@@ -145,7 +146,8 @@ def labelled_set(dataset, labels: tuple[str, ...], count: int) -> tuple[str, lis
         from edgeseg.convert.verify import synthetic_set
 
         scenes = synthetic_set(count)
-        return "synthetic val scenes", scenes.images, scenes.masks
+        if scenes.masks is not None:  # generated scenes come with their masks
+            return "synthetic val scenes", scenes.images, scenes.masks
     return None
 
 
@@ -165,7 +167,7 @@ def accuracy(runners: list[engines.Runner], dataset, labelled: tuple[str, list, 
     for image, truth in zip(*(labelled[1:] if labelled else ([], []))):
         for runner, matrix in zip(runners, matrices):
             matrix.update(truth, resize_mask(runner.mask(runner.run(runner.prepare(image))), *truth.shape))
-    return [{"agreement": round(a.compute(), 4), "miou": round(m.compute().miou, 2) if labelled else None}
+    return [{"agreement": a.rounded(4), "miou": round(m.compute().miou, 2) if labelled else None}
             for a, m in zip(agreements, matrices)]
 
 

@@ -19,7 +19,7 @@ from edgeseg.scenes import SceneConfig, generate_scene, scene_rng
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__ and __doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--count", type=int, default=50)
     args = parser.parse_args(argv)

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import onnx
@@ -82,6 +83,7 @@ def calibrate(float_onnx: Path, images: list[np.ndarray], spec: InputSpec, cache
     """Estimate the range of every tensor INT8 will quantize and save them to `cache` (onnxruntime's
     calibration-cache JSON, which `quantize_static` reads instead of calibrating itself)."""
     _ort_quantization()  # one clear line when onnxruntime is missing
+    from onnxruntime.quantization import CalibrationDataReader
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
     enum, options = calibration_method(method, percentile, symmetric=symmetric)
@@ -90,7 +92,8 @@ def calibrate(float_onnx: Path, images: list[np.ndarray], spec: InputSpec, cache
         calibrator = create_calibrator(Path(float_onnx), list(op_types),
                                        augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=enum, providers=["CPUExecutionProvider"], extra_options=options)
-        calibrator.collect_data(reader)
+        # _ImageReader has CalibrationDataReader's interface without importing onnxruntime with this module.
+        calibrator.collect_data(cast(CalibrationDataReader, reader))
         save_tensors_data(calibrator.compute_data(), cache)
     reader.bar.close()
     return cache
@@ -309,9 +312,11 @@ def layer_sensitivity(float_onnx: Path, qdq: QdqModel, images: list[np.ndarray],
                                  providers=["CPUExecutionProvider"])
     input_name = float_session.get_inputs()[0].name
     batches = [preprocess_rgb(image, spec) for image in images]
-    reference = [float_session.run(None, {input_name: b})[0] for b in batches]
+    # np.asarray: ONNX Runtime types an output as dense or sparse; these models' outputs are dense.
+    reference = [np.asarray(float_session.run(None, {input_name: b})[0]) for b in batches]
 
-    return rank_by_gates(nodes, lambda batch, gates: gated.run(None, {input_name: batch, "qdq_gates": gates})[0],
+    return rank_by_gates(nodes,
+                         lambda batch, gates: np.asarray(gated.run(None, {input_name: batch, "qdq_gates": gates})[0]),
                          batches, reference, np.float32, progress=progress, unit="layer")
 
 

@@ -25,7 +25,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -191,6 +191,8 @@ def quantize(job: ExportJob, model: bytes, spec: InputSpec, images: list[np.ndar
                                  algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
         calibration = None
     elif job.precision == "int8-dynamic":
+        if images is None:
+            raise ConfigError(f"{job.target.name} {job.precision}: static INT8 needs calibration images")
         q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
         calibration = None
     else:
@@ -203,14 +205,17 @@ def quantize(job: ExportJob, model: bytes, spec: InputSpec, images: list[np.ndar
             calibration = q.calibrate({key: _CalibrationBatches(images, spec, input_name)},
                                       num_threads=max(1, min(4, os.cpu_count() or 1)))
     with _native_logs_to_buffer():
-        return bytes(q.quantize(calibration, enable_progress_report=False).quantized_model)
+        quantized = q.quantize(calibration, enable_progress_report=False).quantized_model
+    if quantized is None:
+        raise ConfigError(f"{job.weights.arch}: ai-edge-quantizer returned no {job.precision} model")
+    return bytes(quantized)
 
 
 class _AlignedBuffer:
     """A flatbuffer `Buffer` whose bytes start on a 16-byte boundary (the generated Python
     `BufferT.Pack` aligns to 1, the TFLite converter to 16)."""
 
-    def __init__(self, data: np.ndarray | None) -> None:
+    def __init__(self, data: np.ndarray | Sequence[int] | None) -> None:
         self.data = data
 
     def Pack(self, builder) -> int:  # noqa: N802 - the flatbuffers object-API name
@@ -239,8 +244,10 @@ def inline_buffers(model: bytes) -> bytes:
     from ai_edge_litert.tools import flatbuffer_utils
 
     tree = flatbuffer_utils.read_model_from_bytearray(bytearray(model))  # resolves offset buffers
-    tree.buffers = [_AlignedBuffer(b.data) for b in tree.buffers]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
+    # An _AlignedBuffer packs as a BufferT does (the object API calls only Pack).
+    tree.buffers = [_AlignedBuffer(b.data) for b in tree.buffers or []]  # pyright: ignore[reportAttributeAccessIssue]
+    # The generated ModelT's InitFromObj does not match flatbuffer_utils' own Packable protocol.
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))  # pyright: ignore[reportArgumentType]
 
 
 def set_io_type(model: bytes, io_type: str, scratch: Path) -> bytes:
@@ -362,7 +369,7 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         # How many pieces LiteRT's CPU runtime (XNNPACK) cuts the graph into; 1 = all of it delegated.
         "xnnpack_partitions": xnnpack.partitions(path),
     }
-    if job.precision == "int8":
+    if job.precision == "int8" and images is not None:
         details["int8_io"] = int8_io
         details["calibration"] = {"source": job.calibration, "images": len(images), "method": TFLITE_CALIBRATION,
                                   "preprocessing": "runtime.preprocess with the float input spec "
