@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+from contextlib import ExitStack
 from pathlib import Path
 
 from edgeseg.manifest import load_manifest
-from edgeseg.runtime.backend import open_backend
-from edgeseg.runtime.preprocess import preprocess_rgb
+from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.scenes import generate_scene, scene_rng
 
 
@@ -29,18 +29,15 @@ def interleaved_medians(artifacts: list[Path], *, rounds: int = 15, warmup: int 
     """Median inference ms of each artifact over `rounds` rounds that run every artifact once."""
     manifests = [load_manifest(a) for a in artifacts]
     image = generate_scene(scene_rng(0, "val", 0))[0]  # one real scene, preprocessed per artifact's spec
-    backends = [open_backend(m, threads=threads) for m in manifests]
-    try:
-        batches = [preprocess_rgb(image, m.input_spec()) for m in manifests]
-        times: list[list[float]] = [[] for _ in backends]
+    with ExitStack() as opened:  # closed in reverse order, also when a later one fails to open
+        segmenters = [opened.enter_context(Segmenter.open(m, threads=threads)) for m in manifests]
+        batches = [s.preprocess_rgb(image) for s in segmenters]
+        times: list[list[float]] = [[] for _ in segmenters]
         for round_index in range(warmup + rounds):
-            for k, (backend, batch) in enumerate(zip(backends, batches)):
-                backend.infer(batch)
+            for k, (segmenter, batch) in enumerate(zip(segmenters, batches)):
+                segmenter.infer(batch)
                 if round_index >= warmup:
-                    times[k].append(backend.last_inference_ms)
-    finally:
-        for backend in reversed(backends):
-            backend.close()
+                    times[k].append(segmenter.last_inference_ms)
     return [statistics.median(t) for t in times]
 
 

@@ -2,9 +2,9 @@
 
 Three threads, each a stage of the pipeline, handing frames along:
 
-    capture thread     read the newest frame, preprocess it (runtime.preprocess)
-    inference thread   backend.infer (the engine the manifest names)
-    main thread        postprocess (runtime.postprocess), render, write to the sinks
+    capture thread     read the newest frame, preprocess it (Segmenter.preprocess)
+    inference thread   Segmenter.infer (the engine the manifest names)
+    main thread        Segmenter.to_mask (checked class ids at frame size), render, write to the sinks
 
 While the engine runs on frame k, the main thread draws frame k-1 and the capture thread prepares
 frame k+1, so when the engine leaves the CPU a core (a GPU on a Jetson, or `--threads 1` here) the
@@ -12,8 +12,8 @@ demo runs at the engine's speed. The summary shows both numbers from the same ru
 (frames out / wall time from the first frame read to the last frame written) and inference-only
 FPS (1000 / mean engine time over the same frames).
 
-The same preprocessing and postprocessing functions, and the same `open_backend`, are what the
-benchmark calls, so the demo shows exactly what the benchmark measures.
+These are the steps of the same `runtime.segmenter.Segmenter` the benchmark measures with, so the
+demo shows exactly what the benchmark measures.
 """
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ConfigError
-from edgeseg.runtime.backend import check_threads, load_model_manifest, open_backend
+from edgeseg.runtime.backend import check_threads, load_model_manifest
 from edgeseg.runtime.capture import SourceOptions, open_source
 from edgeseg.runtime.frame_grabber import SOURCE_LOST, CapturedFrame, FrameGrabber
 from edgeseg.runtime.frame_sources import FrameSource, ImageFilesSource
-from edgeseg.runtime.postprocess import MaskDecoder, resize_mask
-from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import Renderer, RenderOptions, hud_line
+from edgeseg.runtime.segmenter import Segmenter, check_model
 from edgeseg.runtime.sinks import (
     ImageSequenceSink,
     Sink,
@@ -179,8 +178,7 @@ class _Pipeline:
         self.config = config
         self.on_message = on_message
         self.manifest = load_model_manifest(config.model)
-        self.spec = self.manifest.input_spec()
-        self.decode = MaskDecoder.for_manifest(self.manifest)
+        check_model(self.manifest)  # a model whose output cannot be a mask fails before the camera opens
         self.renderer = Renderer(self.manifest.labels, config.render)
         self.summary = DemoSummary(source=config.source, model=str(self.manifest.artifact_path),
                                    backend=self.manifest.backend)
@@ -189,11 +187,10 @@ class _Pipeline:
         self.stop = threading.Event()
         self.infer_error: BaseException | None = None
         self.max_frames_reached = False
-        self.backend = None
+        self.segmenter: Segmenter | None = None
         self.first_read_at: float | None = None
         self.last_written_at: float | None = None
         self.fps: RollingFps | None = None
-        self.mask_buffer: np.ndarray | None = None  # frame-sized class ids, reused every frame
         self.frame_names: _NamedImageSink | None = None
         self.grabber: FrameGrabber | None = None
         self.sinks: Sink | None = None
@@ -212,7 +209,7 @@ class _Pipeline:
                 video.fps = video.fps or self.source.fps  # a file's own rate; a camera's requested one
             sinks = [window_sink_or_none(config.headless, on_message), video, frames]
             self.sinks = SinkSet(sinks)
-            self.backend = open_backend(self.manifest, threads=config.threads)
+            self.segmenter = Segmenter.open(self.manifest, threads=config.threads)
         except BaseException:
             SinkSet([s for s in sinks if s is not None]).close()
             if self.source is not None:
@@ -239,8 +236,8 @@ class _Pipeline:
                     if self.grabber.end_reason is not None:
                         break
                     continue
-                output = self.backend.infer(captured.prepared)
-                if not self._put((captured, output, self.backend.last_inference_ms)):
+                output = self.segmenter.infer(captured.prepared)
+                if not self._put((captured, output, self.segmenter.last_inference_ms)):
                     break
                 inferred += 1
                 if self.config.max_frames is not None and inferred >= self.config.max_frames:
@@ -259,7 +256,7 @@ class _Pipeline:
         infer_thread = threading.Thread(target=self._infer_loop, name="edgeseg-inference", daemon=True)
         try:
             self.grabber = FrameGrabber(self.source, self.config.source_options,
-                                        prepare=lambda frame: preprocess_bgr(frame, self.spec),
+                                        prepare=self.segmenter.preprocess,
                                         on_message=self.on_message).start()
             infer_thread.start()
             progress = self._progress_bar()
@@ -303,12 +300,11 @@ class _Pipeline:
             self.fps = RollingFps(captured.captured_at)
         height, width = captured.image.shape[:2]
         t0 = time.perf_counter()
-        self.mask_buffer = resize_mask(self.decode(output), height, width,
-                                       out=self.mask_buffer)
+        mask = self.segmenter.to_mask(output, (height, width))  # the segmenter's buffer, reused every frame
         t1 = time.perf_counter()
         hud = hud_line(self.fps.rate(t1), {"pre": captured.prepare_ms, "infer": inference_ms, "post": (t1 - t0) * 1000,
                                            "render": self.timings["render"][-1] if self.timings["render"] else 0.0})
-        canvas = self.renderer.render(captured.image, self.mask_buffer, hud)
+        canvas = self.renderer.render(captured.image, mask, hud)
         t2 = time.perf_counter()
         if self.frame_names is not None:
             self.frame_names.name_next(captured.index)
@@ -335,8 +331,8 @@ class _Pipeline:
                 infer_thread.join(timeout=60)  # one engine call at most
         finally:
             try:
-                if self.backend is not None and not infer_thread.is_alive():
-                    self.backend.close()
+                if self.segmenter is not None and not infer_thread.is_alive():
+                    self.segmenter.close()
             finally:
                 self.sinks.close()
 

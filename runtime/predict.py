@@ -3,8 +3,8 @@
 For every input it writes the class-id mask as a palette PNG (the PASCAL VOC palette, class ids as
 pixel values, the source's own size and name), the renderings asked for, and at the end
 `predictions.json` (per input: size, classes present, pixel shares, inference time) and a summary
-of pixel shares per class. It runs the runtime's own preprocessing, backend and postprocessing
-(the functions the demo and the benchmark call), so a mask here is the mask a device computes.
+of pixel shares per class. It segments through the runtime's own `Segmenter` (the frame path the
+demo and the benchmark run), so a mask here is the mask a device computes.
 
 An input that cannot be decoded is skipped with one line naming it and counted; the command fails
 when nothing could be processed, when the model's output cannot be a mask (NaN/Inf, ids past its
@@ -31,13 +31,12 @@ from edgeseg.atomic import atomic_path, write_bytes_atomic, write_json_atomic
 from edgeseg.errors import ConfigError, EdgesegError, ModelOutputError, OutputError, SourceError
 from edgeseg.manifest import Manifest
 from edgeseg.palette_png import encode_class_ids_png
-from edgeseg.runtime.backend import check_threads, load_model_manifest, open_backend
+from edgeseg.runtime.backend import check_threads, load_model_manifest
 from edgeseg.runtime.capture import SourceOptions, open_within, parse_source
 from edgeseg.runtime.image_files import list_inputs, read_image
-from edgeseg.runtime.postprocess import MaskDecoder, resize_mask
 from edgeseg.runtime.predict_output import FOLDERS, RESULT_FILE, claim_out
-from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import Renderer, RenderOptions, voc_colormap_bgr
+from edgeseg.runtime.segmenter import Segmenter, check_model
 from edgeseg.runtime.sinks import VideoFileSink
 
 SAVE_KINDS = ("mask", "overlay", "side-by-side", "probs")
@@ -163,28 +162,28 @@ class _Predictor:
         self.config = config
         self.summary = summary
         self.manifest = manifest
-        self.spec = manifest.input_spec()
-        self.output_layout = manifest.output.get("layout", "NCHW")
-        self.decode = MaskDecoder.for_manifest(manifest)
         self.keep = class_filter(config.classes, manifest.labels)
         self.renderers = {kind: Renderer(manifest.labels, RenderOptions(
             mode=kind, alpha=config.render.alpha, outlines=config.render.outlines, legend=config.render.legend,
             hud=False)) for kind in config.save if kind in RENDERED_KINDS}
         self.palette = _voc_palette()
         self.used_names: set[str] = set()
-        self.backend = open_backend(manifest, threads=config.threads)
+        self.segmenter = Segmenter.open(manifest, threads=config.threads)
 
     def close(self) -> None:
-        self.backend.close()
+        self.segmenter.close()
 
     def segment(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
-        """(class ids at the frame's size, softmax probabilities at the model's size or None, inference ms)."""
-        output = self.backend.infer(preprocess_bgr(frame, self.spec))
-        mask = resize_mask(self.decode(output), *frame.shape[:2])
+        """(class ids at the frame's size, softmax probabilities at the model's size or None, inference ms).
+
+        The mask is the segmenter's buffer (or the class filter's result): written out before the next frame."""
+        segmenter = self.segmenter
+        mask = segmenter.segment(frame)
         if self.keep is not None:
             mask = cv2.LUT(mask, self.keep)
-        probs = _softmax(output, self.output_layout) if "probs" in self.config.save else None
-        return mask, probs, self.backend.last_inference_ms
+        # The raw output of the same engine call, not a second run.
+        probs = _softmax(segmenter.scores(segmenter.last_output)) if "probs" in self.config.save else None
+        return mask, probs, segmenter.times.inference_ms
 
     def unique_stem(self, stem: str) -> str:
         """Two sources with one stem (a.jpg, a.png) must not overwrite each other's outputs."""
@@ -261,11 +260,9 @@ def _voc_palette() -> np.ndarray:
     return np.ascontiguousarray(voc_colormap_bgr()[:, ::-1])
 
 
-def _softmax(output: np.ndarray, layout: str) -> np.ndarray:
-    """Logits of a batch of one -> class probabilities, classes first (C x H x W)."""
-    logits = output[0].astype(np.float32)
-    if layout == "NHWC":
-        logits = logits.transpose(2, 0, 1)
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    """Logits of a batch of one (NCHW, `Segmenter.scores`) -> class probabilities, classes first (C x H x W)."""
+    logits = scores[0].astype(np.float32)
     logits = logits - logits.max(axis=0, keepdims=True)
     np.exp(logits, out=logits)
     logits /= logits.sum(axis=0, keepdims=True)
@@ -285,11 +282,11 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 def _check_request(config: PredictConfig, manifest: Manifest) -> None:
     """What can be refused before the model loads."""
-    if "probs" in config.save and manifest.output.get("kind") == "mask":
+    if "probs" in config.save and manifest.output_spec().kind == "mask":
         raise ConfigError(f"--save probs: {manifest.artifact_path.name} outputs the argmax mask, not class scores; "
                           "use an artifact converted with --output logits")
     class_filter(config.classes, manifest.labels)
-    MaskDecoder.for_manifest(manifest)
+    check_model(manifest)
 
 
 def run_predict(config: PredictConfig, *, on_message: Callable[[str], None] = _warn) -> PredictSummary:
