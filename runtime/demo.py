@@ -187,7 +187,7 @@ class _Pipeline:
         self.stop = threading.Event()
         self.infer_error: BaseException | None = None
         self.max_frames_reached = False
-        self.segmenter: Segmenter | None = None
+        self.segmenter: Segmenter  # opened last in the try below: a pipeline that exists has one
         self.first_read_at: float | None = None
         self.last_written_at: float | None = None
         self.fps: RollingFps | None = None
@@ -331,7 +331,7 @@ class _Pipeline:
                 infer_thread.join(timeout=60)  # one engine call at most
         finally:
             try:
-                if self.segmenter is not None and not infer_thread.is_alive():
+                if not infer_thread.is_alive():
                     self.segmenter.close()
             finally:
                 self.sinks.close()
