@@ -190,31 +190,33 @@ class _Pipeline:
         self.segmenter: Segmenter  # opened last in the try below: a pipeline that exists has one
         self.first_read_at: float | None = None
         self.last_written_at: float | None = None
-        self.fps: RollingFps | None = None
+        self.fps: RollingFps | None = None  # from the first frame shown
         self.frame_names: _NamedImageSink | None = None
-        self.grabber: FrameGrabber | None = None
-        self.sinks: Sink | None = None
-        self.source: FrameSource | None = None
         # Sinks are checked before the camera opens and the model loads: a bad --save fails fast.
-        sinks: list[Sink] = []
+        sinks: list[Sink | None] = []
+        opened: FrameSource | None = None
         try:
             video = VideoFileSink(config.save) if config.save is not None else None
             frames = ImageSequenceSink(config.save_frames) if config.save_frames is not None else None
-            self.source = source if source is not None else open_source(config.source, config.source_options)
-            if frames is not None and isinstance(self.source, ImageFilesSource):
+            opened = source if source is not None else open_source(config.source, config.source_options)
+            if frames is not None and isinstance(opened, ImageFilesSource):
                 # A folder of images: each saved frame keeps its image's name (and, as always, its size).
-                self.source = _NamedImageFiles(self.source)
-                frames = self.frame_names = _NamedImageSink(config.save_frames, self.source)
+                opened = _NamedImageFiles(opened)
+                frames = self.frame_names = _NamedImageSink(frames.folder, opened)
             if video is not None:
-                video.fps = video.fps or self.source.fps  # a file's own rate; a camera's requested one
+                video.fps = video.fps or opened.fps  # a file's own rate; a camera's requested one
             sinks = [window_sink_or_none(config.headless, on_message), video, frames]
             self.sinks = SinkSet(sinks)
             self.segmenter = Segmenter.open(self.manifest, threads=config.threads)
         except BaseException:
-            SinkSet([s for s in sinks if s is not None]).close()
-            if self.source is not None:
-                self.source.close()
+            SinkSet(sinks).close()
+            if opened is not None:
+                opened.close()
             raise
+        self.source = opened
+        # Started by run(); stopping it closes the source, started or not.
+        self.grabber = FrameGrabber(opened, config.source_options, prepare=self.segmenter.preprocess,
+                                    on_message=on_message)
 
     # -- the inference thread ------------------------------------------------------------
 
@@ -255,9 +257,7 @@ class _Pipeline:
         progress = None
         infer_thread = threading.Thread(target=self._infer_loop, name="edgeseg-inference", daemon=True)
         try:
-            self.grabber = FrameGrabber(self.source, self.config.source_options,
-                                        prepare=self.segmenter.preprocess,
-                                        on_message=self.on_message).start()
+            self.grabber.start()
             infer_thread.start()
             progress = self._progress_bar()
             while True:
@@ -295,14 +295,15 @@ class _Pipeline:
 
     def _show(self, captured: CapturedFrame, output: np.ndarray, inference_ms: float) -> None:
         """Postprocess, render and write one frame (the main thread's per-frame work)."""
-        if self.first_read_at is None:
+        fps = self.fps
+        if fps is None:  # the first frame
             self.first_read_at = captured.captured_at
-            self.fps = RollingFps(captured.captured_at)
+            fps = self.fps = RollingFps(captured.captured_at)
         height, width = captured.image.shape[:2]
         t0 = time.perf_counter()
         mask = self.segmenter.to_mask(output, (height, width))  # the segmenter's buffer, reused every frame
         t1 = time.perf_counter()
-        hud = hud_line(self.fps.rate(t1), {"pre": captured.prepare_ms, "infer": inference_ms, "post": (t1 - t0) * 1000,
+        hud = hud_line(fps.rate(t1), {"pre": captured.prepare_ms, "infer": inference_ms, "post": (t1 - t0) * 1000,
                                            "render": self.timings["render"][-1] if self.timings["render"] else 0.0})
         canvas = self.renderer.render(captured.image, mask, hud)
         t2 = time.perf_counter()
@@ -311,7 +312,7 @@ class _Pipeline:
         self.sinks.write(canvas)
         t3 = time.perf_counter()
         self.last_written_at = t3
-        self.fps.add(t3)
+        fps.add(t3)
         self._record(captured, inference_ms, (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
         self.summary.frames += 1
 
@@ -325,8 +326,7 @@ class _Pipeline:
         """Stop the threads and close everything, sinks last-but-surely: the video must be finished."""
         self.stop.set()
         try:
-            if self.grabber is not None:
-                self.grabber.stop()
+            self.grabber.stop()
             if infer_thread.is_alive():
                 infer_thread.join(timeout=60)  # one engine call at most
         finally:
