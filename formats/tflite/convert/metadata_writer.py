@@ -99,7 +99,7 @@ def _mediapipe_writers():
         require("mediapipe.tasks.metadata.metadata_schema_py_generated", purpose="writing TFLite Model Metadata",
                 error=BackendUnavailableError)
         stand_in = types.ModuleType(_NATIVE_VERSION_MODULE)
-        stand_in.GetMinimumMetadataParserVersion = _minimum_parser_version  # type: ignore[attr-defined]
+        stand_in.__dict__["GetMinimumMetadataParserVersion"] = _minimum_parser_version  # the native function's name
         for name in ("mediapipe.tasks.cc", "mediapipe.tasks.cc.metadata", "mediapipe.tasks.cc.metadata.python"):
             sys.modules.setdefault(name, types.ModuleType(name))
         sys.modules[_NATIVE_VERSION_MODULE] = stand_in
