@@ -4,6 +4,7 @@ and import-linter read. One reading of setup.cfg for the tests, CI and the arm64
 
     python tests/source_layout.py --parts            # the files and folders a wheel is built from
     python tests/source_layout.py --installed DEST   # DEST/edgeseg/... as pip would install it
+    pyright ... | python tests/source_layout.py --source-paths DEST   # DEST/edgeseg/runtime/x.py -> runtime/x.py
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import configparser
 import shutil
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,16 +54,31 @@ def installed_layout(dest: Path, repo: Path = REPO) -> Path:
     return dest / "edgeseg"
 
 
+def source_paths(text: str, dest: Path, repo: Path = REPO) -> str:
+    """`text` with each path into the installed layout under `dest` replaced by the source file's path relative
+    to the repository (DEST/edgeseg/formats/onnx/runtime.py -> formats/onnx/runtime.py)."""
+    # The deepest package first: edgeseg.formats before edgeseg.
+    for package, folder in sorted(package_dirs(repo).items(), key=lambda item: -item[0].count(".")):
+        installed = dest.resolve().joinpath(*package.split("."))
+        text = text.replace(f"{installed}/", f"{folder}/")
+    return text
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--parts", action="store_true", help="print the parts a wheel is built from")
     group.add_argument("--installed", type=Path, metavar="DEST", help="write the installed layout under DEST")
+    group.add_argument("--source-paths", type=Path, metavar="DEST",
+                       help="copy stdin to stdout with paths into DEST's installed layout made the source files'")
     args = parser.parse_args()
     if args.parts:
         print(" ".join(source_parts()))
-    else:
+    elif args.installed:
         print(installed_layout(args.installed))
+    else:
+        for line in sys.stdin:
+            sys.stdout.write(source_paths(line, args.source_paths))
     return 0
 
 
