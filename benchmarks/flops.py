@@ -59,9 +59,9 @@ def tflite_gflops(path: Path) -> float:
     [1, kh, kw, channels] for depthwise: one kh x kw window per output value)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    data = Path(path).read_bytes()
     from edgeseg.formats.tflite.convert.ops import required_table
 
+    data = Path(path).read_bytes()
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ValueError(f"{path}: not a TFLite flatbuffer")
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}

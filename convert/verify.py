@@ -132,7 +132,7 @@ def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, p
                 art_cm.update(gt, resize_mask(art_mask, *gt.shape))
             bar.update()
         entry = {"set": image_set.name, "source": image_set.source, "images": len(image_set.images),
-                 "argmax_agreement": round(agreement.compute(), 6)}
+                 "argmax_agreement": agreement.rounded(6)}
         if out_kind == "logits":
             entry["max_abs_logit_diff"] = float(f"{max_diff:.6g}")
         if image_set.masks is not None:

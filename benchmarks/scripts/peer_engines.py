@@ -122,7 +122,9 @@ def _wrapped_model(args: Any):
     from edgeseg.convert.wrap import ExportWrapper
     from edgeseg.models.weights import load_weights
 
-    return ExportWrapper(load_weights(args.weights).build(), output="logits", fuse_preprocessing=False).eval()
+    weights = load_weights(args.weights)
+    return ExportWrapper(weights.build(), mean=weights.mean, std=weights.std, output="logits",
+                         fuse_preprocessing=False).eval()
 
 
 # --------------------------------------------------------------------------- ONNX Runtime
@@ -175,14 +177,14 @@ class OpenVINORunner(Runner):
         self.label = f"{label}, its default hint: {str(hint.get_type_name())}"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        if self.request is None:
+            raise RuntimeError(f"{self.label}: run after close")
         self.request.infer({0: batch}, share_inputs=True)
         return np.array(self.request.get_output_tensor(0).data, copy=True)
 
     def close(self) -> None:
         self.request = self.compiled = None
 
-        if self.request is None:
-            raise RuntimeError(f"{self.label}: run after close")
 
 def openvino_default(args: Any, resolution: int, out: Path, reference: Manifest, calibration: list) -> Runner:
     return OpenVINORunner(str(reference.artifact_path), reference.input_spec(), args.threads, "edgeseg's FP32 ONNX")

@@ -158,9 +158,9 @@ class OpenVINOBackend(Backend):
                                     f"{manifest.artifact_path.name}'s rt_info")
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        self.request.infer({0: batch}, share_inputs=True)
         if self.request is None:
             raise BackendUnavailableError(f"{self.manifest.path.name}: the OpenVINO backend was closed; open it again")
+        self.request.infer({0: batch}, share_inputs=True)
         # The output tensor's memory is the request's own and is overwritten by the next call: copy it.
         return np.array(self.request.get_output_tensor(0).data, copy=True)
 

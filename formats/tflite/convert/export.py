@@ -191,11 +191,11 @@ def quantize(job: ExportJob, model: bytes, spec: InputSpec, images: list[np.ndar
                                  algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
         calibration = None
     elif job.precision == "int8-dynamic":
-        if images is None:
-            raise ConfigError(f"{job.target.name} {job.precision}: static INT8 needs calibration images")
         q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
         calibration = None
     else:
+        if images is None:
+            raise ConfigError(f"{job.target.name} {job.precision}: static INT8 needs calibration images")
         # Float in and out (QUANTIZE / DEQUANTIZE inside; `set_io_type` narrows them on request), and
         # one XNNPACK partition (convert.xnnpack).
         xnnpack.int8_recipe(q)
