@@ -1,7 +1,8 @@
 """Verification: a converted model against the PyTorch FP32 reference, through the runtime.
 
 Both sides see the same images through `runtime.preprocess` (the artifact with its own input
-spec, the reference with float NCHW), so what is measured is exactly what a device will do.
+spec, through the runtime's `Segmenter`; the reference with float NCHW), so what is measured is
+exactly what a device will do.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from edgeseg.errors import VerificationError
 from edgeseg.metrics import Agreement, ConfusionMatrix
 from edgeseg.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.runtime.backend import Backend
-from edgeseg.runtime.postprocess import MaskDecoder, output_to_mask, resize_mask
+from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
+from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng
 
 # Minimum argmax agreement with the FP32 reference, and the largest mIoU loss in points
@@ -100,10 +102,10 @@ def reference_logits(model: torch.nn.Module, image: np.ndarray, height: int, wid
 def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, precision: str,
             num_classes: int, progress: bool = True) -> dict:
     """Agreement (and mIoU where labelled) of `backend` against the PyTorch `model`."""
-    manifest = backend.manifest
-    spec = manifest.input_spec()
-    out_kind, out_layout = manifest.output["kind"], manifest.output.get("layout", "NCHW")
-    decode = MaskDecoder.for_manifest(manifest)  # the runtime's checks: ids within the labels, never wrapped
+    # The runtime's frame path and its checks (ids within the labels, never wrapped); the caller closes `backend`.
+    segmenter = Segmenter(backend)
+    manifest, spec = segmenter.manifest, segmenter.input_spec
+    has_logits = segmenter.output_spec.kind == "logits"
     results = []
     total = sum(len(s.images) for s in sets)
     bar = tqdm(total=total, desc=f"verify {manifest.artifact_path.name}", disable=not progress, unit="img")
@@ -113,7 +115,7 @@ def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, p
         ref_cm, art_cm = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
         for i, image in enumerate(image_set.images):
             ref = reference_logits(model, image, spec.height, spec.width)
-            out = backend.infer(preprocess_rgb(image, spec))
+            out = segmenter.infer(segmenter.preprocess_rgb(image))
             broken = _non_finite_record(image_set, i, ref, out)
             if broken is not None:  # NaN is ignored by max and argmaxes to 0 on both sides: stop before any score
                 bar.close()
@@ -121,19 +123,18 @@ def compare(model: torch.nn.Module, backend: Backend, sets: list[ImageSet], *, p
                         "miou_delta": None, "budget": BUDGETS[precision], "non_finite": broken, "sets": results,
                         "passed": False}
             ref_mask = output_to_mask(ref, "logits", "NCHW")
-            art_mask = decode(out)
-            if out_kind == "logits":
-                logits = out.transpose(0, 3, 1, 2) if out_layout == "NHWC" else out
-                max_diff = max(max_diff, float(np.abs(logits.astype(np.float32) - ref).max()))
+            art_mask = segmenter.decode(out)
+            if has_logits:
+                max_diff = max(max_diff, float(np.abs(segmenter.scores(out).astype(np.float32) - ref).max()))
             agreement.update(ref_mask, art_mask)
             if image_set.masks is not None:
                 gt = image_set.masks[i]
                 ref_cm.update(gt, resize_mask(ref_mask, *gt.shape))
-                art_cm.update(gt, resize_mask(art_mask, *gt.shape))
+                art_cm.update(gt, segmenter.to_frame(art_mask, gt.shape))
             bar.update()
         entry = {"set": image_set.name, "source": image_set.source, "images": len(image_set.images),
                  "argmax_agreement": agreement.rounded(6)}
-        if out_kind == "logits":
+        if has_logits:
             entry["max_abs_logit_diff"] = float(f"{max_diff:.6g}")
         if image_set.masks is not None:
             ref_scores, art_scores = ref_cm.compute(), art_cm.compute()
