@@ -1,8 +1,8 @@
 """`edgeseg bench`: latency, accuracy and cost of converted models, one row per
 model x target x resolution x precision (or per given artifact), on a labelled set.
 
-Every row runs through the same runtime path as the device: `runtime.preprocess`,
-`runtime.backends.open_backend` and `runtime.postprocess`, configured from the artifact's
+Every row runs through the same frame path as the device (`runtime.segmenter.Segmenter`: the
+preprocessing, backend and checked mask the demo runs), configured from the artifact's
 manifest. Artifacts are converted on demand through `convert.pipeline.convert` into a cache
 keyed by everything the conversion reads, so a second sweep only measures.
 
@@ -52,7 +52,8 @@ from edgeseg.benchmarks.rows import (
 from edgeseg.errors import BackendUnavailableError, ConfigError, DatasetError, EdgesegError, ManifestError
 from edgeseg.manifest import Manifest, load_manifest
 from edgeseg.resolution import resolution_tag
-from edgeseg.runtime.backend import available_backends, check_threads, manifest_threads, open_backend
+from edgeseg.runtime.backend import available_backends, check_threads, manifest_threads
+from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.targets import get_target
 
 RESULTS_SCHEMA = "edgeseg-bench/1"
@@ -195,21 +196,21 @@ class Bench:
         if bar is not None:
             bar.set_postfix_str(f"{plan.label()}: measuring")
         try:
-            backend = open_backend(manifest, threads=threads)
+            segmenter = Segmenter.open(manifest, threads=threads)
         except BackendUnavailableError as exc:
             return set_status(row, STATUS_NOT_RUN, str(exc))
         except EdgesegError as exc:
             return set_status(row, STATUS_FAILED, str(exc), "run")
         try:
-            with backend:
+            with segmenter:
                 reference = None
                 if plan.model is not None:
                     spec = manifest.input_spec()
                     reference = plan.model.reference(plan.evalset, spec.height, spec.width, self.cores)
                 recorded = matching_verification(manifest, plan.evalset)
-                row["accuracy"], measured = measure_accuracy(backend, plan.evalset, manifest, reference,
+                row["accuracy"], measured = measure_accuracy(segmenter, plan.evalset, reference,
                                                              recorded["images"] if recorded else 0)
-                row["latency"] = measure_latency(backend, plan.evalset, manifest, self.config.runs, self.config.warmup)
+                row["latency"] = measure_latency(segmenter, plan.evalset, self.config.runs, self.config.warmup)
         except EdgesegError as exc:
             return set_status(row, STATUS_FAILED, str(exc), "run")
         except Exception as exc:  # noqa: BLE001 - an engine's own error types; the row records it and the sweep goes on

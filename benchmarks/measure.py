@@ -1,10 +1,9 @@
-"""Measuring one artifact through the runtime path the device uses: accuracy on the evaluation set
-(against the PyTorch reference where there is one) and per-stage latency."""
+"""Measuring one artifact through the frame path the device uses (`runtime.segmenter.Segmenter`):
+accuracy on the evaluation set (against the PyTorch reference where there is one) and per-stage latency."""
 
 from __future__ import annotations
 
 import gc
-import time
 from typing import Any
 
 import cv2
@@ -12,10 +11,8 @@ import numpy as np
 
 from edgeseg.benchmarks.evalsets import EvalSet
 from edgeseg.benchmarks.references import Reference
-from edgeseg.manifest import Manifest
 from edgeseg.metrics import Agreement, ConfusionMatrix
-from edgeseg.runtime.postprocess import MaskDecoder, resize_mask
-from edgeseg.runtime.preprocess import preprocess_bgr, preprocess_rgb
+from edgeseg.runtime.segmenter import Segmenter
 
 LATENCY_FRAMES = 8  # distinct frames cycled through the latency loop
 
@@ -30,7 +27,7 @@ def latency_stats(samples_ms: list[float] | np.ndarray) -> dict[str, float]:
             "p99": round(float(p99), 3), "min": round(float(x.min()), 3), "max": round(float(x.max()), 3)}
 
 
-def measure_accuracy(backend, evalset: EvalSet, manifest: Manifest, reference: Reference | None,
+def measure_accuracy(segmenter: Segmenter, evalset: EvalSet, reference: Reference | None,
                      check_count: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """mIoU, per-class IoU and pixel accuracy on the set; mIoU change and argmax agreement against the
     PyTorch FP32 reference on the same images (agreement at model resolution, as verification does).
@@ -38,14 +35,13 @@ def measure_accuracy(backend, evalset: EvalSet, manifest: Manifest, reference: R
     Returns the accuracy and, over the first `check_count` images (the ones verification scored),
     the numbers to compare with the manifest's.
     """
-    spec = manifest.input_spec()
-    decode = MaskDecoder.for_manifest(manifest)
+    manifest = segmenter.manifest
     labels = manifest.labels
     cm, check_cm = ConfusionMatrix(manifest.num_classes), ConfusionMatrix(manifest.num_classes)
     agreement, check_agreement = Agreement(), Agreement()
     for i, (image, gt) in enumerate(zip(evalset.images, evalset.masks)):
-        mask = decode(backend.infer(preprocess_rgb(image, spec)))
-        full = resize_mask(mask, *gt.shape)
+        full = segmenter.segment_rgb(image, gt.shape)
+        mask = segmenter.last_model_mask
         cm.update(gt, full)
         if reference is not None:
             agreement.update(reference.masks[i], mask)
@@ -67,11 +63,10 @@ def measure_accuracy(backend, evalset: EvalSet, manifest: Manifest, reference: R
     return accuracy, check
 
 
-def measure_latency(backend, evalset: EvalSet, manifest: Manifest, runs: int, warmup: int) -> dict[str, Any]:
-    """Warm-up, then `runs` frames end to end as the demo does them: BGR frame -> `preprocess_bgr` ->
-    inference -> `MaskDecoder` + `resize_mask` to frame size; each stage timed on its own."""
-    spec = manifest.input_spec()
-    decode = MaskDecoder.for_manifest(manifest)
+def measure_latency(segmenter: Segmenter, evalset: EvalSet, runs: int, warmup: int) -> dict[str, Any]:
+    """Warm-up, then `runs` frames end to end as the demo does them (`Segmenter.segment`: BGR frame ->
+    preprocessing -> inference -> checked mask at frame size); each stage timed on its own."""
+    times = segmenter.times
     # Frames as a camera delivers them (BGR), converted once outside the timed loop.
     frames = [cv2.cvtColor(img, cv2.COLOR_RGB2BGR) for img in evalset.images[:LATENCY_FRAMES]]
     pre, inf, post, total = [], [], [], []
@@ -79,19 +74,12 @@ def measure_latency(backend, evalset: EvalSet, manifest: Manifest, runs: int, wa
     gc.disable()  # a collection inside a timed frame is noise, not the model's latency
     try:
         for i in range(warmup + runs):
-            frame = frames[i % len(frames)]
-            t0 = time.perf_counter()
-            batch = preprocess_bgr(frame, spec)
-            t1 = time.perf_counter()
-            out = backend.infer(batch)
-            t2 = time.perf_counter()
-            resize_mask(decode(out), frame.shape[0], frame.shape[1])
-            t3 = time.perf_counter()
+            segmenter.segment(frames[i % len(frames)])
             if i >= warmup:
-                pre.append((t1 - t0) * 1000)
-                inf.append(backend.last_inference_ms)
-                post.append((t3 - t2) * 1000)
-                total.append((t3 - t0) * 1000)
+                pre.append(times.preprocess_ms)
+                inf.append(times.inference_ms)
+                post.append(times.postprocess_ms)
+                total.append(times.total_ms)
     finally:
         if gc_was_enabled:
             gc.enable()
