@@ -54,7 +54,8 @@ class EdgesegRunner(Runner):
     def __init__(self, manifest: Manifest, threads: int) -> None:
         from edgeseg.runtime.backend import open_backend
 
-        super().__init__(manifest.input_spec(), manifest.output["kind"], manifest.output.get("layout", "NCHW"))
+        output = manifest.output_spec()
+        super().__init__(manifest.input_spec(), output.kind, output.layout)
         self.manifest = manifest
         self.backend = open_backend(manifest, threads=threads)
         tools = manifest.data.get("tools", {})
