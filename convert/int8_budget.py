@@ -1,4 +1,4 @@
-"""The pieces every INT8 path's budget search shares (ONNX Runtime and TensorRT Q/DQ in formats/tensorrt/convert/qdq.py,
+"""The pieces every INT8 path's budget search shares (ONNX Runtime and TensorRT Q/DQ in convert/qdq.py,
 OpenVINO/NNCF in formats/openvino/convert/int8.py): ranking quantized ops by what each alone costs, and the record
 of one attempt."""
 

@@ -78,13 +78,13 @@ def verify_onnx(job: ExportJob, reference: torch.nn.Module, artifact: Path, inpu
 
 
 def quantize_job(job: ExportJob, float_onnx: Path, artifact: Path, output_dict: dict, *,
-                 quantize: Callable[..., Any] | None = None) -> tuple[dict, dict]:
+                 quantize: Callable[..., Any]) -> tuple[dict, dict]:
     """The Q/DQ INT8 model of `float_onnx` (folded) at `artifact`, within the INT8 budget: its
-    verification against the model as trained, and the manifest's quantization record. `quantize`
-    replaces qdq's TensorRT-form quantizer (ort_int8 passes ONNX Runtime's)."""
+    verification against the model as trained, and the manifest's quantization record. `quantize` writes the
+    all-INT8 model: TensorRT's placement (the bundles) or ONNX Runtime's fused-kernel form (host-cpu)."""
     from edgeseg.convert.calibration import calibration_images
     from edgeseg.convert.options import DEFAULT_CALIBRATION_IMAGES, DEFAULT_CALIBRATION_METHOD, DEFAULT_PERCENTILE
-    from edgeseg.formats.tensorrt.convert.qdq import quantize_within_budget
+    from edgeseg.convert.qdq import quantize_within_budget
 
     images = calibration_images(job.calibration, int(job.options.get("calib_images") or DEFAULT_CALIBRATION_IMAGES),
                                 precision="int8")
@@ -100,7 +100,7 @@ def quantize_job(job: ExportJob, float_onnx: Path, artifact: Path, output_dict: 
         percentile=float(job.options.get("calib_percentile") or DEFAULT_PERCENTILE),
         max_float_layers=job.options.get("int8_max_float_layers"),
         sensitivity_images=int(job.options.get("int8_sensitivity_images") or 4), progress=job.progress,
-        **({} if quantize is None else {"quantize": quantize}))
+        quantize=quantize)
     return verification, {**record, "calibration": job.calibration}
 
 
@@ -130,7 +130,7 @@ def write_metadata_props(path: Path, props: dict[str, str]) -> None:
 def export(job: ExportJob, staging: Path) -> ExportResult:
     """The float (FP32/FP16) ONNX artifact; INT8 for ONNX Runtime is formats/onnx/convert/int8.py's (the format's
     `precision_exporters` in targets/__init__.py route it there)."""
-    path = staging / f"{job.basename}.onnx"
+    path = job.staged_file(staging, "onnx")
     details: dict[str, Any] = {"opset": OPSET, "exporter": "torch.onnx.export (TorchScript)"}
     export_onnx_file(job, path)
     write_metadata_props(path, metadata_props(job, input_spec(job), output_spec(job)))

@@ -10,13 +10,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from edgeseg.convert import qdq
 from edgeseg.convert.calibration import calibration_images
 from edgeseg.convert.export import ExportJob
 from edgeseg.convert.onnx_export import export_onnx_file
 from edgeseg.convert.options import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
 from edgeseg.convert.pipeline import ConvertRequest, convert
 from edgeseg.convert.verify import reference_spec, synthetic_set
-from edgeseg.formats.tensorrt.convert import qdq
+from edgeseg.errors import ConfigError
+from edgeseg.formats.tensorrt.convert.qdq import QUANTIZED_OP_TYPES, quantize_qdq
 from edgeseg.models.weights import load_weights
 from edgeseg.runtime.preprocess import preprocess_rgb
 from edgeseg.targets import get_target
@@ -78,7 +80,8 @@ def test_calibration_methods_estimate_different_ranges(tmp_path):
     model = _small_model(tmp_path / "small.onnx")
     spec = reference_spec(32, 32)
     images = calibration_images("synthetic:8", 8)
-    ranges = {m: _ranges(qdq.calibrate(model, images, spec, tmp_path / f"{m}.json", method=m, progress=False))
+    ranges = {m: _ranges(qdq.calibrate(model, images, spec, tmp_path / f"{m}.json", method=m,
+                                       op_types=QUANTIZED_OP_TYPES, progress=False))
               for m in CALIBRATION_METHODS}
     names = set(ranges["minmax"])
     assert {"input", "r1", "c2"} <= names and all(set(r) == names for r in ranges.values())
@@ -90,7 +93,7 @@ def test_calibration_methods_estimate_different_ranges(tmp_path):
 
 
 def test_bad_percentile_is_refused():
-    with pytest.raises(qdq.ConfigError, match="calib-percentile"):
+    with pytest.raises(ConfigError, match="calib-percentile"):
         qdq.calibration_method("percentile", 30.0)
 
 
@@ -100,11 +103,11 @@ def test_keep_in_float_is_the_switch_the_sensitivity_ranking_measures(folded, ca
     (Compared as graphs, without onnxruntime's optimizations: those fuse Q/DQ pairs into integer
     kernels in the plain graph only, a rounding-level difference.)"""
     spec = reference_spec(SIZE, SIZE)
-    model = qdq.quantize_qdq(folded, tmp_path / "q.onnx", calib, spec, progress=False)
+    model = quantize_qdq(folded, tmp_path / "q.onnx", calib, spec, progress=False)
     nodes = list(model.quantized_nodes)
     k = len(nodes) // 2
     stripped = qdq.keep_in_float(model.path, tmp_path / "k.onnx", [nodes[k]])
-    assert qdq.quantized_nodes(stripped) == nodes[:k] + nodes[k + 1:]
+    assert qdq.quantized_nodes(stripped, model.op_types) == nodes[:k] + nodes[k + 1:]
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -119,7 +122,7 @@ def test_keep_in_float_is_the_switch_the_sensitivity_ranking_measures(folded, ca
     got = plain.run(None, {"input": x})[0]
     np.testing.assert_array_equal(got, expected)
     assert np.abs(full.run(None, {"input": x})[0] - got).max() > 1e-3  # the switch does change something
-    with pytest.raises(qdq.ConfigError, match="no node named"):
+    with pytest.raises(ConfigError, match="no node named"):
         qdq.keep_in_float(model.path, tmp_path / "x.onnx", ["no-such-node"])
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.convert import qdq
 from edgeseg.convert.export import ExportJob, ExportResult
 from edgeseg.convert.onnx_export import (
     OPSET,
@@ -44,8 +45,8 @@ from edgeseg.convert.onnx_export import (
     quantize_job,
     write_metadata_props,
 )
+from edgeseg.convert.options import DEFAULT_CALIBRATION_METHOD, DEFAULT_PERCENTILE
 from edgeseg.errors import ConfigError
-from edgeseg.formats.tensorrt.convert import qdq
 from edgeseg.runtime.preprocess import InputSpec
 
 ORT_INT8_OP_TYPES = ("Conv", "Add", "Mul", "GlobalAveragePool", "AveragePool", "Concat", "Resize", "Relu")
@@ -113,17 +114,14 @@ def logit_resizes(model_path: Path) -> list[str]:
 
 
 def quantize_ort(float_onnx: Path, out: Path, images: list[np.ndarray], spec: InputSpec, *,
-                 method: str = qdq.DEFAULT_CALIBRATION_METHOD, percentile: float = qdq.DEFAULT_PERCENTILE,
+                 method: str = DEFAULT_CALIBRATION_METHOD, percentile: float = DEFAULT_PERCENTILE,
                  op_types: tuple[str, ...] = ORT_INT8_OP_TYPES, reduce_range: bool | None = None,
                  progress: bool = True) -> OrtInt8Model:
     """Write the ORT-form INT8 model of `float_onnx` (constant-folded) to `out`, calibrated on
-    `images` (RGB uint8, through `preprocess_rgb(image, spec)`) with one of `qdq.CALIBRATION_METHODS`."""
+    `images` (RGB uint8, through `preprocess_rgb(image, spec)`) with one of `CALIBRATION_METHODS`."""
     if not images:
         raise ConfigError("INT8 needs at least one calibration image")
-    try:
-        from onnxruntime import quantization as q
-    except ImportError:
-        raise ConfigError("host-cpu INT8 needs onnxruntime (pip install onnxruntime)") from None
+    q = qdq.ort_quantization("host-cpu INT8")
     enum, _ = qdq.calibration_method(method, percentile, symmetric=False)
     reduce = needs_reduce_range() if reduce_range is None else reduce_range
     with tempfile.TemporaryDirectory(prefix="edgeseg-ort-int8-") as tmp:

@@ -38,8 +38,9 @@ from edgeseg.convert.onnx_export import (
     verify_onnx,
     write_metadata_props,
 )
+from edgeseg.convert.qdq import fold_constants
 from edgeseg.formats.tensorrt.convert.parser_support import require_supported
-from edgeseg.formats.tensorrt.convert.qdq import fold_constants
+from edgeseg.formats.tensorrt.convert.qdq import quantize_qdq
 from edgeseg.formats.tensorrt.runtime.engine import default_dla_core, trtexec_engine_name
 from edgeseg.targets import TargetProfile
 
@@ -160,7 +161,8 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
             verification["note"] = ("FP32 graph: TensorRT's FP16 kernels are not simulated on the CPU; "
                                     "tests/test_tensorrt_gpu.py compares the built engine with ONNX Runtime")
     else:
-        verification, details["quantization"] = quantize_job(job, float_onnx, artifact, out_dict)
+        verification, details["quantization"] = quantize_job(job, float_onnx, artifact, out_dict,
+                                                             quantize=quantize_qdq)
         verification["note"] = "Q/DQ graph: TensorRT's explicit quantization reproduces it up to kernel rounding"
         support = require_supported(artifact, target.tensorrt_options().versions, artifact=artifact.name)
     settings = build_settings(target, job.precision)
