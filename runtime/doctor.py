@@ -19,6 +19,8 @@ from typing import Any
 import edgeseg
 from edgeseg.conventions import RUNTIME_MIN_PYTHON
 from edgeseg.formats import ArtifactFormat, all_formats, load_module
+from edgeseg.optional import not_installed
+from edgeseg.packages import OPENCV
 from edgeseg.runtime.probing import broken_or_missing, distribution_version, package_line
 from edgeseg.targets import TargetProfile, all_targets
 
@@ -69,7 +71,7 @@ def opencv_info() -> dict[str, Any]:
     try:
         cv2 = import_opencv()
     except MissingPackageError:
-        return {"status": "missing", "hint": f"{install_hint('opencv')}, or use JetPack's OpenCV on a Jetson"}
+        return {"status": "missing", "hint": f"{install_hint(OPENCV.extra)}, or use JetPack's OpenCV on a Jetson"}
     except PackageConflictError as exc:  # a pip numpy shadowing the system's: the line says which and what to do
         return {"status": "broken", "error": str(exc), "conflict": True}
     from edgeseg.runtime.gstreamer import video_io_backends
@@ -120,11 +122,9 @@ def _python_ok() -> bool:
 
 def target_verdict(target: TargetProfile, report: dict[str, Any]) -> dict[str, Any]:
     """{"convert": (ok, why), "run": (ok, why), "notes": [...]} for one target profile on this machine."""
-    needs = convert_needs(all_formats()[target.format])
-    missing = [n for n in needs if not report["conversion"].get(n)]
+    missing = [p for p in all_formats()[target.format].convert_packages if not report["conversion"].get(p.distribution)]
     convert = (not missing, "can convert" if not missing else
-               "cannot convert, because "
-               + ", ".join(f"{n} is not installed (edgeseg[{needs[n]}])" for n in missing))
+               "cannot convert, because " + ", ".join(not_installed(p) for p in missing))
     run = _run_verdict(target, report)
     notes = []
     if target.tensorrt is not None:
@@ -139,7 +139,7 @@ def target_verdict(target: TargetProfile, report: dict[str, Any]) -> dict[str, A
 
 def _run_verdict(target: TargetProfile, report: dict[str, Any]) -> tuple[bool, str]:
     if report["opencv"]["status"] != "ok":
-        return False, "cannot run, because " + broken_or_missing(report["opencv"], "OpenCV", "opencv")
+        return False, "cannot run, because " + broken_or_missing(report["opencv"], "OpenCV", OPENCV)
     fmt = all_formats()[target.format]
     if fmt.probe is None:
         return False, f"cannot run, because this edgeseg has no probe for backend {target.backend}"

@@ -7,12 +7,12 @@ another numpy), so a broken package is reported, never fatal.
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 from typing import Any
 
 from edgeseg.errors import first_line
-from edgeseg.optional import install_hint
+from edgeseg.optional import install_hint, not_installed, try_import
+from edgeseg.packages import Package
 
 
 def error_line(exc: BaseException) -> str:
@@ -21,15 +21,14 @@ def error_line(exc: BaseException) -> str:
 
 
 def probe_import(module: str) -> dict[str, Any]:
-    """{"status": "ok"|"missing"|"broken", "module"?: the module, "error"?: one line}."""
-    try:
-        return {"status": "ok", "module": importlib.import_module(module)}  # noqa: TID251 - a third-party package doctor probes
-    except ImportError as exc:
-        if getattr(exc, "name", None) in (module, module.split(".")[0]):
-            return {"status": "missing"}
-        return {"status": "broken", "error": error_line(exc)}
-    except Exception as exc:  # noqa: BLE001 - a broken package may raise anything on import
-        return {"status": "broken", "error": error_line(exc)}
+    """{"status": "ok"|"missing"|"broken", "module"?: the module, "error"?: one line}: `try_import` as
+    doctor's report keeps it."""
+    imported = try_import(module)
+    if imported.module is not None:
+        return {"status": "ok", "module": imported.module}
+    if imported.status == "missing" or imported.error is None:
+        return {"status": "missing"}
+    return {"status": "broken", "error": error_line(imported.error)}
 
 
 def distribution_version(name: str) -> str | None:
@@ -44,15 +43,16 @@ def public(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k != "module"}
 
 
-def broken_or_missing(entry: dict[str, Any], what: str, extra: str) -> str:
-    """Why a probed package cannot be used: broken, only type stubs, shadowed, or not installed (EXTRA)."""
+def broken_or_missing(entry: dict[str, Any], what: str, package: Package) -> str:
+    """Why a probed package (`what`, as the report names it) cannot be used: broken, only type stubs, shadowed,
+    or not installed (and which extra brings it)."""
     if entry.get("conflict"):  # a long line of its own: said once, on the opencv line
         return f"{what} does not import (the {what.lower()} line above says which package shadows which)"
     if entry["status"] == "broken":
         return f"{what} is installed but broken ({entry['error']})"
     if entry["status"] == "stubs-only":
         return f"{what} is only type stubs here (tensorrt-stubs), not NVIDIA's TensorRT"
-    return f"{what} is not installed (edgeseg[{extra}])"
+    return not_installed(package, what)
 
 
 def package_line(name: str, entry: dict[str, Any], detail: str = "") -> str:
@@ -67,5 +67,5 @@ def package_line(name: str, entry: dict[str, Any], detail: str = "") -> str:
     return f"{name:13} not installed"
 
 
-__all__ = ["broken_or_missing", "distribution_version", "error_line", "install_hint", "package_line", "probe_import",
-           "public"]
+__all__ = ["broken_or_missing", "distribution_version", "error_line", "install_hint", "not_installed", "package_line",
+           "probe_import", "public"]

@@ -87,11 +87,12 @@ def test_missing_engines_and_conversion_stack_name_the_extra(monkeypatch):
     assert report["onnxruntime"] == {"status": "missing"}
     assert not report["conversion_available"]
     host = report["targets"]["host-cpu"]
-    assert host["run"]["why"] == "cannot run, because onnxruntime is not installed (edgeseg[onnxruntime])"
-    assert host["convert"]["why"] == "cannot convert, because torch is not installed (edgeseg[convert])"
+    assert host["run"]["why"] == ("cannot run, because onnxruntime is not installed "
+                                  "(pip install 'edgeseg[onnxruntime]')")
+    assert host["convert"]["why"] == "cannot convert, because torch is not installed (pip install 'edgeseg[convert]')"
     assert report["targets"]["android-cpu"]["convert"]["why"] == (
-        "cannot convert, because torch is not installed (edgeseg[convert]), "
-        "litert-torch is not installed (edgeseg[tflite])")
+        "cannot convert, because torch is not installed (pip install 'edgeseg[convert]'), "
+        "litert-torch is not installed (pip install 'edgeseg[tflite]')")
 
 
 def test_a_jetson_release_without_the_runtimes_python_is_said_plainly():

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import ManifestError, first_line
-from edgeseg.formats.onnx import FORMAT
+from edgeseg.formats.onnx import ONNXRUNTIME
 from edgeseg.manifest import Manifest
 from edgeseg.runtime.backend import Backend, batch_shape, require
 from edgeseg.runtime.probing import broken_or_missing, package_line, probe_import, public
@@ -63,7 +63,7 @@ def run_verdict(target: TargetProfile, report: dict[str, Any]) -> tuple[bool, st
     """doctor's (can run, why) for an ONNX Runtime target."""
     ort = report["onnxruntime"]
     if ort["status"] != "ok":
-        return False, "cannot run, because " + broken_or_missing(ort, "onnxruntime", FORMAT.run_packages[0].extra or "")
+        return False, "cannot run, because " + broken_or_missing(ort, ONNXRUNTIME.distribution, ONNXRUNTIME)
     too_old = engine_floor_problem(target.format, ort.get("version"))
     return (False, f"cannot run, because {too_old}") if too_old else \
         (True, "can run (ONNX Runtime, CPUExecutionProvider)")

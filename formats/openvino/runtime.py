@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import BackendUnavailableError, ManifestError, first_line
+from edgeseg.formats.openvino import OPENVINO
 from edgeseg.manifest import Manifest, cached_sha256
 from edgeseg.runtime.backend import Backend, batch_shape, require
 from edgeseg.runtime.probing import broken_or_missing, package_line, probe_import
@@ -87,7 +88,7 @@ def run_verdict(target: TargetProfile, report: dict[str, Any]) -> tuple[bool, st
     entry = report["openvino"]
     device = target.openvino.device if target.openvino is not None else "CPU"
     if entry["status"] != "ok":
-        return False, "cannot run, because " + broken_or_missing(entry, "openvino", "openvino")
+        return False, "cannot run, because " + broken_or_missing(entry, OPENVINO.distribution, OPENVINO)
     if not _sees(entry["devices"], device):
         return False, (f"cannot run, because OpenVINO sees no Intel {device} here "
                        f"(openvino.Core().available_devices: {', '.join(entry['devices']) or 'none'})")

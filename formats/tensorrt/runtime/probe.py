@@ -7,6 +7,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from edgeseg.formats.tensorrt import PYCUDA, TENSORRT
+from edgeseg.optional import not_installed
 from edgeseg.runtime.probing import distribution_version, error_line, package_line, probe_import, public
 from edgeseg.targets import TargetProfile
 
@@ -19,7 +21,7 @@ def probe() -> dict[str, dict[str, Any]]:
 def tensorrt_info() -> dict[str, Any]:
     """Real TensorRT, only its type stubs (tensorrt-stubs makes `import tensorrt` succeed, empty), or none."""
     try:
-        spec = importlib.util.find_spec("tensorrt")
+        spec = importlib.util.find_spec(TENSORRT.module)
     except (ImportError, ValueError) as exc:
         return {"status": "broken", "error": error_line(exc)}
     if spec is None:
@@ -28,7 +30,7 @@ def tensorrt_info() -> dict[str, Any]:
         stubs = [p for p in (spec.submodule_search_locations or []) if (Path(p) / "__init__.pyi").is_file()]
         where = stubs[0] if stubs else spec.submodule_search_locations
         return {"status": "stubs-only", "detail": f"only type stubs at {where}"}
-    probe = probe_import("tensorrt")
+    probe = probe_import(TENSORRT.module)
     if probe["status"] != "ok":
         return public(probe)
     trt = probe["module"]
@@ -45,11 +47,11 @@ def tensorrt_info() -> dict[str, Any]:
 
 def cuda_info() -> dict[str, Any]:
     """pycuda and the GPU it sees (name, compute capability)."""
-    probe = probe_import("pycuda.driver")
+    probe = probe_import(f"{PYCUDA.module}.driver")
     if probe["status"] != "ok":
         return public(probe)
     cuda = probe["module"]
-    info: dict[str, Any] = {"status": "ok", "version": distribution_version("pycuda")}
+    info: dict[str, Any] = {"status": "ok", "version": distribution_version(PYCUDA.distribution)}
     try:
         cuda.init()
         if cuda.Device.count() < 1:
@@ -70,9 +72,9 @@ def run_verdict(target: TargetProfile, report: dict[str, Any]) -> tuple[bool, st
                }.get(trt["status"], f"TensorRT is installed but broken ({trt.get('error')})")
         return False, "cannot run, because " + why
     if cuda["status"] != "ok":
-        return False, "cannot run, because pycuda is " + (
-            "not installed (pip install 'edgeseg[jetson]')" if cuda["status"] == "missing"
-            else f"broken ({cuda['error']})")
+        why = not_installed(PYCUDA) if cuda["status"] == "missing" else \
+            f"{PYCUDA.distribution} is broken ({cuda['error']})"
+        return False, f"cannot run, because {why}"
     if not cuda.get("gpu"):
         return False, f"cannot run, because no GPU is usable ({cuda.get('gpu_error')})"
     version = ".".join(str(trt["version"]).split(".")[:2])

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeseg.formats.tflite import INTERPRETERS, LITERT
 from edgeseg.runtime.probing import broken_or_missing, distribution_version, package_line, probe_import
 from edgeseg.targets import TargetProfile, engine_floor_problem
-
-# The interpreter packages, in the order they are tried (LiteRT's successor first; tflite-runtime needs numpy<2).
-INTERPRETERS = (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime"))
 
 
 def probe() -> dict[str, dict[str, Any]]:
@@ -18,8 +16,9 @@ def probe() -> dict[str, dict[str, Any]]:
 
 
 def litert_info() -> dict[str, Any]:
-    for module, distribution in INTERPRETERS:
-        found = probe_import(module)
+    for package in INTERPRETERS:
+        distribution = package.distribution
+        found = probe_import(f"{package.module}.interpreter")
         if found["status"] == "missing":
             continue
         if found["status"] == "broken":
@@ -43,9 +42,9 @@ def run_verdict(target: TargetProfile, report: dict[str, Any]) -> tuple[bool, st
     """doctor's (can run, why) for a LiteRT target."""
     lite = report["litert"]
     if lite["status"] != "ok":
-        return False, "cannot run, because " + broken_or_missing(lite, "ai-edge-litert", "litert")
-    if lite.get("package") == "ai-edge-litert" and (too_old := engine_floor_problem(target.format,
-                                                                                    lite.get("version"))):
+        return False, "cannot run, because " + broken_or_missing(lite, LITERT.distribution, LITERT)
+    if lite.get("package") == LITERT.distribution and (too_old := engine_floor_problem(target.format,
+                                                                                       lite.get("version"))):
         return False, f"cannot run, because {too_old}"
     where = "on this CPU as a stand-in for the phone" if target.host_proxy else "with LiteRT"
     return True, f"can run {where} ({lite['package']} {lite['version']}, XNNPACK)"
