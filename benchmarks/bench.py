@@ -51,6 +51,8 @@ from edgeseg.benchmarks.rows import (
 )
 from edgeseg.errors import BackendUnavailableError, ConfigError, DatasetError, EdgesegError, ManifestError
 from edgeseg.manifest import Manifest, load_manifest
+from edgeseg.optional import not_installed
+from edgeseg.packages import TORCH
 from edgeseg.resolution import resolution_tag
 from edgeseg.runtime.backend import available_backends, check_threads, manifest_threads
 from edgeseg.runtime.segmenter import Segmenter
@@ -261,8 +263,8 @@ class Bench:
         row["artifact"] = artifact_info(manifest, from_cache=None)
         if plan.kind is RowKind.ARTIFACT and importlib.util.find_spec("torch") is None:
             # A device install measures the artifact alone: mIoU against the labels, no PyTorch reference.
-            row["reference_note"] = ("torch is not installed (pip install 'edgeseg[convert]'): no PyTorch FP32 "
-                                     "reference, so no mIoU change or agreement")
+            row["reference_note"] = (f"{not_installed(TORCH)}: no PyTorch FP32 reference, so no mIoU change or "
+                                     "agreement")
         elif plan.kind is RowKind.ARTIFACT:
             plan.model = self._reference_model_for(manifest)
             if plan.model is None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseg.formats import all_formats
 from edgeseg.manifest import Manifest
 
 if TYPE_CHECKING:  # torch is imported where it is used: `edgeseg --help` must not load it
@@ -45,7 +46,7 @@ def artifact_gflops(manifest: Manifest, reference: Reference | None) -> tuple[fl
         return reference.gflops, "FlopCounterMode on the PyTorch model"
     if record.get("flops_after"):  # the rewrite found nothing to do, but counted the convolutions
         return record["flops_after"] / 1e9, "convolution count recorded at conversion (manifest)"
-    if manifest.artifact_path.suffix == ".tflite":
+    if manifest.artifact_path.suffix == all_formats()["tflite"].suffix:
         try:
             return tflite_gflops(manifest.artifact_path), "convolutions and fully-connected layers of the TFLite graph"
         except (ImportError, ValueError) as exc:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.atomic import publish, staging_dir
+from edgeseg.optional import not_installed
+from edgeseg.packages import MATPLOTLIB
 
 REPORT_FILES = ("results.json", "results.csv", "report.md", "pareto.png", "per_class_iou.png")
 CSV_COLUMNS = (
@@ -234,7 +236,7 @@ def to_markdown(results: dict[str, Any], *, pictures: bool = True, budget_ms: fl
         *([] if budget_ms is None else budget_section(results, budget_ms)),
         "## Checks", *check_lines(results), "",
         *(["![latency against mIoU](pareto.png)", "", "![per-class IoU](per_class_iou.png)", ""] if pictures else
-          ["No pictures: matplotlib is not installed here (pip install 'edgeseg[bench]').", ""]),
+          [f"No pictures: {not_installed(MATPLOTLIB)}.", ""]),
     ]
     return "\n".join(parts)
 

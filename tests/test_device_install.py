@@ -85,7 +85,8 @@ def test_bench_artifacts_runs_there(device_venv, artifacts, synthetic_voc, tmp_p
     assert row["cost"]["roofline_fraction"] is None and row["cost"]["roofline_note"].startswith("no matmul peak: torch")
     assert row["cost"]["gflops"] > 0 and row["cost"]["achieved_gflops_per_s"] > 0
     assert sorted(p.name for p in (tmp_path / "bench").iterdir()) == ["report.md", "results.csv", "results.json"]
-    assert "No pictures: matplotlib is not installed here" in (tmp_path / "bench" / "report.md").read_text()
+    report = (tmp_path / "bench" / "report.md").read_text()
+    assert "No pictures: matplotlib is not installed (pip install 'edgeseg[bench]')" in report
 
 
 def test_targets_and_build_engine_run_there(device_venv, artifacts):

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.formats import all_formats
 from edgeseg.manifest import Manifest
+from edgeseg.optional import install_hint
 from edgeseg.runtime.postprocess import output_to_mask
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
@@ -97,7 +99,7 @@ def _module(name: str, peer: str, package: str) -> Any:
     try:
         return importlib.import_module(name)  # noqa: TID251 - a peer engine's package
     except ImportError as exc:
-        raise PeerUnavailable(f"{package} does not import here ({exc}); pip install 'edgeseg[peers]'") from None
+        raise PeerUnavailable(f"{package} does not import here ({exc}); {install_hint('peers')}") from None
 
 
 def _cached(path: Path, make: Callable[[Path], None], peer: str) -> Path:
@@ -113,8 +115,9 @@ def _cached(path: Path, make: Callable[[Path], None], peer: str) -> Path:
     except Exception as exc:  # noqa: BLE001 - any failure of a peer's converter is reported, not fatal
         raise PeerUnavailable(f"its conversion failed ({type(exc).__name__}: {str(exc).strip()[:200]})") from None
     tmp.replace(path)
-    if tmp.with_suffix(".bin").is_file():  # an OpenVINO IR's weights
-        tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+    ir = all_formats()["openvino"]
+    if path.suffix == ir.suffix and ir.weights_suffix and tmp.with_suffix(ir.weights_suffix).is_file():  # its weights
+        tmp.with_suffix(ir.weights_suffix).replace(path.with_suffix(ir.weights_suffix))
     return path
 
 
@@ -158,7 +161,7 @@ def ort_int8(args: Any, resolution: int, out: Path, reference: Manifest, calibra
         def get_next(self):
             return next(self.batches, None)
 
-    path = _cached(out / f"peer-ort-quantize-static-{resolution}.onnx",
+    path = _cached(out / f"peer-ort-quantize-static-{resolution}{all_formats()['onnx'].suffix}",
                    lambda tmp: q.quantize_static(str(reference.artifact_path), str(tmp), Reader()), "ort-int8")
     return OrtRunner(path, spec, args.threads, "quantize_static defaults, INT8 of edgeseg's FP32 ONNX")
 
@@ -203,7 +206,7 @@ def openvino_nncf(args: Any, resolution: int, out: Path, reference: Manifest, ca
                                   subset_size=len(calibration))
         ov.save_model(quantized, str(tmp))
 
-    path = _cached(out / f"peer-nncf-default-{resolution}.xml", make, "openvino-nncf")
+    path = _cached(out / f"peer-nncf-default-{resolution}{all_formats()['openvino'].suffix}", make, "openvino-nncf")
     return OpenVINORunner(str(path), spec, args.threads, "NNCF defaults, INT8 of the same FP32 ONNX")
 
 
@@ -302,7 +305,7 @@ def litert_torch_plain(args: Any, resolution: int, out: Path, reference: Manifes
     litert_torch = _module("litert_torch", "litert-torch", "litert-torch")
     spec = reference.input_spec()
     example = (torch.from_numpy(preprocess_rgb(calibration[0], spec)),)
-    path = _cached(out / f"peer-litert-torch-plain-{resolution}.tflite",
+    path = _cached(out / f"peer-litert-torch-plain-{resolution}{all_formats()['tflite'].suffix}",
                    lambda tmp: litert_torch.convert(_wrapped_model(args), example).export(str(tmp)), "litert-torch")
     return LiteRTRunner(path, spec, args.threads, reference.num_classes,
                         "plain litert-torch FP32 of the same weights (NCHW, no rewrite)")

@@ -20,7 +20,6 @@ Android's tools read), and holds builtin ops only (checked on the written file).
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import sys
 import tempfile
@@ -39,10 +38,12 @@ from edgeseg.convert.export import ExportJob, ExportResult
 from edgeseg.convert.options import DEFAULT_CALIBRATION_IMAGES
 from edgeseg.convert.wrap import ExportWrapper
 from edgeseg.errors import BackendUnavailableError, ConfigError, first_line
+from edgeseg.formats.tflite import AI_EDGE_QUANTIZER, FORMAT, LITERT, LITERT_TORCH
 from edgeseg.formats.tflite.convert import metadata_writer as tflite_metadata
 from edgeseg.formats.tflite.convert import ops as tflite_ops
 from edgeseg.formats.tflite.convert import xnnpack
 from edgeseg.formats.tflite.runtime.metadata import LABELS_FILE
+from edgeseg.optional import require
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
 INT8_IO = ("float", "int8", "uint8")
@@ -129,12 +130,8 @@ def _native_logs_to_buffer() -> Iterator[None]:
 
 
 def _require(module: str):
-    try:
-        return importlib.import_module(module)  # noqa: TID251 - a third-party converter package
-    except ImportError:
-        raise BackendUnavailableError(
-            f"the tflite format needs '{module}', which is not installed here (pip install 'edgeseg[tflite]')"
-        ) from None
+    """A converter package (`edgeseg.optional.require`): a missing one leaves the tflite targets unavailable here."""
+    return require(module, purpose="the tflite format", error=BackendUnavailableError)
 
 
 def _version(dist: str) -> str:
@@ -254,7 +251,7 @@ def set_io_type(model: bytes, io_type: str, scratch: Path) -> bytes:
     """Replace the float input/output of a fully quantized model by int8 or uint8 tensors
     (TFLite's modify_model_interface: drops the boundary QUANTIZE/DEQUANTIZE, or requantizes to uint8)."""
     mmi = _require("ai_edge_litert._pywrap_modify_model_interface")
-    src, dst = scratch / ".float-io.tflite", scratch / f".{io_type}-io.tflite"
+    src, dst = scratch / f".float-io{FORMAT.suffix}", scratch / f".{io_type}-io{FORMAT.suffix}"
     src.write_bytes(model)
     try:
         with _native_logs_to_buffer():
@@ -346,7 +343,7 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         model = inline_buffers(model)
         if int8_io != "float":
             model = set_io_type(model, int8_io, staging)
-        path = staging / f"{job.basename}.tflite"
+        path = job.staged_file(staging, "tflite")
         # Metadata last (the sha256 the manifest records covers it); populate re-packs, inline_buffers re-aligns.
         facts = metadata_facts(job, spec)
         path.write_bytes(tflite_metadata.populate(model, facts, repack=inline_buffers))
@@ -358,7 +355,7 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         bar.close()
     input_spec, output = describe_io(job, path)
     details = {
-        "exporter": "litert-torch",
+        "exporter": LITERT_TORCH.distribution,
         "layout": "NHWC input" + (", NHWC logits" if job.output_kind == "logits" else ", NHW uint8 mask"),
         "quantization": QUANTIZATION[job.precision],
         "metadata": f"TFLite Model Metadata (image segmenter): RGB {job.height}x{job.width}, "
@@ -379,7 +376,6 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         unsupported = tflite_ops.gpu_unsupported(ops)
         details["gpu_delegate_unsupported_ops"] = unsupported
         print(f"{path.name}: {tflite_ops.describe_gpu_unsupported(unsupported)}", file=sys.stderr)
-    tools = {"litert-torch": _version("litert-torch"), "ai-edge-litert": _version("ai-edge-litert")}
-    if job.precision != "fp32":
-        tools["ai-edge-quantizer"] = _version("ai-edge-quantizer")
+    used = (LITERT_TORCH, LITERT, *((AI_EDGE_QUANTIZER,) if job.precision != "fp32" else ()))
+    tools = {p.distribution: _version(p.distribution) for p in used}
     return ExportResult(artifact=path, input=input_spec.to_dict(), output=output, details=details, tools=tools)
