@@ -80,6 +80,7 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
 
 def _convert(args: argparse.Namespace) -> int:
     from edgeseg.convert.pipeline import ConvertRequest, convert
+    from edgeseg.manifest import MANIFEST_SUFFIX
 
     manifest = convert(ConvertRequest(
         target=args.target, precision=args.precision, resolution=args.resolution, weights=args.weights,
@@ -95,7 +96,7 @@ def _convert(args: argparse.Namespace) -> int:
     else:
         v = manifest["verification"]
         diff = v.get("max_abs_logit_diff")
-        print(f"wrote {manifest['manifest_path'][:-len('.json')]}")
+        print(f"wrote {manifest['manifest_path'].removesuffix(MANIFEST_SUFFIX)}")
         print(f"  verified against PyTorch FP32: argmax agreement {v['argmax_agreement']:.5f}"
               + (f", max |logit diff| {diff:.2e}" if diff is not None else "")
               + (f", mIoU change {v['miou_delta']:+.2f}" if v.get("miou_delta") is not None else ""))

@@ -63,9 +63,9 @@ def verify_onnx(job: ExportJob, reference: torch.nn.Module, artifact: Path, inpu
     (before its manifest exists: the INT8 budget search scores every candidate this way)."""
     from edgeseg.convert.verify import compare
     from edgeseg.formats.onnx.runtime import OnnxRuntimeBackend
-    from edgeseg.manifest import Manifest
+    from edgeseg.manifest import Manifest, manifest_path_for
 
-    manifest = Manifest(artifact.with_name(artifact.name + ".json"), {
+    manifest = Manifest(manifest_path_for(artifact), {
         "artifact": artifact.name, "backend": "onnxruntime", "target": job.target.name, "precision": job.precision,
         "model": {"num_classes": job.weights.num_classes, "labels": list(job.weights.labels)},
         "input": input_dict, "output": output_dict,

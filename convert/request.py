@@ -22,6 +22,7 @@ from edgeseg.convert.options import DEFAULT_VERIFY_IMAGES
 from edgeseg.cpu_features import require_bfloat16
 from edgeseg.errors import ConfigError, WeightsError
 from edgeseg.formats import all_formats
+from edgeseg.manifest import manifest_path_for, sha256_file
 from edgeseg.resolution import parse_resolution, resolution_tag
 from edgeseg.targets import TargetProfile, get_target
 
@@ -152,7 +153,7 @@ def check_name_free(artifact: Path, weights_sha256: str | None, force: bool) -> 
     the normal case); weights are the same when their sha256 matches (torchvision's download: when the
     existing artifact also came from torchvision).
     """
-    manifest = artifact.with_name(artifact.name + ".json")
+    manifest = manifest_path_for(artifact)
     if force or not (artifact.exists() or manifest.exists()) or interrupted_publish(artifact):
         return  # (a killed run's half-published artifact is replaced: its manifest never appeared)
     try:
@@ -169,8 +170,6 @@ def check_name_free(artifact: Path, weights_sha256: str | None, force: bool) -> 
 
 def plan(request: ConvertRequest) -> ConvertPlan:
     """Check the whole request (no model built, nothing heavy imported); raise one line per problem."""
-    from edgeseg.manifest import sha256_file
-
     target = get_target(request.target)
     target.check_precision(request.precision)
     if request.precision == "bf16":  # verified under bf16 arithmetic: this CPU must have it

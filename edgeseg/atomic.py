@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import ConfigError
+from edgeseg.manifest import manifest_path_for
 
 STAGING_PREFIX = ".edgeseg-staging-"
 OWNER_FILE = ".owner"
@@ -101,7 +102,7 @@ def interrupted_publish(published_name: Path) -> bool:
     that name's manifest: what sits at `published_name` is that run's leftover (its manifest was never
     published), so the next run may replace it."""
     path = Path(published_name)
-    manifest_name = path.name + ".json"
+    manifest_name = manifest_path_for(path).name
     for folder in Path(path.parent).glob(f"{STAGING_PREFIX}*"):
         if not (folder / manifest_name).is_file():
             continue

@@ -1,5 +1,5 @@
-"""Each rule is written once: a format's suffix, a required package's name and install wording, the
-normalization, the ignore index, the image suffixes, the VOC labels and palette, convert's defaults.
+"""Each rule is written once: a format's suffix (and a manifest's), a required package's name and install
+wording, the normalization, the ignore index, the image suffixes, the VOC labels and palette, convert's defaults.
 
 The source tree (the folders setup.cfg installs) is read, never imported, and every re-typed copy is
 reported with its file and line; docstrings and comments may mention the rules. Tests are not scanned:
@@ -27,6 +27,7 @@ PALETTE = "edgeseg/palette.py"
 OPTIONS = "convert/options.py"
 OPTIONAL = "edgeseg/optional.py"
 PACKAGES = "edgeseg/packages.py"
+MANIFEST = "edgeseg/manifest.py"
 
 NORMALIZATION = {0.485, 0.456, 0.406, 0.229, 0.224, 0.225}
 IGNORE_INDEX = 255
@@ -35,7 +36,7 @@ RULE_NAMES = {
     "IMAGENET_MEAN": CONVENTIONS, "IMAGENET_STD": CONVENTIONS, "IGNORE_INDEX": CONVENTIONS,
     "IMAGE_SUFFIXES": CONVENTIONS, "VIDEO_SUFFIXES": CONVENTIONS, "OUTPUT_KINDS": CONVENTIONS,
     "DEFAULT_ARCH": CONVENTIONS, "SAMPLE_NAME": CONVENTIONS, "RUNTIME_MIN_PYTHON": CONVENTIONS,
-    "VOC_LABELS": PALETTE, "SHARED_PACKAGES": PACKAGES,
+    "VOC_LABELS": PALETTE, "SHARED_PACKAGES": PACKAGES, "MANIFEST_SUFFIX": MANIFEST,
     "CALIBRATION_METHODS": OPTIONS, "DEFAULT_CALIBRATION_METHOD": OPTIONS, "DEFAULT_PERCENTILE": OPTIONS,
     "DEFAULT_CALIBRATION_IMAGES": OPTIONS,  # (the bench's DEFAULT_VERIFY_IMAGES, 16, is a default of its own)
 }
@@ -116,6 +117,18 @@ def _renamed_distributions() -> set[str]:
     return {dist for module, (dist, _) in optional_packages().items() if dist != module}
 
 
+def _is_json_suffix(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value == ".json"
+
+
+def _names_a_manifest(node: ast.AST) -> bool:
+    """`name + ".json"` or f"{name}.json": a file's name with the manifest suffix after it."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _is_json_suffix(node.right)
+    return isinstance(node, ast.JoinedStr) and len(node.values) == 2 and isinstance(
+        node.values[0], ast.FormattedValue) and _is_json_suffix(node.values[1])
+
+
 def _copies(node: ast.AST, members: set) -> bool:
     if not isinstance(node, (ast.Tuple, ast.List, ast.Set)):
         return False
@@ -150,6 +163,8 @@ def _structure_findings(path: str, tree: ast.Module) -> Iterator[Finding]:
         if isinstance(node, ast.Compare) and any(isinstance(c, ast.Constant) and c.value == IGNORE_INDEX
                                                  for c in (node.left, *node.comparators)):
             yield Finding(path, node.lineno, f"{IGNORE_INDEX} compared: the ignore index is {CONVENTIONS}'s")
+        if path != MANIFEST and _names_a_manifest(node):
+            yield Finding(path, node.lineno, f"a manifest's name is {MANIFEST}'s (manifest_path_for)")
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Package" and not _is_registry(path):
             yield Finding(path, node.lineno, "a Package record outside the registry")
 
@@ -245,6 +260,9 @@ PLANTS = {
     "default method": ("DEFAULT_CALIBRATION_METHOD = 'minmax'\n", "DEFAULT_CALIBRATION_METHOD is convert/options.py's"),
     "sample checkpoint": ("NAME = 'deeplabv3_mobilenet_v3_large_synthetic.pt'\n", "is edgeseg/conventions.py's"),
     "default architecture": ("DEFAULT_ARCH = 'deeplabv3_resnet50'\n", "DEFAULT_ARCH is edgeseg/conventions.py's"),
+    "manifest suffix": ("def f(artifact):\n    return artifact.with_name(artifact.name + '.json')\n",
+                        "a manifest's name is edgeseg/manifest.py's"),
+    "manifest name": ("def f(onnx_name):\n    return f'{onnx_name}.json'\n", "a manifest's name is"),
 }
 
 

@@ -28,7 +28,7 @@ from edgeseg.cpu_features import require_bfloat16
 from edgeseg.errors import ConfigError
 from edgeseg.formats.openvino import IR_WEIGHTS_SUFFIX
 from edgeseg.formats.openvino.runtime import RT_INFO_SECTION
-from edgeseg.manifest import Manifest, sha256_file
+from edgeseg.manifest import Manifest, manifest_path_for, sha256_file
 from edgeseg.optional import require
 
 # Artifact precision -> the INFERENCE_PRECISION_HINT it is verified and run with.
@@ -74,7 +74,7 @@ def verify_ir(job: ExportJob, xml: Path, record: dict[str, Any], *, progress: bo
     from edgeseg.convert.verify import compare
     from edgeseg.formats.openvino.runtime import OpenVINOBackend
 
-    manifest = Manifest(xml.with_name(xml.name + ".json"), {
+    manifest = Manifest(manifest_path_for(xml), {
         "artifact": xml.name, "backend": "openvino", "target": job.target.name, "precision": job.precision,
         "model": {"num_classes": job.weights.num_classes, "labels": list(job.weights.labels)},
         "input": input_spec(job).to_dict(), "output": output_spec(job), "runtime": runtime_entry(job),

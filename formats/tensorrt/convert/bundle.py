@@ -42,6 +42,7 @@ from edgeseg.convert.qdq import fold_constants
 from edgeseg.formats.tensorrt.convert.parser_support import require_supported
 from edgeseg.formats.tensorrt.convert.qdq import quantize_qdq
 from edgeseg.formats.tensorrt.runtime.engine import default_dla_core, trtexec_engine_name
+from edgeseg.manifest import manifest_path_for
 from edgeseg.targets import TargetProfile
 
 
@@ -112,7 +113,7 @@ def trtexec_script(onnx_name: str, manifest_name: str, settings: dict, target: T
 
 
 def _write_trtexec_script(path: Path, onnx_name: str, settings: dict, target: TargetProfile) -> None:
-    path.write_text(trtexec_script(onnx_name, f"{onnx_name}.json", settings, target))
+    path.write_text(trtexec_script(onnx_name, manifest_path_for(Path(onnx_name)).name, settings, target))
     os.chmod(path, 0o755)
 
 
