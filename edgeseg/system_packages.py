@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-from edgeseg.errors import MissingPackageError, PackageConflictError
+from edgeseg.errors import MissingPackageError, PackageConflictError, first_line
 from edgeseg.optional import install_hint
 from edgeseg.packages import OPENCV
 
@@ -93,8 +93,7 @@ def import_opencv() -> ModuleType:
             return importlib.import_module("cv2")  # noqa: TID251 - a third-party package (OpenCV)
         except Exception as exc:  # noqa: BLE001 - a broken binary module may raise anything on import
             failure = exc
-    lines = [line for line in str(failure).splitlines() if line.strip()]
-    error = f"{type(failure).__name__}: {lines[0] if lines else ''}"
+    error = f"{type(failure).__name__}: {first_line(failure)}"
     explained = shadowing_line(spec.origin, error)
     if explained is None:
         detail = " ".join(line.strip() for line in "".join(noise).splitlines() if line.strip())[:200]

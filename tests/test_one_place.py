@@ -28,6 +28,9 @@ OPTIONS = "convert/options.py"
 OPTIONAL = "edgeseg/optional.py"
 PACKAGES = "edgeseg/packages.py"
 MANIFEST = "edgeseg/manifest.py"
+ERRORS = "edgeseg/errors.py"
+# An exception's text cut by hand: str(exc).strip(), str(error).splitlines(), ...
+EXCEPTION_TEXT = re.compile(r"str\((exc|error|failure|err|e)\)\.(strip|splitlines|split)\(")
 
 NORMALIZATION = {0.485, 0.456, 0.406, 0.229, 0.224, 0.225}
 IGNORE_INDEX = 255
@@ -189,14 +192,15 @@ def _string_findings(path: str, tree: ast.Module) -> Iterator[Finding]:
             yield Finding(path, line, f"{text!r} is {owner}'s")
 
 
-def _palette_findings(path: str, source: str) -> Iterator[Finding]:
-    """The VOC colour map's bit interleave (bit k of a class id's thirds -> bit 7 - k of each channel)."""
-    if path == PALETTE:
-        return
+def _code_findings(path: str, source: str) -> Iterator[Finding]:
+    """Rules only code spells: the VOC colour map's bit interleave (bit k of a class id's thirds -> bit 7 - k
+    of each channel), and taking an exception's message apart line by line (errors.first_line does)."""
     for number, line in enumerate(source.splitlines(), 1):
         code = line.split("#", 1)[0]
-        if "& 1) <<" in code and ">>" in code:
+        if path != PALETTE and "& 1) <<" in code and ">>" in code:
             yield Finding(path, number, f"the VOC palette is {PALETTE}'s")
+        if path != ERRORS and EXCEPTION_TEXT.search(code):
+            yield Finding(path, number, f"an exception's first line is {ERRORS}'s (first_line)")
 
 
 def findings(tree: dict[str, str]) -> list[Finding]:
@@ -206,7 +210,7 @@ def findings(tree: dict[str, str]) -> list[Finding]:
     for path, source in sorted(tree.items()):
         module = ast.parse(source, filename=path)
         found += [*_structure_findings(path, module), *_string_findings(path, module),
-                  *_palette_findings(path, source)]
+                  *_code_findings(path, source)]
         for node in ast.walk(module):
             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Package" and len(node.args) >= 2:
                 dist = getattr(node.args[1], "value", None)
@@ -262,6 +266,7 @@ PLANTS = {
     "default architecture": ("DEFAULT_ARCH = 'deeplabv3_resnet50'\n", "DEFAULT_ARCH is edgeseg/conventions.py's"),
     "manifest suffix": ("def f(artifact):\n    return artifact.with_name(artifact.name + '.json')\n",
                         "a manifest's name is edgeseg/manifest.py's"),
+    "first line": ("def f(exc):\n    return str(exc).strip().splitlines()[0]\n", "an exception's first line is"),
     "manifest name": ("def f(onnx_name):\n    return f'{onnx_name}.json'\n", "a manifest's name is"),
 }
 

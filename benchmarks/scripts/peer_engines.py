@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.errors import first_line
 from edgeseg.formats import all_formats
 from edgeseg.manifest import Manifest
 from edgeseg.optional import install_hint
@@ -113,7 +114,7 @@ def _cached(path: Path, make: Callable[[Path], None], peer: str) -> Path:
     except PeerUnavailable:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of a peer's converter is reported, not fatal
-        raise PeerUnavailable(f"its conversion failed ({type(exc).__name__}: {str(exc).strip()[:200]})") from None
+        raise PeerUnavailable(f"its conversion failed ({type(exc).__name__}: {first_line(exc)[:200]})") from None
     tmp.replace(path)
     ir = all_formats()["openvino"]
     if path.suffix == ir.suffix and ir.weights_suffix and tmp.with_suffix(ir.weights_suffix).is_file():  # its weights

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import peer_engines as engines  # beside this script
 
-from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.errors import ConfigError, EdgesegError, first_line
 
 CPU_TARGETS = ("host-cpu", "android-cpu", "intel-cpu")
 REFERENCE = ("host-cpu", "fp32")
@@ -115,7 +115,7 @@ def peer_runners(args: argparse.Namespace, resolution: int, out: Path, reference
             runners.append(engines.PEERS[peer](args, resolution, out, reference, calibration))
         except Exception as exc:  # noqa: BLE001 - PeerUnavailable, or a runtime that refuses the converted file
             reason = str(exc) if isinstance(exc, engines.PeerUnavailable) else \
-                f"does not load ({type(exc).__name__}: {str(exc).strip()[:200]})"
+                f"does not load ({type(exc).__name__}: {first_line(exc)[:200]})"
             failures[f"{peer} at {resolution}"] = reason
             print(f"  {peer}: not run: {reason}")
     return runners

@@ -19,7 +19,7 @@ from edgeseg.errors import BackendUnavailableError, ManifestError, first_line
 from edgeseg.formats.openvino import OPENVINO
 from edgeseg.manifest import Manifest, cached_sha256
 from edgeseg.runtime.backend import Backend, batch_shape, require
-from edgeseg.runtime.probing import broken_or_missing, package_line, probe_import
+from edgeseg.runtime.probing import broken_or_missing, error_line, package_line, probe_import
 from edgeseg.targets import TargetProfile
 
 # The manifest's `runtime.inference_precision` -> OpenVINO's INFERENCE_PRECISION_HINT.
@@ -77,7 +77,7 @@ def openvino_info() -> dict[str, Any]:
             entry.update(version=found["module"].__version__.split("-")[0], devices=list(core.available_devices))
             bf16 = has_bfloat16(core)
         except Exception as exc:  # noqa: BLE001 - a plugin that fails to load: reported, not fatal
-            entry = {"status": "broken", "error": f"{type(exc).__name__}: {str(exc).strip()[:160]}"}
+            entry = {"status": "broken", "error": error_line(exc)}
     entry.update(cpu_bfloat16=bf16, cpu_bfloat16_flags=flags,
                  bf16_text=f"; CPU bfloat16: yes ({', '.join(flags)})" if bf16 else "; CPU bfloat16: no")
     return entry
