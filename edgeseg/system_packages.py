@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 from edgeseg.errors import MissingPackageError, PackageConflictError, first_line
-from edgeseg.optional import install_hint
+from edgeseg.optional import install_hint, try_import
 from edgeseg.packages import OPENCV
 
 DOCS = "docs/jetson.md#install-on-the-jetson"
@@ -89,10 +89,10 @@ def import_opencv() -> ModuleType:
         raise MissingPackageError(f"this command needs OpenCV ('{OPENCV.distribution}'), which is not installed here: "
                                   f"{install_hint(OPENCV.extra)}, or use the system's OpenCV (JetPack's on a Jetson)")
     with _stderr_captured() as noise:
-        try:
-            return importlib.import_module("cv2")  # noqa: TID251 - a third-party package (OpenCV)
-        except Exception as exc:  # noqa: BLE001 - a broken binary module may raise anything on import
-            failure = exc
+        imported = try_import(OPENCV.module)
+    if imported.module is not None:
+        return imported.module
+    failure = imported.error or ImportError(OPENCV.module)  # (set whenever the import failed)
     error = f"{type(failure).__name__}: {first_line(failure)}"
     explained = shadowing_line(spec.origin, error)
     if explained is None:

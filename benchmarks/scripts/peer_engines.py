@@ -18,7 +18,7 @@ import numpy as np
 from edgeseg.errors import first_line
 from edgeseg.formats import all_formats
 from edgeseg.manifest import Manifest
-from edgeseg.optional import install_hint
+from edgeseg.optional import install_hint, try_import
 from edgeseg.runtime.postprocess import output_to_mask
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
 
@@ -97,10 +97,10 @@ def convert_cached(args: Any, target: str, precision: str, resolution: int, out:
 
 
 def _module(name: str, peer: str, package: str) -> Any:
-    try:
-        return importlib.import_module(name)  # noqa: TID251 - a peer engine's package
-    except ImportError as exc:
-        raise PeerUnavailable(f"{package} does not import here ({exc}); {install_hint('peers')}") from None
+    imported = try_import(name)
+    if imported.module is None:
+        raise PeerUnavailable(f"{package} does not import here ({imported.error}); {install_hint('peers')}")
+    return imported.module
 
 
 def _cached(path: Path, make: Callable[[Path], None], peer: str) -> Path:
