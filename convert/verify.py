@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from edgeseg.conventions import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.datasets import evaluation_split, open_dataset
 from edgeseg.errors import VerificationError
 from edgeseg.metrics import Agreement, ConfusionMatrix
-from edgeseg.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.runtime.backend import Backend
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeseg.conventions import OUTPUT_KINDS
 from edgeseg.errors import ManifestError
 from edgeseg.input_spec import InputSpec
 
 MANIFEST_VERSION = 1
 MANIFEST_SUFFIX = ".json"
 REQUIRED_KEYS = ("artifact", "backend", "target", "precision", "model", "input", "output")
-OUTPUT_KINDS = ("logits", "mask")  # what a manifest file may say its output is
 # The layouts each kind of output comes in. 'foreground' (one channel of foreground probability, MediaPipe's
 # selfie segmenters) only comes from a .tflite's own metadata, never from a manifest file.
 OUTPUT_LAYOUTS: dict[str, tuple[str, ...]] = {"logits": ("NCHW", "NHWC"), "mask": ("NHW",),

@@ -42,8 +42,6 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("fcn_resnet50", tvseg.fcn_resnet50, tvseg.FCN_ResNet50_Weights, ("classifier.4.weight",), True),
     )
 }
-# (IMAGENET_MEAN/STD stay importable from here for convert/verify.py until it reads the weights' own.)
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ZOO", "ZooEntry", "build_model", "zoo_entry"]
 
 
 def zoo_entry(name: str) -> ZooEntry:

@@ -28,20 +28,21 @@ import cv2
 import numpy as np
 
 from edgeseg.atomic import atomic_path, write_bytes_atomic, write_json_atomic
+from edgeseg.conventions import VIDEO_SUFFIXES
 from edgeseg.errors import ConfigError, EdgesegError, ModelOutputError, OutputError, SourceError
 from edgeseg.manifest import Manifest
+from edgeseg.palette import voc_palette_rgb
 from edgeseg.palette_png import encode_class_ids_png
 from edgeseg.runtime.backend import check_threads, load_model_manifest
 from edgeseg.runtime.capture import SourceOptions, open_within, parse_source
 from edgeseg.runtime.image_files import list_inputs, read_image
 from edgeseg.runtime.predict_output import FOLDERS, RESULT_FILE, claim_out
-from edgeseg.runtime.render import Renderer, RenderOptions, voc_colormap_bgr
+from edgeseg.runtime.render import Renderer, RenderOptions
 from edgeseg.runtime.segmenter import Segmenter, check_model
 from edgeseg.runtime.sinks import VideoFileSink
 
 SAVE_KINDS = ("mask", "overlay", "side-by-side", "probs")
 RENDERED_KINDS = ("overlay", "side-by-side")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 
 
 def _warn(message: str) -> None:
@@ -166,7 +167,7 @@ class _Predictor:
         self.renderers = {kind: Renderer(manifest.labels, RenderOptions(
             mode=kind, alpha=config.render.alpha, outlines=config.render.outlines, legend=config.render.legend,
             hud=False)) for kind in config.save if kind in RENDERED_KINDS}
-        self.palette = _voc_palette()
+        self.palette = voc_palette_rgb()
         self.used_names: set[str] = set()
         self.segmenter = Segmenter.open(manifest, threads=config.threads)
 
@@ -253,11 +254,6 @@ class _Predictor:
                     self.summary.videos.append(f"{FOLDERS[kind]}/{stem}.mp4")
         if index == 0:
             raise SourceError(f"{uri}: delivered no frame")
-
-
-def _voc_palette() -> np.ndarray:
-    """The PASCAL VOC colours as 256 x 3 RGB (the renderer's table, so no Pillow on a device)."""
-    return np.ascontiguousarray(voc_colormap_bgr()[:, ::-1])
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:

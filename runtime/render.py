@@ -21,9 +21,6 @@ BACKGROUND_NAMES = ("background", "__background__", "_background_", "bg")
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-# The old name of edgeseg.palette.voc_palette_bgr, still imported by runtime/predict.py.
-voc_colormap_bgr = voc_palette_bgr
-
 
 @dataclass(frozen=True)
 class RenderOptions:

@@ -54,11 +54,7 @@ NOT_FILE_NAMES = {"ai.onnx"}
 INSTALL_WORDINGS = {"pip install": re.compile(r"\bpip install\b"), "edgeseg[": re.compile(r"edgeseg\[")}
 # Copies in modules another change is rewriting (the Segmenter's); each entry must still be found, so the
 # list can only shrink: remove an entry when its module reads edgeseg.conventions.
-KNOWN_COPIES = {
-    "edgeseg/manifest.py: OUTPUT_KINDS is edgeseg/conventions.py's",
-    "runtime/predict.py: VIDEO_SUFFIXES is edgeseg/conventions.py's",
-    "runtime/predict.py: a copy of the video suffixes (edgeseg/conventions.py)",
-}
+KNOWN_COPIES: set[str] = set()
 
 
 @dataclass(frozen=True)

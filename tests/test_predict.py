@@ -200,9 +200,9 @@ def test_masks_are_palette_pngs_written_without_pillow(tmp_path):
     np.save(tmp_path / "ids.npy", ids)
     code = ("import sys; sys.modules['PIL'] = None\n"
             "import numpy as np\nfrom pathlib import Path\n"
-            "from edgeseg.runtime.predict import _voc_palette, write_palette_png\n"
+            "from edgeseg.palette import voc_palette_rgb\nfrom edgeseg.runtime.predict import write_palette_png\n"
             f"ids = np.load({str(tmp_path / 'ids.npy')!r})\n"
-            f"write_palette_png(Path({str(tmp_path / 'm.png')!r}), ids, _voc_palette())\n")
+            f"write_palette_png(Path({str(tmp_path / 'm.png')!r}), ids, voc_palette_rgb())\n")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert np.array_equal(_png_ids(tmp_path / "m.png"), ids)
     assert Image.open(tmp_path / "m.png").getpalette() == voc_palette_rgb().ravel().tolist()
