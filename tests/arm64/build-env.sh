@@ -2,7 +2,7 @@
 # Build (or refresh) the arm64 device environment: a Debian bookworm arm64 root filesystem run under
 # qemu-user-static, with the distribution's Python, python3-opencv (built with GStreamer, against
 # Debian's numpy 1.24) and GStreamer base/good/tools -- the layout of a JetPack system -- and edgeseg
-# installed into it exactly as docs/jetson.md tells a Jetson user (tests/arm64/README.md).
+# installed into it exactly as docs/jetson.md tells a Jetson user (docs/jetson.md, "The arm64 device environment").
 #
 #   sudo bash tests/arm64/build-env.sh            # build what is missing, reinstall edgeseg from this tree
 #   sudo bash tests/arm64/build-env.sh --rebuild  # throw the root away and build it from nothing

@@ -136,6 +136,9 @@ def main() -> int:
     parser.add_argument("--arm64-images", type=int, default=24,
                         help="VOC images predicted in the arm64 root, the first N by name (default: %(default)s; "
                              "qemu-user takes 5-20 s an image; x86 predicts all 48)")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated checks to leave out in the arm64 root: predict,bench,demo (a quicker "
+                             "pass over a changed tree; the default runs everything)")
     parser.add_argument("--oldest-images", type=int, default=12,
                         help="the same for the venv of the oldest engines (default: %(default)s)")
     args = parser.parse_args()
@@ -175,7 +178,7 @@ def main() -> int:
         step("device checks in the arm64 root (qemu-user: slow)")
         device_checks(in_root("/root/edgeseg/bin/python", "/opt/edgeseg-run/device_checks.py"),
                       "/root/edgeseg/bin/edgeseg", "/opt/edgeseg-run/artifacts", "/opt/edgeseg-run/images",
-                      "/opt/edgeseg-run/out")
+                      "/opt/edgeseg-run/out", skip=args.skip)
         step("predict with the oldest engines in the arm64 root")
         device_checks(in_root("/root/edgeseg-oldest/bin/python", "/opt/edgeseg-run/device_checks.py"),
                       "/root/edgeseg-oldest/bin/edgeseg", "/opt/edgeseg-run/artifacts",
