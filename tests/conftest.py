@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.constants import REPO
+
 SHARED_DATA = Path(os.environ.get("EDGESEG_SHARED_DATA", REPO.parent / "shared" / "data"))
 SAMPLE_CHECKPOINT = REPO / "edgeseg" / "sample" / "deeplabv3_mobilenet_v3_large_synthetic.pt"
 

@@ -19,7 +19,6 @@ from edgeseg.cli import main
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 WORKSTATION_ONLY = ("torch", "torchvision", "onnx", "matplotlib", "PIL")
 RESOLUTION = "64"
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.constants import REPO
 from tests.source_layout import installed_layout, package_dirs
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
-DEVELOPING = ROOT / "docs" / "developing.md"
+DOCS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
+DEVELOPING = REPO / "docs" / "developing.md"
 
 # A path that names one machine: a home, a scratch folder, a venv somewhere in particular, a pytest tmp dir.
 # Relative paths (`.venv/bin/python`, `../shared/data`) and the placeholders `~/edgeseg`, `<clone>` are not.
@@ -114,7 +114,7 @@ REPO_PATH = re.compile(r"(?<![\w./~<>-])(?:edgeseg|formats|targets|runtime|model
 def test_every_repository_file_the_docs_name_exists():
     new_in_the_walkthrough = {path for path, _ in walkthrough_blocks()}
     missing = [f"{doc.name}: {m.group(0)}" for doc in DOCS for m in REPO_PATH.finditer(doc.read_text(encoding="utf-8"))
-               if not (ROOT / m.group(0)).exists() and m.group(0) not in new_in_the_walkthrough]
+               if not (REPO / m.group(0)).exists() and m.group(0) not in new_in_the_walkthrough]
     assert missing == []
 
 
@@ -131,15 +131,15 @@ def table_rows(text: str, heading: str) -> list[list[str]]:
 def test_the_readme_commands_table_is_the_cli_in_its_order():
     from edgeseg import cli
 
-    rows = table_rows((ROOT / "README.md").read_text(encoding="utf-8"), "## Commands")
+    rows = table_rows((REPO / "README.md").read_text(encoding="utf-8"), "## Commands")
     named = [re.match(r"`edgeseg ([\w-]+)", row[0]).group(1) for row in rows]
     assert named == list(cli.COMMANDS), "README's commands table: one row per `edgeseg --help` command, same order"
 
 
 def test_the_readme_install_table_names_every_extra():
     cfg = configparser.ConfigParser()
-    cfg.read(ROOT / "setup.cfg")
-    rows = table_rows((ROOT / "README.md").read_text(encoding="utf-8"), "## Install profiles")
+    cfg.read(REPO / "setup.cfg")
+    rows = table_rows((REPO / "README.md").read_text(encoding="utf-8"), "## Install profiles")
     named = {extra for row in rows for extra in re.findall(r"`edgeseg\[([\w-]+)\]`", row[0])}
     assert named == set(cfg["options.extras_require"])
     assert rows[0][0] == "`pip install edgeseg`", "the base install comes first"
@@ -181,19 +181,19 @@ def test_the_newcomer_table_answers_each_question():
 
 @pytest.mark.parametrize(("behaviour", "path", "symbol"), newcomer_rows(), ids=lambda v: str(v)[:40])
 def test_each_newcomer_row_names_a_file_that_defines_its_symbol(behaviour, path, symbol):
-    assert (ROOT / path).is_file(), f"{behaviour}: {path} does not exist"
-    assert symbol in defined_names(ROOT / path), f"{behaviour}: {path} defines no {symbol}"
+    assert (REPO / path).is_file(), f"{behaviour}: {path} does not exist"
+    assert symbol in defined_names(REPO / path), f"{behaviour}: {path} defines no {symbol}"
 
 
 def test_setup_cfg_lists_every_package_of_the_tree():
     """A wheel carries only the packages setup.cfg lists (the walkthrough's last step says so)."""
     cfg = configparser.ConfigParser()
-    cfg.read(ROOT / "setup.cfg")
+    cfg.read(REPO / "setup.cfg")
     listed = set(cfg["options"]["packages"].split())
     found = set()
     for package, folder in package_dirs().items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            relative = init.parent.relative_to(ROOT / folder).parts
+        for init in (REPO / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(REPO / folder).parts
             found.add(".".join((package, *relative)))
     assert sorted(found - listed) == [], "packages missing from setup.cfg's `packages`"
 

@@ -17,8 +17,7 @@ import pytest
 from edgeseg.atomic import CRASH_EXIT_CODE, STAGING_PREFIX
 from edgeseg.cli import main
 from edgeseg.manifest import load_manifest, sha256_file
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.constants import REPO
 
 
 def convert(out: Path, crash_at: str | None = None) -> subprocess.Popen:

@@ -18,9 +18,8 @@ import pytest
 from edgeseg.atomic import CRASH_EXIT_CODE, STAGING_PREFIX, atomic_path, folder_lock, staging_dir
 from edgeseg.errors import ManifestError
 from edgeseg.manifest import load_manifest, sha256_file
+from tests.constants import REPO
 from tests.fault_kit import tiny_onnx_bytes
-
-REPO = Path(__file__).resolve().parents[1]
 
 # Stage the tiny model made with SEED and its manifest in OUT's staging folder, then publish them.
 PUBLISH = """

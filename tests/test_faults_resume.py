@@ -17,8 +17,7 @@ import torch
 
 from edgeseg.atomic import CRASH_EXIT_CODE
 from edgeseg.cli import main
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.constants import REPO
 
 
 def train_args(data: Path, out: Path) -> list[str]:

@@ -19,9 +19,8 @@ import pytest
 
 from edgeseg.cli import main
 from edgeseg.runtime import sinks
+from tests.constants import REPO
 from tests.fault_kit import write_tiny_pair
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

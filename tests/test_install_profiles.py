@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.constants import REPO
+
 JETSON = {"platform_machine": "aarch64", "sys_platform": "linux", "python_version": "3.10", "extra": ""}
 WORKSTATION = {"platform_machine": "x86_64", "sys_platform": "linux", "python_version": "3.11", "extra": ""}
 WORKSTATION_STACK = {"torch", "torchvision", "onnx", "matplotlib", "pillow", "litert-torch", "ai-edge-quantizer"}
@@ -25,7 +26,7 @@ BASE_MODULES = {"numpy", "cv2", "yaml", "tqdm"}
 
 def _options() -> configparser.ConfigParser:
     config = configparser.ConfigParser()
-    config.read(ROOT / "setup.cfg")
+    config.read(REPO / "setup.cfg")
     return config
 
 
@@ -85,14 +86,14 @@ def _module_level_imports(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-def _undeclared(files: list[Path], root: Path = ROOT) -> list[str]:
+def _undeclared(files: list[Path], root: Path = REPO) -> list[str]:
     return [f"{path.relative_to(root)}:{line}: imports {module} at module level"
             for path in files for line, module in _module_level_imports(path)
             if module not in sys.stdlib_module_names and module not in BASE_MODULES and module != "edgeseg"]
 
 
 def test_core_and_runtime_modules_import_only_the_base_install_at_module_level():
-    files = [p for folder in ("edgeseg", "targets", "runtime") for p in sorted((ROOT / folder).rglob("*.py"))]
+    files = [p for folder in ("edgeseg", "targets", "runtime") for p in sorted((REPO / folder).rglob("*.py"))]
     assert len(files) > 20
     assert _undeclared(files) == []
 

@@ -24,8 +24,8 @@ from edgeseg.metrics import ConfusionMatrix  # noqa: E402
 from edgeseg.runtime.backend import open_backend  # noqa: E402
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess_rgb  # noqa: E402
+from tests.constants import REPO  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 PEER_MANIFEST = REPO / "benchmarks" / "peers" / "deeplabv3_257_mv_gpu.tflite.json"
 PEER_FILE = "deeplabv3_257_mv_gpu.tflite"
 

@@ -18,8 +18,8 @@ import pytest
 
 from edgeseg.formats import all_formats
 from edgeseg.optional import optional_packages
+from tests.constants import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
 SOURCE_FOLDERS = ("edgeseg", "formats", "runtime", "convert", "models", "benchmarks", "targets")
 
 CONVENTIONS = "edgeseg/conventions.py"
@@ -67,7 +67,7 @@ class Finding:
         return f"{self.path}:{self.line}: {self.rule}"
 
 
-def source_tree(root: Path = ROOT) -> dict[str, str]:
+def source_tree(root: Path = REPO) -> dict[str, str]:
     """Relative path -> text of every Python module edgeseg installs."""
     return {str(p.relative_to(root)): p.read_text(encoding="utf-8")
             for folder in SOURCE_FOLDERS for p in sorted((root / folder).rglob("*.py"))}

@@ -17,8 +17,8 @@ from pathlib import Path
 from edgeseg.formats import ArtifactFormat, Package, all_formats
 from edgeseg.optional import SHARED_PACKAGES
 from edgeseg.targets import TargetProfile, all_targets, backend_sections
+from tests.constants import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
 # What each kind of registered module must define at its top level.
 EXPORTER_NAMES = {"export"}
 RUNNER_NAMES = {"BACKEND"}
@@ -36,7 +36,7 @@ def top_level_names(path: Path) -> set[str]:
     return names
 
 
-def package_dirs(root: Path = ROOT) -> dict[str, str]:
+def package_dirs(root: Path = REPO) -> dict[str, str]:
     """setup.cfg's package_dir: 'edgeseg.formats' -> 'formats'."""
     cfg = configparser.ConfigParser()
     cfg.read(root / "setup.cfg")
@@ -44,7 +44,7 @@ def package_dirs(root: Path = ROOT) -> dict[str, str]:
     return {package.strip(): folder.strip() for package, folder in lines}
 
 
-def module_file(module: str, root: Path = ROOT) -> Path:
+def module_file(module: str, root: Path = REPO) -> Path:
     """'edgeseg.formats.onnx.runtime' -> <root>/formats/onnx/runtime.py (or its package's __init__.py)."""
     dirs = package_dirs()
     parts = module.split(".")
@@ -60,14 +60,14 @@ def module_file(module: str, root: Path = ROOT) -> Path:
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
-def declared_extras(root: Path = ROOT) -> set[str]:
+def declared_extras(root: Path = REPO) -> set[str]:
     cfg = configparser.ConfigParser()
     cfg.read(root / "setup.cfg")
     return set(cfg["options.extras_require"])
 
 
 def registry_problems(targets: dict[str, TargetProfile], formats: dict[str, ArtifactFormat],
-                      root: Path = ROOT) -> list[str]:
+                      root: Path = REPO) -> list[str]:
     """One line per thing registered in one place but missing from another."""
     problems = []
 

@@ -8,7 +8,8 @@ import io
 import tokenize
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.constants import REPO
+
 FOLDERS = ("edgeseg", "targets", "runtime", "convert", "benchmarks")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
@@ -56,7 +57,7 @@ def size_violations(root: Path, folders: tuple[str, ...] = FOLDERS) -> dict[str,
 
 
 def test_modules_and_functions_stay_short_or_say_why():
-    found = size_violations(ROOT)
+    found = size_violations(REPO)
     new = {k: v for k, v in found.items() if k not in KNOWN}
     stale = sorted(set(KNOWN) - set(found))
     assert not new, f"over {MAX_MODULE_LINES} lines per module or {MAX_FUNCTION_LINES} per function: {new}"

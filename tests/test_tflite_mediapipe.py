@@ -30,6 +30,7 @@ from edgeseg.runtime.backend import load_model_manifest, open_backend  # noqa: E
 from edgeseg.runtime.postprocess import output_to_mask  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess_rgb  # noqa: E402
 from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng  # noqa: E402
+from tests.constants import REPO  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +67,7 @@ def _agreement_script():
     """benchmarks/scripts/mediapipe_agreement.py: the test and the numbers in docs/android.md share its measure."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scripts" / "mediapipe_agreement.py"
+    path = REPO / "benchmarks" / "scripts" / "mediapipe_agreement.py"
     spec = importlib.util.spec_from_file_location("mediapipe_agreement", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

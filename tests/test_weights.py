@@ -7,6 +7,7 @@ from edgeseg.errors import WeightsError
 from edgeseg.models.weights import load_weights, save_checkpoint
 from edgeseg.models.zoo import ZOO, build_model
 from edgeseg.scenes import SYNTHETIC_LABELS
+from tests.constants import REPO
 
 
 def test_zoo_has_the_five_architectures():
@@ -68,7 +69,6 @@ def test_documented_training_commands_are_the_sample_models_recorded_stages(samp
     counts)."""
     import json
     import re
-    from pathlib import Path
 
     from edgeseg.models.train_config import TrainConfig
 
@@ -79,7 +79,7 @@ def test_documented_training_commands_are_the_sample_models_recorded_stages(samp
     keys = ("resolution", "crop", "scale_min", "scale_max", "epochs", "lr", "image_pool_window")
     # Stages trained before the option existed pooled globally, which "init" meant for them.
     recorded = [{k: r.get(k, TrainConfig.image_pool_window) for k in keys} for r in records]
-    doc = (Path(__file__).parents[1] / "docs" / "sample-model.md").read_text()
+    doc = (REPO / "docs" / "sample-model.md").read_text()
     block = next(b for b in re.findall(r"```sh\n(.*?)```", doc, re.S) if "--init sample-320.pt" in b)
     for text in (block, sidecar["training_command"]):
         stages = _train_stages(text)
