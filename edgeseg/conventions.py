@@ -3,7 +3,7 @@ outputs, file suffixes, the default architecture and the sample checkpoint, the 
 runtime.
 
 The conversion side, the device runtime, the benchmarks and the tests import these; nobody re-types them
-(tests/test_one_place.py greps the tree for copies).
+(tests/core/test_one_place.py greps the tree for copies).
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def encode_class_ids_png(mask: np.ndarray, palette_rgb: np.ndarray) -> bytes:
     palette = np.ascontiguousarray(palette_rgb, dtype=np.uint8).reshape(-1, 3)[:256]
     data = zlib.compress(rows.tobytes(), 6)
     # Pillow's compression level and IDAT chunk size: make-scenes' masks come out byte for byte as Pillow
-    # writes them, so a data set hashes the same with or without Pillow (tests/test_palette_png.py).
+    # writes them, so a data set hashes the same with or without Pillow (tests/core/test_palette_png.py).
     step = max(65536, width * 4)
     idat = b"".join(chunk(b"IDAT", data[i:i + step]) for i in range(0, len(data), step)) or chunk(b"IDAT", b"")
     return (PNG_SIGNATURE
