@@ -34,7 +34,7 @@ WITHOUT_OPENCV = frozenset({"doctor", "targets"})
 # Each command, the module that registers it and its one-line help. The parser registers only the
 # command being run (its module may import OpenCV and numpy to build its options); the others are
 # names and help lines, so `edgeseg --help` and a mistyped command import nothing heavy.
-# tests/test_cli_startup.py keeps this table equal to what the modules register.
+# tests/project/test_cli_startup.py keeps this table equal to what the modules register.
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("edgeseg.convert.commands",
                 "convert weights for a target; verify against PyTorch; write artifact + manifest"),
