@@ -23,7 +23,7 @@ WORKSTATION_ONLY = ("torch", "torchvision", "onnx", "matplotlib", "PIL")
 RESOLUTION = "64"
 
 
-# `device_venv` (conftest.py, one per session): the device install, shared with tests/test_bench_device.py.
+# `device_venv` (conftest.py, one per session): the device install, shared with tests/benchmarks/test_bench_device.py.
 
 
 def _run(argv: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
