@@ -118,7 +118,7 @@ def make(sample_checkpoint: Path, traced_once, tmp_path_factory):
 def device_venv(tmp_path_factory) -> dict:
     """A device install, once per session: a fresh venv with `edgeseg[onnxruntime,litert,openvino]` installed from a
     copy of the source tree the way pip installs it on a board (no torch, onnx, matplotlib or Pillow).
-    Used by tests/test_device_install.py and, as the device at the far end of SSH,
+    Used by tests/runtime/test_device_install.py and, as the device at the far end of SSH,
     tests/benchmarks/test_bench_device.py."""
     import subprocess
     import sys

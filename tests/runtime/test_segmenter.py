@@ -24,7 +24,7 @@ VOC_IMAGES = 4
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory) -> Path:
-    """The sample model for host-cpu at 64 px (as tests/test_predict.py makes it), converted once."""
+    """The sample model for host-cpu at 64 px (as tests/runtime/test_predict.py makes it), converted once."""
     from edgeseg.convert.pipeline import ConvertRequest, convert
 
     manifest = convert(ConvertRequest(target="host-cpu", precision="fp32", resolution="64", weights="sample",
