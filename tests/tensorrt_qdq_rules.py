@@ -1,6 +1,6 @@
 """TensorRT's Q/DQ placement rules, checked by walking an INT8 bundle's graph.
 
-Used by tests/test_tensorrt_bundle.py on the small bundles it converts, and by hand on full-size
+Used by tests/formats/tensorrt/test_tensorrt_bundle.py on the small bundles it converts, and by hand on full-size
 ones: `python -m tests.tensorrt_qdq_rules out/*.onnx` prints each bundle's Q/DQ counts and problems.
 """
 

@@ -160,7 +160,8 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
                                    progress=job.progress)
         if job.precision == "fp16":
             verification["note"] = ("FP32 graph: TensorRT's FP16 kernels are not simulated on the CPU; "
-                                    "tests/test_tensorrt_gpu.py compares the built engine with ONNX Runtime")
+                                    "tests/formats/tensorrt/test_tensorrt_gpu.py compares the built engine with "
+                                    "ONNX Runtime")
     else:
         verification, details["quantization"] = quantize_job(job, float_onnx, artifact, out_dict,
                                                              quantize=quantize_qdq)

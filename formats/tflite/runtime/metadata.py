@@ -5,7 +5,7 @@ of MediaPipe / TFLite Support) in the model buffer named by the model's `TFLITE_
 its associated files (labels) in a zip appended to the model. Neither ai-edge-litert nor tflite-runtime
 ships a reader for that schema, so this module reads the few tables edgeseg needs with flatbuffers'
 own `Table` accessors; a field is addressed by its id in the schema (flatbuffers schemas only ever
-append fields, so ids never change). tests/test_tflite_metadata.py checks it against MediaPipe's
+append fields, so ids never change). tests/formats/tflite/test_tflite_mediapipe.py checks it against MediaPipe's
 generated schema classes on every artifact it converts.
 """
 

@@ -1,5 +1,5 @@
 """host-cpu INT8 in ONNX Runtime's fused-kernel form: what the artifact holds, what ORT makes of it,
-and the accuracy budget (the Jetson bundles keep TensorRT's form: tests/test_tensorrt_bundle.py)."""
+and the accuracy budget (the Jetson bundles keep TensorRT's form: tests/formats/tensorrt/test_tensorrt_bundle.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Jetson bundles on the CPU: conversion for every Jetson target, INT8 Q/DQ accuracy under ONNX
 Runtime, the TensorRT parser-support check, and the device-side commands without TensorRT.
 
-The engine build and run need TensorRT and an NVIDIA GPU: tests/test_tensorrt_gpu.py.
+The engine build and run need TensorRT and an NVIDIA GPU: tests/formats/tensorrt/test_tensorrt_gpu.py.
 """
 
 from __future__ import annotations
@@ -290,7 +290,8 @@ def test_unknown_tensorrt_version_is_refused():
 
 # -- the device side without TensorRT ---------------------------------------------------------------
 
-@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here: tests/test_tensorrt_gpu.py covers the build")
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here: "
+                                       "tests/formats/tensorrt/test_tensorrt_gpu.py covers the build")
 def test_build_engine_without_tensorrt_says_what_is_needed(bundles, capsys):
     from edgeseg.cli import main
 
@@ -300,7 +301,8 @@ def test_build_engine_without_tensorrt_says_what_is_needed(bundles, capsys):
     assert err.startswith("edgeseg build-engine: error:") and "TensorRT" in err and "NVIDIA GPU" in err
 
 
-@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here: tests/test_tensorrt_gpu.py covers the backend")
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here: "
+                                       "tests/formats/tensorrt/test_tensorrt_gpu.py covers the backend")
 def test_tensorrt_backend_without_tensorrt_says_what_is_needed(bundles):
     from edgeseg.runtime.backend import open_backend
 

@@ -2,7 +2,7 @@
 `edgeseg build-engine` or by the bundle's trtexec script, the compatibility check, the DLA rules,
 and the backend's call sequence (DLA core applied at deserialization, buffers released in order)
 against *recorded* `tensorrt` and `pycuda.driver` modules: objects that log the calls the code makes
-and return fixed answers. Nothing here builds an engine; tests/test_tensorrt_gpu.py does, on a GPU.
+and return fixed answers. Nothing here builds an engine; tests/formats/tensorrt/test_tensorrt_gpu.py does, on a GPU.
 """
 
 from __future__ import annotations
