@@ -13,6 +13,8 @@ from edgeseg.convert.options import (
     DEFAULT_CALIBRATION_METHOD,
     DEFAULT_PERCENTILE,
     DEFAULT_VERIFY_IMAGES,
+    PERCENTILE_ABOVE,
+    PERCENTILE_MAX,
 )
 
 
@@ -43,7 +45,8 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
                    help="zoo architecture of a plain state dict (default: deeplabv3_mobilenet_v3_large; "
                         "checkpoints carry their own)")
     p.add_argument("--labels", type=Path, default=None,
-                   help="text file of label names, one per line, for a plain state dict")
+                   help="text file of label names (UTF-8, one per line) for a plain state dict; refused with weights "
+                        "that carry their own (sample, torchvision, an edgeseg checkpoint)")
     p.add_argument("--output", choices=OUTPUT_KINDS, default=OUTPUT_KINDS[0],
                    help="model output: class logits or the uint8 argmax mask (default: %(default)s)")
     p.add_argument("--fuse-preprocessing", action="store_true",
@@ -57,8 +60,9 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
                         f"{DEFAULT_CALIBRATION_METHOD} (the default: "
                         "the mean over the images of each image's min and max), minmax, entropy or percentile; "
                         "TFLite (ai-edge-quantizer) and OpenVINO (NNCF) calibrate their own way and refuse it")
-    p.add_argument("--calib-percentile", type=float, default=DEFAULT_PERCENTILE,
-                   help="the percentile of |x| for --calib-method percentile (default: %(default)s)")
+    p.add_argument("--calib-percentile", type=float, default=None,
+                   help=f"the percentile of |x| for --calib-method percentile, above {PERCENTILE_ABOVE:g} and at most "
+                        f"{PERCENTILE_MAX:g} (default: {DEFAULT_PERCENTILE})")
     p.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
                    help="input/output type of a full-INT8 TFLite model (default: %(default)s)")
     p.add_argument("--no-aspp-rewrite", action="store_true",

@@ -15,5 +15,7 @@ from __future__ import annotations
 CALIBRATION_METHODS = ("minmax-mean", "minmax", "entropy", "percentile")
 DEFAULT_CALIBRATION_METHOD = "minmax-mean"
 DEFAULT_PERCENTILE = 99.99
+# --calib-percentile's range: above the median (lower clips most tensors to nothing) up to 100 (the maximum).
+PERCENTILE_ABOVE, PERCENTILE_MAX = 50.0, 100.0
 DEFAULT_CALIBRATION_IMAGES = 64  # --calib-images
 DEFAULT_VERIFY_IMAGES = 8  # --verify-images: images per verification set

@@ -25,7 +25,13 @@ from tqdm import tqdm
 
 from edgeseg.convert.int8_budget import attempt_record, rank_by_gates
 from edgeseg.convert.onnx_graph import drop_unused, prune_opset_imports, sorted_topologically
-from edgeseg.convert.options import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, DEFAULT_PERCENTILE
+from edgeseg.convert.options import (
+    CALIBRATION_METHODS,
+    DEFAULT_CALIBRATION_METHOD,
+    DEFAULT_PERCENTILE,
+    PERCENTILE_ABOVE,
+    PERCENTILE_MAX,
+)
 from edgeseg.errors import ConfigError
 from edgeseg.optional import require
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
@@ -58,8 +64,9 @@ def calibration_method(name: str, percentile: float = DEFAULT_PERCENTILE, *, sym
     q = ort_quantization()
     if name not in CALIBRATION_METHODS:
         raise ConfigError(f"--calib-method {name}: choose one of {', '.join(CALIBRATION_METHODS)}")
-    if name == "percentile" and not 50.0 < percentile <= 100.0:
-        raise ConfigError(f"--calib-percentile {percentile}: expected a percentile in (50, 100]")
+    if name == "percentile" and not PERCENTILE_ABOVE < percentile <= PERCENTILE_MAX:  # the request checked it
+        raise ConfigError(f"--calib-percentile {percentile}: must be a number above {PERCENTILE_ABOVE:g} and at most "
+                          f"{PERCENTILE_MAX:g}")
     options: dict = {"symmetric": symmetric}
     if name == "minmax-mean":
         return q.CalibrationMethod.MinMax, {**options, "moving_average": True}

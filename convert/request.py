@@ -9,6 +9,7 @@ and onnx are not imported by this module.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable
@@ -18,10 +19,11 @@ from typing import Any
 
 from edgeseg.atomic import ensure_writable_dir, interrupted_publish
 from edgeseg.conventions import DEFAULT_ARCH, OUTPUT_KINDS, SAMPLE_NAME, sample_checkpoint_path
-from edgeseg.convert.options import DEFAULT_VERIFY_IMAGES
+from edgeseg.convert.options import DEFAULT_VERIFY_IMAGES, PERCENTILE_ABOVE, PERCENTILE_MAX
 from edgeseg.cpu_features import require_bfloat16
 from edgeseg.errors import ConfigError, WeightsError
 from edgeseg.formats import all_formats
+from edgeseg.label_names import read_label_names
 from edgeseg.manifest import manifest_path_for, sha256_file
 from edgeseg.resolution import parse_resolution, resolution_tag
 from edgeseg.targets import TargetProfile, get_target
@@ -137,9 +139,33 @@ def _check_counts(request: ConvertRequest) -> None:
             raise ConfigError(f"{option} {value}: must be 1 or more")
 
 
+def _check_percentile(request: ConvertRequest) -> None:
+    """--calib-percentile: a number in (50, 100], and only with --calib-method percentile (elsewhere it was
+    silently ignored; NaN or -5 reached ONNX Runtime's calibrator after export)."""
+    value = request.options.get("calib_percentile")
+    if value is None:
+        return
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not PERCENTILE_ABOVE < value <= PERCENTILE_MAX):
+        raise ConfigError(f"--calib-percentile {value}: must be a number above {PERCENTILE_ABOVE:g} and at most "
+                          f"{PERCENTILE_MAX:g}")
+    if request.options.get("calib_method") != "percentile":
+        raise ConfigError(f"--calib-percentile {value}: applies to --calib-method percentile only")
+
+
+def _check_labels_file(request: ConvertRequest) -> None:
+    """--labels names a plain state dict's classes: readable UTF-8 now; weights that carry their own labels
+    (the sample, torchvision's, an edgeseg checkpoint: see models.weights) refuse it instead of ignoring it."""
+    if request.labels_file is None:
+        return
+    if request.weights in ("sample", "torchvision"):
+        raise ConfigError(f"--labels {request.labels_file}: --weights {request.weights} carries its own label "
+                          "names; leave --labels out")
+    read_label_names(Path(request.labels_file), WeightsError)
+
+
 def _check_files(request: ConvertRequest) -> None:
-    if request.labels_file is not None and not os.access(request.labels_file, os.R_OK):
-        raise WeightsError(f"{request.labels_file}: label names file not found or not readable")
+    _check_labels_file(request)
     if request.verify_data and not Path(request.verify_data).is_dir():
         raise ConfigError(f"--verify-data {request.verify_data}: no such folder")
     if request.name is not None and not _NAME.fullmatch(request.name):
@@ -178,6 +204,7 @@ def plan(request: ConvertRequest) -> ConvertPlan:
     if request.output_kind not in OUTPUT_KINDS:
         raise ConfigError(f"--output {request.output_kind}: choose one of {', '.join(OUTPUT_KINDS)}")
     _check_counts(request)
+    _check_percentile(request)
     _check_calibration(request, target)
     _check_files(request)
     weights_path = _weights_file(request)

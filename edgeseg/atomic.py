@@ -186,6 +186,44 @@ def staging_dir(out_dir: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def staged_folder(final: Path) -> Iterator[Path]:
+    """A staging folder beside `final` (same filesystem) that becomes `final` by one rename when the block
+    succeeds: a reader sees the whole new folder, the previous one, or none, never a half-written one. A
+    previous `final` is replaced (the caller decides beforehand that it may be); on any error the staging
+    is removed and `final` left as it was. A killed run leaves only its staging folder, which the next run
+    beside it removes."""
+    final = Path(final)
+    ensure_writable_dir(final.parent)
+    scratch = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=final.parent))
+    locks = [_create_locked(scratch / OWNER_FILE)]
+    retired: Path | None = None
+    try:
+        yield scratch
+        crash_point("staged-folder:publish")
+        if final.is_dir() and any(final.iterdir()):
+            retired = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=final.parent))
+            locks.append(_create_locked(retired / OWNER_FILE))  # a crash from here on: the next run removes it
+            os.rename(final, retired / final.name)  # out of the way (a crash now leaves no `final` at all)
+            crash_point("staged-folder:retired")
+        # Not published with it; unlinking moves the folder's mtime on, so no cleaner takes it for a dead run's.
+        os.unlink(scratch / OWNER_FILE)
+        try:
+            os.rename(scratch, final)  # onto `final` when absent or an empty folder
+        except OSError:
+            if retired is not None:
+                os.rename(retired / final.name, final)
+            raise
+        _fsync(final.parent)
+    finally:
+        for folder in (scratch, retired):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+        for lock in locks:
+            os.close(lock)
+        clean_stale_staging(final.parent)
+
+
+@contextlib.contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
     """An exclusive lock on `folder` itself (no lock file to leave behind); waits for the holder."""
     fd = os.open(folder, os.O_RDONLY)

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeseg.conventions import IGNORE_INDEX, IMAGE_SUFFIXES
 from edgeseg.errors import DatasetError
+from edgeseg.label_names import read_label_names
 from edgeseg.palette import VOC_LABELS
 from edgeseg.palette_png import read_class_ids_png
 
@@ -159,13 +160,7 @@ def _read_labels(root: Path) -> tuple[str, ...] | None:
     path = root / "labels.txt"
     if not path.is_file():
         return None
-    try:
-        names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read the class names ({exc})") from None
-    if not names:
-        raise DatasetError(f"{path}: is empty; name the classes, one per line, background first")
-    return names
+    return read_label_names(path, DatasetError)
 
 
 def split_list(root: Path | str, split: str) -> Path | None:
@@ -185,7 +180,14 @@ def split_ids(root: Path | str, split: str) -> list[str]:
 
 
 def _read_ids(path: Path) -> list[str]:
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read the split list ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: split list is not UTF-8 text (byte at offset {exc.start}); one image id "
+                           "per line") from None
+    return [line.split()[0] for line in text.splitlines() if line.strip()]
 
 
 def _voc_ids(root: Path, split: str | None) -> list[str]:

@@ -53,6 +53,10 @@ class PackageConflictError(EdgesegError):
     """Installed packages that cannot work together (a pip numpy shadowing the one the system's OpenCV needs)."""
 
 
+class TrainingError(EdgesegError):
+    """Training that cannot go on: a loss or weights that became NaN/Inf (a diverging learning rate)."""
+
+
 def first_line(error: BaseException | str) -> str:
     """The first non-empty line of an exception's message (or of a text), stripped; "" when it has none.
 

@@ -20,6 +20,7 @@ Objects overlap (occlusion); boundaries are marked 255 (ignore), as in VOC.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +28,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edgeseg.atomic import write_bytes_atomic
+from edgeseg.atomic import ensure_writable_dir, staged_folder
 from edgeseg.conventions import IGNORE_INDEX
 from edgeseg.errors import ConfigError
 from edgeseg.palette import voc_palette_rgb
 from edgeseg.palette_png import encode_class_ids_png
+from edgeseg.resolution import MAX_SIDE
+from edgeseg.run_lock import lock_path_for, take
 
 SYNTHETIC_LABELS = ("background", "disc", "box", "triangle", "star", "ring", "cross")
 # Shape name -> texture; the pairing is fixed so each class has two consistent cues.
@@ -63,8 +66,8 @@ class SceneConfig:
     small_object_px: float = 64.0  # "small" for the decoy rule, in native pixels
 
     def __post_init__(self) -> None:
-        if self.height < 16 or self.width < 16:
-            raise ConfigError(f"scene size {self.height}x{self.width}: must be at least 16x16 pixels")
+        if not (16 <= self.height <= MAX_SIDE and 16 <= self.width <= MAX_SIDE):
+            raise ConfigError(f"scene size {self.height}x{self.width}: each side must be from 16 to {MAX_SIDE} pixels")
         if not 1 <= self.min_objects <= self.max_objects:
             raise ConfigError(f"scene objects {self.min_objects}..{self.max_objects}: need 1 <= min <= max")
 
@@ -294,29 +297,64 @@ def stored_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) 
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), mask
 
 
+# What make-scenes writes into --out: a folder holding only these is an earlier set, which a rerun replaces.
+SET_ENTRIES = ("JPEGImages", "SegmentationClass", "ImageSets", "labels.txt")
+
+
 def write_voc_dataset(
     out_dir: Path, *, train: int, val: int, seed: int = 0, config: SceneConfig = SceneConfig(),
     progress: bool = True,
 ) -> Path:
-    """Write `train` + `val` scenes in the VOC layout (JPEGImages/, SegmentationClass/, ImageSets/)."""
+    """Write `train` + `val` scenes in the VOC layout (JPEGImages/, SegmentationClass/, ImageSets/, labels.txt).
+
+    Written into a staging folder beside `out_dir` and published as `out_dir` by one rename at the end: a run
+    that fails or is killed midway leaves no half set (and an earlier set whole). `out_dir` may be absent,
+    empty, or an earlier set (replaced); anything else is refused before any work, and so is a second run
+    into the same folder while this one writes (edgeseg.run_lock)."""
     if train < 0 or val < 0 or train + val == 0:
         raise ConfigError(f"{out_dir}: asked for {train} train and {val} val scenes; need at least one")
+    if seed < 0:
+        raise ConfigError(f"--seed {seed}: must be 0 or more")
     out_dir = Path(out_dir)
-    (out_dir / "JPEGImages").mkdir(parents=True, exist_ok=True)
-    (out_dir / "SegmentationClass").mkdir(parents=True, exist_ok=True)
-    (out_dir / "ImageSets" / "Segmentation").mkdir(parents=True, exist_ok=True)
+    _check_replaceable(out_dir)
+    ensure_writable_dir(out_dir.parent)
+    busy = f"{out_dir}: another make-scenes (pid {{pid}}) is writing it; wait for it to end or choose another folder"
+    with take(lock_path_for(out_dir), busy), staged_folder(out_dir) as staging:
+        _write_set(staging, train, val, seed, config, progress, shown=out_dir)
+    return out_dir
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: exists and is not a folder")
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in SET_ENTRIES) if out_dir.is_dir() else []
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ConfigError(f"{out_dir}: holds {shown}, which make-scenes did not write; choose a new or empty folder")
+
+
+def _write_set(folder: Path, train: int, val: int, seed: int, config: SceneConfig, progress: bool,
+               shown: Path) -> None:
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (folder / sub).mkdir(parents=True)
     # Palette PNGs (class ids as values, VOC colours), written without Pillow: the device install has none.
     palette = voc_palette_rgb()
     ids: dict[str, list[str]] = {"train": [], "val": []}
     jobs = [("train", i) for i in range(train)] + [("val", i) for i in range(val)]
-    for split, i in tqdm(jobs, desc=f"scenes -> {out_dir}", disable=not progress, unit="scene"):
+    for split, i in tqdm(jobs, desc=f"scenes -> {shown}", disable=not progress, unit="scene"):
         image, label = generate_scene(scene_rng(seed, split, i), config)
         scene_id = f"{split}_{i:05d}"
-        write_bytes_atomic(out_dir / "JPEGImages" / f"{scene_id}.jpg", encode_jpeg(image))
-        write_bytes_atomic(out_dir / "SegmentationClass" / f"{scene_id}.png", encode_class_ids_png(label, palette))
+        _write(folder / "JPEGImages" / f"{scene_id}.jpg", encode_jpeg(image))
+        _write(folder / "SegmentationClass" / f"{scene_id}.png", encode_class_ids_png(label, palette))
         ids[split].append(scene_id)
     for split, names in ids.items():
-        text = "".join(f"{n}\n" for n in names).encode()
-        write_bytes_atomic(out_dir / "ImageSets" / "Segmentation" / f"{split}.txt", text)
-    write_bytes_atomic(out_dir / "labels.txt", "".join(f"{n}\n" for n in SYNTHETIC_LABELS).encode())
-    return out_dir
+        _write(folder / "ImageSets" / "Segmentation" / f"{split}.txt", "".join(f"{n}\n" for n in names).encode())
+    _write(folder / "labels.txt", "".join(f"{n}\n" for n in SYNTHETIC_LABELS).encode())
+
+
+def _write(path: Path, data: bytes) -> None:
+    """A file of the staged set, on the disk before the set is published (a full disk raises here)."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -11,10 +11,7 @@ statistics are recomputed over training images (a "precise BN" pass).
 from __future__ import annotations
 
 import math
-import os
-import pickle
 import time
-import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,13 +21,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from edgeseg.atomic import atomic_path, crash_point, ensure_writable_dir, locked_temp_file
+from edgeseg.atomic import crash_point
 from edgeseg.conventions import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.datasets import SegmentationDataset, open_dataset
-from edgeseg.errors import ConfigError, DatasetError, WeightsError, first_line
+from edgeseg.errors import ConfigError, DatasetError, TrainingError
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models.image_pooling import check_window, set_image_pool_window
 from edgeseg.models.train_config import TrainConfig, check_init, parse_image_pool_window
+from edgeseg.models.train_state import check_trainable, claim_out, diverged, save_state, state_path
+from edgeseg.models.train_state import resume as resume_state
 from edgeseg.models.weights import LoadedWeights, load_weights, save_checkpoint
 from edgeseg.models.zoo import build_model, zoo_entry
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
@@ -208,40 +207,6 @@ def image_pool_window(config: TrainConfig, weights: LoadedWeights | None) -> int
     return window
 
 
-def _state_path(out: Path) -> Path:
-    return out.with_name(out.name + ".train-state")
-
-
-def _check_writable(out: Path) -> None:
-    """The checkpoint's place takes a file: a temporary made and removed there now, not after training."""
-    if out.is_dir():
-        raise ConfigError(f"--out {out}: is a folder; give a checkpoint file name such as model.pt")
-    ensure_writable_dir(out.parent)
-    try:
-        probe, lock = locked_temp_file(out)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
-    probe.unlink(missing_ok=True)
-    os.close(lock)
-
-
-STATE_KEYS = ("config", "model", "optimizer", "epoch", "history", "init")
-
-
-def _load_state(path: Path) -> dict:
-    """The training state `--resume` continues from, or one line saying why it cannot be used."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        reason = first_line(exc)[:160] or type(exc).__name__
-        raise WeightsError(f"{path}: training state is not readable (truncated or corrupt: {reason}); "
-                           f"start a new run without --resume") from None
-    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise WeightsError(f"{path}: training state lacks {', '.join(missing)}; start a new run without --resume")
-    return state
-
-
 def _open_data(config: TrainConfig, weights: LoadedWeights | None):
     """(train set, val set, labels), checked in full before any training."""
     train_set = open_dataset(config.data, config.train_split)
@@ -281,20 +246,6 @@ def _loaders(config: TrainConfig, train_set: SegmentationDataset, generator: tor
     return loader, bn_loader, (pairs, bn_pairs)
 
 
-def _resume(state_path: Path, config: TrainConfig, model: torch.nn.Module, optimizer) -> tuple[int, list, str]:
-    if not state_path.is_file():
-        raise WeightsError(f"{state_path}: no training state to resume from")
-    state = _load_state(state_path)
-    if state["config"] != asdict(config) | {"epochs": state["config"]["epochs"]}:
-        raise ConfigError(f"{state_path}: was written with other training options; start a new run instead of --resume")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if "torch_rng" in state:  # dropout draws from it: an uninterrupted run would be here now
-        torch.set_rng_state(state["torch_rng"])
-    tqdm.write(f"resuming after epoch {state['epoch']} of {config.epochs}")
-    return state["epoch"], state["history"], state["init"]
-
-
 def _train_epoch(model, loader, optimizer, config: TrainConfig, epoch: int, steps_per_epoch: int,
                  progress: bool) -> list[float]:
     """One epoch of AdamW with the poly schedule; returns the batch losses."""
@@ -311,10 +262,14 @@ def _train_epoch(model, loader, optimizer, config: TrainConfig, epoch: int, step
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             logits = model(images)["out"]
         loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX)
+        value = loss.item()
+        if not math.isfinite(value):  # one more step would carry NaN into every weight
+            bar.close()
+            raise TrainingError(diverged(config, f"the loss is {value} at epoch {epoch + 1}, batch {step + 1}"))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(loss.item())
+        losses.append(value)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{lr:.2e}")
         bar.update()
     bar.close()
@@ -331,10 +286,15 @@ def _round_to(model: torch.nn.Module, dtype: torch.dtype) -> None:
 
 def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: bool = True,
           max_steps_per_epoch: int | None = None) -> dict:
-    """Train, validate every epoch, keep resumable state beside `out`, write the checkpoint to `out`."""
+    """Train, validate every epoch, keep resumable state beside `out`, write the checkpoint to `out`; no
+    other `train` writes `out` meanwhile (refused in one line naming this one)."""
     zoo_entry(config.arch)  # the numbers were checked when `config` was made (TrainConfig.__post_init__)
     check_init(config.init)
-    _check_writable(Path(out))  # before an epoch of work, not after
+    with claim_out(Path(out)):  # before an epoch of work, not after
+        return _train(config, Path(out), resume, progress, max_steps_per_epoch)
+
+
+def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, max_steps_per_epoch: int | None) -> dict:
     torch.manual_seed(config.seed)
     weights = init_weights(config)
     pool_window = image_pool_window(config, weights)
@@ -342,10 +302,11 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     model, init = initial_model(config, labels, weights)
     set_image_pool_window(model, config.arch, pool_window)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    state_path = _state_path(out)
+    state_file = state_path(out)
     start_epoch, history = 0, []
     if resume:
-        start_epoch, history, init = _resume(state_path, config, model, optimizer)
+        start_epoch, history, init = resume_state(state_file, config, model, optimizer)
+        tqdm.write(f"resuming after epoch {start_epoch} of {config.epochs}")
     generator = torch.Generator().manual_seed(config.seed)
     loader, bn_loader, epoch_views = _loaders(config, train_set, generator)
     steps_per_epoch = min(len(loader), max_steps_per_epoch or len(loader))
@@ -363,14 +324,15 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
         recompute_bn_statistics(model, bn_loader, config.bn_images, progress=progress)
         if epoch == config.epochs - 1:
             _round_to(model, save_dtype)  # the last validation scores the weights exactly as saved
+        check_trainable(model, config, epoch)  # (fp16's overflow included) before it is scored or saved
         scores = evaluate(model, val_set, config.resolution, len(labels), progress=progress)
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_miou": scores["miou"],
                         "seconds": round(time.time() - started, 1)})
         tqdm.write(f"epoch {epoch + 1}: loss {np.mean(losses):.3f}  val mIoU {scores['miou']:.2f}  "
                    f"pixel acc {scores['pixel_accuracy']:.2f}  ({time.time() - started:.0f} s)")
-        with atomic_path(state_path) as tmp:
-            torch.save({"config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "epoch": epoch + 1, "history": history, "init": init, "torch_rng": torch.get_rng_state()}, tmp)
+        save_state(state_file, {"config": asdict(config), "model": model.state_dict(),
+                                "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "history": history,
+                                "init": init, "torch_rng": torch.get_rng_state()})
         crash_point("train:epoch-saved")
     if not scores:  # resumed a run that had already finished: score what is saved, once
         _round_to(model, save_dtype)

@@ -11,6 +11,7 @@ from edgeseg.errors import ConfigError
 from edgeseg.resolution import MAX_SIDE
 
 INIT_CHOICES = ("sample", "torchvision", "scratch")  # or the path of an edgeseg checkpoint
+MAX_LR = 1000.0  # a learning rate beyond any use; 1e38 overflowed inside AdamW as an `internal error`
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class TrainConfig:
             raise ConfigError(f"--batch-size {self.batch_size}: must be 1 or more")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"--lr {self.lr}: must be a number above 0")
+        if self.lr > MAX_LR:
+            raise ConfigError(f"--lr {self.lr:g}: at most {MAX_LR:g} (AdamW moves each weight by about the learning "
+                              "rate per step; far above it, its step sizes overflow float32)")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"weight decay {self.weight_decay}: must be a number, 0 or more")
         if not (math.isfinite(self.scale_max) and 0 < self.scale_min <= self.scale_max):

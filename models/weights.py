@@ -15,8 +15,10 @@ from typing import Any
 import torch
 
 from edgeseg.conventions import DEFAULT_ARCH, sample_checkpoint_path
-from edgeseg.errors import WeightsError, first_line
+from edgeseg.errors import ConfigError, WeightsError, first_line
+from edgeseg.label_names import read_label_names
 from edgeseg.manifest import sha256_file
+from edgeseg.models.checkpoint_digest import DIGEST_KEY, check_digest, sealed
 from edgeseg.models.zoo import ZOO, build_model, zoo_entry
 
 CHECKPOINT_FORMAT = "edgeseg-checkpoint/1"
@@ -109,10 +111,7 @@ def _torchvision_labels(arch: str, path: Path, sha: str, num_classes: int) -> tu
 
 
 def _read_labels_file(path: Path, num_classes: int) -> tuple[str, ...]:
-    try:
-        names = tuple(line.strip() for line in Path(path).read_text().splitlines() if line.strip())
-    except OSError as exc:
-        raise WeightsError(f"{path}: cannot read label names ({exc.strerror})") from None
+    names = read_label_names(path, WeightsError)
     if len(names) != num_classes:
         raise WeightsError(f"{path}: {len(names)} label names but the weights have {num_classes} classes")
     return names
@@ -160,8 +159,12 @@ def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None
         return _load_torchvision(arch or DEFAULT_ARCH)
     path = Path(spec)
     payload = _load_file(path)
+    check_digest(payload, path)  # before anything is read from it: flipped bytes are not a different model
     sha = sha256_file(path)
     if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+        if labels_file is not None:  # its own labels are the ones it was trained with: never silently replaced
+            raise ConfigError(f"--labels {labels_file}: {path} is an edgeseg checkpoint, which carries its own "
+                              "label names; leave --labels out")
         _check_checkpoint_fields(payload, path)
         ckpt_arch = payload["arch"]
         if arch is not None and arch != ckpt_arch:
@@ -170,7 +173,7 @@ def load_weights(spec: str, *, arch: str | None = None, labels_file: Path | None
             arch=ckpt_arch, num_classes=int(payload["num_classes"]), labels=tuple(payload["labels"]),
             state_dict=payload["state_dict"], sha256=sha, source=str(path),
             trained_resolution=payload.get("resolution"),
-            metadata={k: v for k, v in payload.items() if k not in ("state_dict", "format")},
+            metadata={k: v for k, v in payload.items() if k not in ("state_dict", "format", DIGEST_KEY)},
         )
         if len(weights.labels) != weights.num_classes:
             raise WeightsError(f"{path}: carries {len(weights.labels)} label names for {weights.num_classes} classes")
@@ -216,7 +219,9 @@ def save_checkpoint(
     path: Path, model: torch.nn.Module, *, arch: str, labels: tuple[str, ...], resolution: int,
     dtype: torch.dtype = torch.float32, extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write an edgeseg checkpoint atomically: the weights plus everything needed to use them."""
+    """Write an edgeseg checkpoint atomically: the weights plus everything needed to use them, sealed with
+    the digest every load checks (models.checkpoint_digest). `train` checks the weights are finite first
+    (models.train_state.check_trainable); loading refuses non-finite ones either way."""
     from edgeseg.atomic import atomic_path
 
     state = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).clone()
@@ -226,4 +231,4 @@ def save_checkpoint(
         "resolution": resolution, "state_dict": state, **(extra or {}),
     }
     with atomic_path(Path(path)) as tmp:
-        torch.save(payload, tmp)
+        torch.save(sealed(payload), tmp)

@@ -9,14 +9,13 @@ run holds LOCK_FILE there while it writes, and a failed run removes what it wrot
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseg.atomic import ensure_writable_dir
 from edgeseg.errors import ConfigError, OutputError
+from edgeseg.run_lock import RunLock, holder_pid, take
 
 FOLDERS = {"mask": "masks", "overlay": "overlay", "side-by-side": "side-by-side", "probs": "probs"}
 RESULT_FILE = "predictions.json"
@@ -30,17 +29,15 @@ class OutClaim:
 
     folder: Path
     created: bool
-    lock_fd: int
+    lock: RunLock
 
     def release(self, *, keep: bool) -> None:
         """Unlock; unless `keep`, first remove what this run wrote (and the folder, if it made it and it is empty)."""
         try:
             if not keep:
                 remove_entries(self.folder, RESULT_ENTRIES)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.folder / LOCK_FILE)
         finally:
-            os.close(self.lock_fd)
+            self.lock.release()
         if not keep and self.created:
             with contextlib.suppress(OSError):
                 self.folder.rmdir()  # only if empty: a user's file put there meanwhile stays
@@ -55,30 +52,15 @@ def remove_entries(folder: Path, names: tuple[str, ...] | list[str]) -> None:
             path.unlink()
 
 
-def writer_pid(lock: Path) -> str | None:
-    """The process id in `lock` while a live predict holds it, else None (no file, or a killed run's)."""
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return None
-    except OSError:
-        return os.read(fd, 32).decode(errors="replace").strip() or "?"
-    finally:
-        os.close(fd)
-
-
 def claim_out(out: Path, *, force: bool) -> OutClaim:
     """Take --out for one run, before the model loads: refused while another predict writes there, or
     when it holds another run's results and not `force` (then they are removed); created, locked."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
-    busy = f"--out {out}: another predict (pid {{}}) is writing into it; wait for it to end or choose another folder"
-    pid = writer_pid(out / LOCK_FILE)
+    busy = f"--out {out}: another predict (pid {{pid}}) is writing into it; wait for it to end or choose another folder"
+    pid = holder_pid(out / LOCK_FILE)
     if pid is not None:
-        raise ConfigError(busy.format(pid))
+        raise ConfigError(busy.format(pid=pid))
     previous = [name for name in RESULT_ENTRIES if (out / name).exists() or (out / name).is_symlink()]
     shown = ", ".join(name if name == RESULT_FILE else f"{name}/" for name in previous)
     if previous and not ((out / RESULT_FILE).exists() or (out / LOCK_FILE).exists()):
@@ -90,15 +72,7 @@ def claim_out(out: Path, *, force: bool) -> OutClaim:
                           "or choose an empty folder")
     created = not out.exists()
     ensure_writable_dir(out)
-    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # another predict took it since the look above
-        os.close(fd)
-        raise ConfigError(busy.format(writer_pid(out / LOCK_FILE) or "?")) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    claim = OutClaim(out, created, fd)
+    claim = OutClaim(out, created, take(out / LOCK_FILE, busy))  # refused if another predict took it since
     try:
         remove_entries(out, previous)
     except OSError as exc:
