@@ -20,7 +20,21 @@ def _register_info(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_info)
 
 
-def _metadata_lines(m, embedded: dict | None) -> list[str]:
+def _tensor_lines(io, io_found: list) -> list[str]:
+    """The tensors the artifact declares, and where they contradict the manifest (None: not readable here)."""
+    if io is None:
+        return []
+    inputs, outputs = io
+    shown = ", ".join(t.describe() for t in inputs) + " -> " + ", ".join(t.describe() for t in outputs)
+    if not io_found:
+        return [f"tensors      {shown} (as the manifest says)"]
+    return [f"tensors      {shown}",
+            "               DISAGREE with the manifest on: " + "; ".join(f"{d.field} ({d.detail})" for d in io_found)]
+
+
+def _metadata_lines(m, embedded: dict | None, io_fields: list[str]) -> list[str]:
+    """The artifact's own metadata and whether it, and the tensors it declares (`io_fields`: the manifest fields
+    they contradict), agree with the manifest."""
     from edgeseg.runtime.model_metadata import disagreements
 
     if embedded is None:
@@ -44,7 +58,7 @@ def _metadata_lines(m, embedded: dict | None) -> list[str]:
     if m.data.get("from_metadata"):
         lines.append("               (no manifest: edgeseg runs this model from its metadata)")
     else:
-        found = disagreements(m, embedded)
+        found = disagreements(m, embedded) + io_fields
         lines.append("               agrees with the manifest" if not found
                      else f"               DISAGREES with the manifest on: {', '.join(found)}")
     return lines
@@ -72,11 +86,14 @@ def _engine_lines(d: dict) -> list[str]:
 
 def _info(args: argparse.Namespace) -> int:
     from edgeseg.runtime.backend import load_model_manifest
-    from edgeseg.runtime.model_metadata import embedded_summary
+    from edgeseg.runtime.model_io import io_disagreements
+    from edgeseg.runtime.model_metadata import declared_io, embedded_summary
 
     m = load_model_manifest(args.artifact)
     d = m.data
     embedded = embedded_summary(m.artifact_path)
+    io = declared_io(m.artifact_path)
+    io_found = io_disagreements(m, *io) if io is not None else []
     if args.json:
         print(json.dumps({**d, "embedded_metadata": embedded}, indent=2))
         return 0
@@ -94,7 +111,8 @@ def _info(args: argparse.Namespace) -> int:
          f"{inp.get('color_order', 'RGB')}, normalization {'in model' if norm == 'in_model' else norm}"),
         f"output       {out['kind']} {out.get('layout')} {out.get('dtype')}",
     ]
-    lines += _metadata_lines(m, embedded)
+    lines += _tensor_lines(io, io_found)
+    lines += _metadata_lines(m, embedded, [f.field for f in io_found])
     lines += _engine_lines(d)
     parts = d.get("conversion", {}).get("xnnpack_partitions")
     if parts is not None:  # LiteRT artifacts: 1 = the whole graph runs inside the XNNPACK delegate

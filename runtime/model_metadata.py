@@ -3,14 +3,17 @@ agrees with its edgeseg manifest: `edgeseg info` shows both."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgeseg.errors import ManifestError, first_line
 from edgeseg.formats import all_formats
 from edgeseg.manifest import Manifest
+from edgeseg.runtime.model_io import TensorDecl
 
 
 def tflite_summary(path: Path) -> dict[str, Any] | None:
@@ -35,18 +38,85 @@ def tflite_summary(path: Path) -> dict[str, Any] | None:
     }
 
 
-def _onnx_props(path: Path) -> dict[str, str] | None:
-    """`metadata_props`, read by ONNX Runtime (the device's engine for ONNX: the device side never needs the
-    onnx package); None without it."""
+def _onnx_session(path: Path) -> Any:
+    """An ONNX Runtime session that only describes the model (the device's engine for ONNX: the device side
+    never needs the onnx package); None without onnxruntime; one line when it cannot read the file."""
     try:
         import onnxruntime
     except ImportError:
         return None
     options = onnxruntime.SessionOptions()
-    # Only the model's metadata is wanted: no graph optimization (seconds on a big model, none of it used).
+    # Only the model's description is wanted: no graph optimization (seconds on a big model, none of it used).
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return dict(session.get_modelmeta().custom_metadata_map)
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+        raise ManifestError(f"{path}: ONNX Runtime cannot read it ({first_line(exc)[:200]})") from None
+
+
+def _onnx_props(path: Path) -> dict[str, str] | None:
+    """`metadata_props`, read by ONNX Runtime; None without it."""
+    session = _onnx_session(path)
+    return None if session is None else dict(session.get_modelmeta().custom_metadata_map)
+
+
+ONNX_TYPES = {"float": "float32", "double": "float64"}  # ONNX Runtime's 'tensor(float)' -> numpy's name
+
+
+def onnx_tensor(arg: Any) -> TensorDecl:
+    """An ONNX Runtime NodeArg as a TensorDecl (symbolic dimensions are open)."""
+    kind = str(arg.type).removeprefix("tensor(").removesuffix(")")
+    return TensorDecl(tuple(d if isinstance(d, int) else None for d in arg.shape), ONNX_TYPES.get(kind, kind))
+
+
+def _onnx_io(path: Path) -> tuple[list[TensorDecl], list[TensorDecl]] | None:
+    session = _onnx_session(path)
+    if session is None:
+        return None
+    return [onnx_tensor(a) for a in session.get_inputs()], [onnx_tensor(a) for a in session.get_outputs()]
+
+
+def _tflite_io(path: Path) -> tuple[list[TensorDecl], list[TensorDecl]]:
+    from edgeseg.formats.tflite.runtime.metadata import read_io
+
+    inputs, outputs = read_io(path)
+    return [TensorDecl(t.shape, t.dtype) for t in inputs], [TensorDecl(t.shape, t.dtype) for t in outputs]
+
+
+OPENVINO_TYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "u8": "uint8", "i8": "int8", "i32": "int32",
+                  "i64": "int64"}
+
+
+def _openvino_io(path: Path) -> tuple[list[TensorDecl], list[TensorDecl]]:
+    """The IR's Parameter and Result tensors, from its XML (no OpenVINO needed)."""
+    import xml.etree.ElementTree as ET
+
+    layers = ET.parse(path).getroot().iter("layer")
+    inputs, outputs = [], []
+    for layer in layers:
+        if layer.get("type") == "Parameter":
+            data = layer.find("data")
+            shape = (data.get("shape", "") if data is not None else "").split(",")
+            kind = data.get("element_type", "") if data is not None else ""
+            inputs.append(TensorDecl(tuple(int(d) if d.strip().isdigit() else None for d in shape),
+                                     OPENVINO_TYPES.get(kind, kind)))
+        elif layer.get("type") == "Result":
+            port = layer.find("input/port")
+            dims = [d.text or "" for d in port.findall("dim")] if port is not None else []
+            kind = (port.get("precision", "") if port is not None else "").lower()
+            outputs.append(TensorDecl(tuple(int(d) if d.isdigit() else None for d in dims),
+                                      {"fp32": "float32", "fp16": "float16"}.get(kind, OPENVINO_TYPES.get(kind, kind))))
+    return inputs, outputs
+
+
+def declared_io(path: Path) -> tuple[list[TensorDecl], list[TensorDecl]] | None:
+    """The tensors the artifact declares, for the formats that can be read without their engine here (ONNX
+    through ONNX Runtime, TFLite's flatbuffer, OpenVINO's XML); None for the others."""
+    formats = all_formats()
+    readers = {formats["tflite"].suffix: _tflite_io, formats["onnx"].suffix: _onnx_io,
+               formats["openvino"].suffix: _openvino_io}
+    reader = readers.get(path.suffix)
+    return reader(path) if reader is not None else None
 
 
 def onnx_summary(path: Path) -> dict[str, Any] | None:
@@ -54,11 +124,18 @@ def onnx_summary(path: Path) -> dict[str, Any] | None:
     props = _onnx_props(path)
     if props is None:
         return {"format": "ONNX metadata_props", "unread": "needs the onnxruntime package"}
+    return summary_of_props(props)
+
+
+def summary_of_props(props: dict[str, str]) -> dict[str, Any] | None:
+    """ONNX `metadata_props` as `info` shows them (JSON values decoded); None when there are none."""
     if not props:
         return None
+    props = dict(props)
     for key in ("labels", "normalization"):
         if props.get(key, "").startswith(("[", "{")):
-            props[key] = json.loads(props[key])
+            with contextlib.suppress(ValueError):  # else shown and compared as written (so found to disagree)
+                props[key] = json.loads(props[key])
     return {"format": "ONNX metadata_props", **props}
 
 
@@ -118,10 +195,16 @@ def disagreements(manifest: Manifest, summary: dict[str, Any]) -> list[str]:
     else:
         if summary.get("resolution") not in (None, f"{spec.height}x{spec.width}"):
             found.append("resolution")
-        for key, value in (("input_layout", spec.layout), ("color_order", spec.color_order),
-                           ("output_kind", manifest.output_spec().kind),
-                           ("inference_precision", manifest.data.get("runtime", {}).get("inference_precision"))):
-            if summary.get(key) not in (None, value):
+        output = manifest.output_spec()
+        runtime = manifest.data.get("runtime")
+        for key, value in (("input_layout", spec.layout), ("input_dtype", spec.dtype),
+                           ("color_order", spec.color_order), ("output_kind", output.kind),
+                           ("output_layout", output.layout), ("num_classes", str(manifest.num_classes)),
+                           ("precision", manifest.data.get("precision")),
+                           ("architecture", manifest.data["model"].get("architecture")),
+                           ("inference_precision", runtime.get("inference_precision")
+                            if isinstance(runtime, dict) else None)):
+            if value is not None and summary.get(key) not in (None, value):  # where both say something
                 found.append(key)
         norm = summary.get("normalization")
         expected = "in_model" if spec.mean is None else {"mean": list(spec.mean), "std": list(spec.std or ())}

@@ -9,7 +9,9 @@ import numpy as np
 from edgeseg.errors import ManifestError, first_line
 from edgeseg.formats.onnx import ONNXRUNTIME
 from edgeseg.manifest import Manifest
-from edgeseg.runtime.backend import Backend, batch_shape, require
+from edgeseg.runtime.backend import Backend, require
+from edgeseg.runtime.model_io import check_declared
+from edgeseg.runtime.model_metadata import onnx_tensor, summary_of_props
 from edgeseg.runtime.probing import broken_or_missing, package_line, probe_import, public
 from edgeseg.targets import TargetProfile, engine_floor_problem
 
@@ -30,15 +32,12 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ManifestError(f"{manifest.artifact_path}: ONNX Runtime cannot load it "
                                 f"({first_line(exc)[:200]})") from None
-        inputs = self.session.get_inputs()
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        # The manifest against the model's own tensors and metadata_props: one line naming the field.
+        check_declared(manifest, [onnx_tensor(a) for a in inputs], [onnx_tensor(a) for a in outputs],
+                       summary_of_props(dict(self.session.get_modelmeta().custom_metadata_map)))
         self.input_name = inputs[0].name
-        spec = manifest.input_spec()
-        expected = list(batch_shape(spec))
-        if list(inputs[0].shape) != expected:
-            raise ManifestError(
-                f"{manifest.path}: says input {expected} but {manifest.artifact_path.name} takes {inputs[0].shape}"
-            )
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_name = outputs[0].name
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: batch})[0]

@@ -19,6 +19,8 @@ from edgeseg.errors import BackendUnavailableError, ManifestError, first_line
 from edgeseg.formats.openvino import OPENVINO
 from edgeseg.manifest import Manifest, cached_sha256
 from edgeseg.runtime.backend import Backend, batch_shape, require
+from edgeseg.runtime.model_io import TensorDecl, check_declared
+from edgeseg.runtime.model_metadata import openvino_summary
 from edgeseg.runtime.probing import broken_or_missing, error_line, package_line, probe_import
 from edgeseg.targets import TargetProfile
 
@@ -103,6 +105,13 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     return [package_line("openvino", ov, f"; devices {', '.join(ov.get('devices', []))}") + ov["bf16_text"]]
 
 
+def _declared(port: Any) -> TensorDecl:
+    """An OpenVINO model port as the tensor the IR declares (dynamic dimensions open)."""
+    shape = port.get_partial_shape()
+    dims = tuple(d.get_length() if d.is_static else None for d in shape)
+    return TensorDecl(dims, np.dtype(port.get_element_type().to_dtype()).name)
+
+
 class OpenVINOBackend(Backend):
     name = "openvino"
 
@@ -157,6 +166,9 @@ class OpenVINOBackend(Backend):
             if labels != manifest.labels:
                 raise ManifestError(f"{manifest.path}: its labels differ from those in "
                                     f"{manifest.artifact_path.name}'s rt_info")
+        # The rest of the manifest against the tensors and the rt_info the IR declares.
+        check_declared(manifest, [_declared(port) for port in model.inputs],
+                       [_declared(port) for port in model.outputs], openvino_summary(manifest.artifact_path))
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self.request is None:

@@ -82,13 +82,13 @@ def test_predict_refuses_ids_above_255_instead_of_wrapping_them(tmp_path, images
 
 
 def test_more_score_planes_than_the_manifest_has_classes_is_refused(tmp_path, images, capsys):
+    # Refused when the model loads, from the output it declares (runtime.model_io), before any image is read.
     model = write_tiny_pair(tmp_path / "model", model=tiny_onnx_bytes(classes=CLASSES + 2))
     out = tmp_path / "out"
     code, err = predict(model, images, out, capsys)
     assert code == 2
-    assert err == (f"edgeseg predict: error: tiny.onnx: outputs {CLASSES + 2} class scores per pixel (NCHW), but its "
-                   f"manifest says {CLASSES} classes; the manifest does not describe this model; stopped at "
-                   f"{images / '00.png'}")
+    assert err == (f"edgeseg predict: error: {model}: manifest field model.num_classes contradicts the artifact: the "
+                   f"manifest says {CLASSES} classes; tiny.onnx outputs {CLASSES + 2} score planes")
     assert not out.exists()
 
 

@@ -31,6 +31,7 @@ from edgeseg.formats.tensorrt.runtime.engine import (
 from edgeseg.formats.tensorrt.runtime.engine_build import ensure_engine
 from edgeseg.manifest import Manifest
 from edgeseg.runtime.backend import Backend, batch_shape
+from edgeseg.runtime.model_io import TensorDecl, check_declared
 
 if TYPE_CHECKING:
     import pycuda.driver as cuda
@@ -58,6 +59,10 @@ def _io_tensors(engine: trt.ICudaEngine) -> list[_Tensor]:
                                tuple(dims[k] for k in range(len(dims))),
                                np.dtype(trt.nptype(engine.get_tensor_dtype(name)))))
     return tensors
+
+
+def _declared(tensor: _Tensor) -> TensorDecl:
+    return TensorDecl(tuple(d if d >= 0 else None for d in tensor.shape), tensor.dtype.name)  # -1: dynamic
 
 
 class TensorRTBackend(Backend):
@@ -120,6 +125,8 @@ class TensorRTBackend(Backend):
             raise ManifestError(f"{self.manifest.path.name}: says input {list(expected)} {spec.dtype} but "
                                 f"{engine_name} "
                                 f"takes {list(inputs[0].shape)} {inputs[0].dtype}")
+        # The output too (kind, layout, class count, dtype), as every backend checks what its engine declares.
+        check_declared(self.manifest, [_declared(t) for t in inputs], [_declared(t) for t in outputs])
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         import pycuda.driver as cuda

@@ -23,6 +23,8 @@ from edgeseg.formats.tflite.runtime.metadata import LABELS_FILE, METADATA_NAME, 
 from edgeseg.manifest import Manifest, manifest_path_for, sha256_file
 from edgeseg.optional import require, try_import
 from edgeseg.runtime.backend import Backend, batch_shape
+from edgeseg.runtime.model_io import TensorDecl, check_declared
+from edgeseg.runtime.model_metadata import tflite_summary
 
 TFLITE_FILE_IDENTIFIER = b"TFL3"
 FOREGROUND_LABEL_BACKGROUND = "background"  # class 0 of a one-channel (foreground score) model
@@ -122,6 +124,11 @@ def manifest_from_metadata(path: Path) -> Manifest:
     return Manifest(manifest_path_for(path), data)
 
 
+def _declared(detail: dict) -> TensorDecl:
+    """An interpreter's tensor detail as the tensor the model declares."""
+    return TensorDecl(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name)
+
+
 def _quantization(detail: dict) -> tuple[float, int] | None:
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return (float(scale), int(zero_point)) if scale else None
@@ -181,6 +188,8 @@ class LiteRTBackend(Backend):
             if labels is not None and labels != manifest.labels:
                 raise ManifestError(f"{manifest.path}: its labels differ from the {LABELS_FILE} "
                                     f"in {path.name}'s TFLite metadata")
+        # The rest of the manifest against the tensors and the TFLite Model Metadata the model declares.
+        check_declared(manifest, [_declared(self.input)], [_declared(self.output)], tflite_summary(path))
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         dtype = self.input["dtype"]
