@@ -165,6 +165,13 @@ def ensure_writable_dir(path: Path) -> None:
         raise ConfigError(f"{path}: output folder is not writable")
 
 
+def owned_staging(parent: Path) -> tuple[Path, int]:
+    """A new staging folder in `parent` and the fd that holds its owner lock (close it once the folder is
+    published or removed): a run killed meanwhile leaves it to the next `clean_stale_staging` there."""
+    scratch = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent))
+    return scratch, _create_locked(scratch / OWNER_FILE)
+
+
 @contextlib.contextmanager
 def staging_dir(out_dir: Path) -> Iterator[Path]:
     """A scratch folder inside `out_dir` (same filesystem, so the final moves are renames).
@@ -175,8 +182,7 @@ def staging_dir(out_dir: Path) -> Iterator[Path]:
     leftover, see `interrupted_publish`).
     """
     ensure_writable_dir(out_dir)
-    scratch = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
-    lock = _create_locked(scratch / OWNER_FILE)
+    scratch, lock = owned_staging(out_dir)
     try:
         yield scratch
     finally:
@@ -194,15 +200,15 @@ def staged_folder(final: Path) -> Iterator[Path]:
     beside it removes."""
     final = Path(final)
     ensure_writable_dir(final.parent)
-    scratch = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=final.parent))
-    locks = [_create_locked(scratch / OWNER_FILE)]
+    scratch, lock = owned_staging(final.parent)
+    locks = [lock]
     retired: Path | None = None
     try:
         yield scratch
         crash_point("staged-folder:publish")
         if final.is_dir() and any(final.iterdir()):
-            retired = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=final.parent))
-            locks.append(_create_locked(retired / OWNER_FILE))  # a crash from here on: the next run removes it
+            retired, lock = owned_staging(final.parent)
+            locks.append(lock)  # a crash from here on: the next run removes it
             os.rename(final, retired / final.name)  # out of the way (a crash now leaves no `final` at all)
             crash_point("staged-folder:retired")
         # Not published with it; unlinking moves the folder's mtime on, so no cleaner takes it for a dead run's.

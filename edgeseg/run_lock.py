@@ -18,14 +18,14 @@ from pathlib import Path
 
 from edgeseg.errors import ConfigError
 
-LOCK_SUFFIX = ".edgeseg-lock"
+LOCK_PREFIX = ".edgeseg-lock-"
 
 
 def lock_path_for(output: Path) -> Path:
-    """The lock file of an output file or folder: hidden, beside it (`.NAME.edgeseg-lock`), so a folder's
-    listing never shows it."""
+    """The lock file of an output file or folder: hidden, beside it (`.edgeseg-lock-NAME`; not `.NAME.*`, the
+    names of an output's temporaries), so the output's own folder never shows it."""
     output = Path(output)
-    return output.with_name(f".{output.name}{LOCK_SUFFIX}")
+    return output.with_name(f"{LOCK_PREFIX}{output.name}")
 
 
 def holder_pid(lock: Path) -> str | None:

@@ -28,9 +28,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edgeseg.atomic import ensure_writable_dir, staged_folder
+from edgeseg.atomic import crash_point, ensure_writable_dir, staged_folder
 from edgeseg.conventions import IGNORE_INDEX
-from edgeseg.errors import ConfigError
+from edgeseg.errors import ConfigError, OutputError
 from edgeseg.palette import voc_palette_rgb
 from edgeseg.palette_png import encode_class_ids_png
 from edgeseg.resolution import MAX_SIDE
@@ -319,8 +319,12 @@ def write_voc_dataset(
     _check_replaceable(out_dir)
     ensure_writable_dir(out_dir.parent)
     busy = f"{out_dir}: another make-scenes (pid {{pid}}) is writing it; wait for it to end or choose another folder"
-    with take(lock_path_for(out_dir), busy), staged_folder(out_dir) as staging:
-        _write_set(staging, train, val, seed, config, progress, shown=out_dir)
+    try:
+        with take(lock_path_for(out_dir), busy), staged_folder(out_dir) as staging:
+            _write_set(staging, train, val, seed, config, progress, shown=out_dir)
+    except OSError as exc:  # a full disk, a folder gone: nothing was published
+        raise OutputError(f"{out_dir}: cannot write the scenes ({exc.strerror or exc}); nothing was written "
+                          "there") from None
     return out_dir
 
 
@@ -347,6 +351,7 @@ def _write_set(folder: Path, train: int, val: int, seed: int, config: SceneConfi
         _write(folder / "JPEGImages" / f"{scene_id}.jpg", encode_jpeg(image))
         _write(folder / "SegmentationClass" / f"{scene_id}.png", encode_class_ids_png(label, palette))
         ids[split].append(scene_id)
+        crash_point("make-scenes:scene-written")
     for split, names in ids.items():
         _write(folder / "ImageSets" / "Segmentation" / f"{split}.txt", "".join(f"{n}\n" for n in names).encode())
     _write(folder / "labels.txt", "".join(f"{n}\n" for n in SYNTHETIC_LABELS).encode())

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ConfigError
+from edgeseg.run_lock import RunLock
 from edgeseg.runtime.backend import check_threads, load_model_manifest
 from edgeseg.runtime.capture import SourceOptions, open_source
 from edgeseg.runtime.frame_grabber import SOURCE_LOST, CapturedFrame, FrameGrabber
@@ -159,8 +160,8 @@ class _NamedImageFiles(FrameSource):
 class _NamedImageSink(ImageSequenceSink):
     """--save-frames for an image folder: each rendered image as DIR/<source name>.png, at its own size."""
 
-    def __init__(self, folder: Path, source: _NamedImageFiles) -> None:
-        super().__init__(folder)
+    def __init__(self, folder: Path, source: _NamedImageFiles, claim: tuple[RunLock, list[Path]]) -> None:
+        super().__init__(folder, claim)
         self.source = source
         self.index = 0
 
@@ -197,12 +198,15 @@ class _Pipeline:
         opened: FrameSource | None = None
         try:
             video = VideoFileSink(config.save) if config.save is not None else None
+            sinks.append(video)  # each one closed (its output let go) if a later step fails
             frames = ImageSequenceSink(config.save_frames) if config.save_frames is not None else None
+            sinks.append(frames)
             opened = source if source is not None else open_source(config.source, config.source_options)
             if frames is not None and isinstance(opened, ImageFilesSource):
                 # A folder of images: each saved frame keeps its image's name (and, as always, its size).
                 opened = _NamedImageFiles(opened)
-                frames = self.frame_names = _NamedImageSink(frames.folder, opened)
+                frames = self.frame_names = _NamedImageSink(frames.folder, opened, frames.hand_over())
+                sinks[-1] = frames
             if video is not None:
                 video.fps = video.fps or opened.fps  # a file's own rate; a camera's requested one
             sinks = [window_sink_or_none(config.headless, on_message), video, frames]

@@ -6,7 +6,8 @@ the demo (end of source, --max-frames, a vanished camera, Ctrl-C), so what was w
 OpenCV's writers report no write errors, so a finished video is read back before it is published
 (its frame count, and its last frame decoded): a full disk or a vanished folder fails the command
 with one line instead of publishing a file that does not play. The temporary is held under a lock,
-so a later run removes the one a killed run left behind.
+so a later run removes the one a killed run left behind. Frames are staged and published when the sink
+closes, and each output is held by its run (runtime.output_claim): two demos never write one output.
 """
 
 from __future__ import annotations
@@ -14,14 +15,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edgeseg.atomic import ensure_writable_dir, locked_temp_file
+from edgeseg.atomic import (
+    OWNER_FILE,
+    clean_stale_staging,
+    crash_point,
+    locked_temp_file,
+    owned_staging,
+)
 from edgeseg.errors import ConfigError, OutputError
+from edgeseg.run_lock import RunLock
+from edgeseg.runtime.output_claim import claim_output, make_folder, unmake
 
 # Container -> codec that the OpenCV wheels can write everywhere (they ship FFmpeg without H.264
 # encoders): MPEG-4 Part 2 in .mp4, Motion-JPEG in .avi. Both play in VLC, browsers' ffmpeg-based
@@ -71,7 +81,9 @@ class VideoFileSink(Sink):
                               f"{', '.join(sorted(VIDEO_CODECS))}")
         if self.path.is_dir():
             raise ConfigError(f"--save {self.path}: is a folder; give a file name such as out.mp4")
-        ensure_writable_dir(self.path.parent if str(self.path.parent) else Path("."))
+        self.made = make_folder(self.path.parent if str(self.path.parent) else Path("."))
+        # One run per file: a second demo saving here now is refused, naming this one (edgeseg.run_lock).
+        self.claim = claim_output(self.path, f"--save {self.path}", "the video file", "file")
         self.fourcc = VIDEO_CODECS[suffix]
         self.fps = float(fps) if fps and fps > 0 else None  # None: DEFAULT_VIDEO_FPS when the file opens
         self.writer: cv2.VideoWriter | None = None
@@ -114,6 +126,14 @@ class VideoFileSink(Sink):
         self.frames += 1
 
     def close(self) -> None:
+        try:
+            self._finish()
+        finally:
+            self.claim.release()
+            if not self.published:
+                unmake(self.made)
+
+    def _finish(self) -> None:
         if self.writer is None or self.published:
             return
         self.writer.release()  # writes the container index: from here the file plays
@@ -186,34 +206,90 @@ def quiet_stderr():
 
 
 class ImageSequenceSink(Sink):
-    """Every rendered frame as a lossless PNG: DIR/frame_000000.png, frame_000001.png, …"""
+    """Every rendered frame as a lossless PNG: DIR/frame_000000.png, frame_000001.png, …
 
-    def __init__(self, folder: Path) -> None:
+    The frames are written into a staging folder beside DIR and moved into DIR when the sink closes (on
+    every way out of the demo, a failed one included), so DIR never holds frames of two runs: a DIR that
+    already holds PNG files is refused before the model loads, and so is a second demo into it while one
+    writes (edgeseg.run_lock). A killed run leaves only its staging folder, which the next run removes.
+    """
+
+    def __init__(self, folder: Path, claim: tuple[RunLock, list[Path]] | None = None) -> None:
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise ConfigError(f"--save-frames {self.folder}: exists and is not a folder")
+        earlier = sorted(self.folder.glob("*.png")) if self.folder.is_dir() else []
+        if earlier:
+            raise ConfigError(f"--save-frames {self.folder}: already holds {len(earlier)} PNG files (another run's "
+                              "frames?); choose a new or empty folder")
         self.frames = 0
+        self.staging: Path | None = None  # made with the first frame, not for a run that fails to start
+        self.staging_lock: int | None = None
+        if claim is None:
+            self.made = make_folder(self.folder.parent)
+            self.claim = claim_output(self.folder, f"--save-frames {self.folder}", "the frames folder", "folder")
+        else:
+            self.claim, self.made = claim
+
+    def hand_over(self) -> tuple[RunLock, list[Path]]:
+        """This sink's hold on DIR (and the folders it made), for the sink that replaces it (a folder source
+        names its frames)."""
+        claim, self.claim = self.claim, RunLock(self.claim.path, None)
+        made, self.made = self.made, []
+        return claim, made
 
     def write(self, canvas: np.ndarray) -> None:
-        if self.frames == 0:
-            ensure_writable_dir(self.folder)  # created with the first frame, not for a run that fails to start
-        path = self.folder / self.next_name()
-        # Encoded in memory and written by Python, whose writes report a full disk (cv2.imwrite may not);
-        # under a temporary name and renamed, so a frame file is never half-written.
+        if self.staging is None:
+            self.staging, self.staging_lock = owned_staging(self.folder.parent)
+        name = self.next_name()
+        # Encoded in memory and written by Python, whose writes report a full disk (cv2.imwrite may not).
         ok, encoded = cv2.imencode(".png", canvas)
         if not ok:
-            raise OutputError(f"--save-frames {self.folder}: OpenCV cannot encode {path.name} as PNG")
-        tmp = self.folder / f".{path.name}.tmp.png"
+            raise OutputError(f"--save-frames {self.folder}: OpenCV cannot encode {name} as PNG")
+        path = self.staging / name
         try:
-            with open(tmp, "wb") as fh:
+            with open(path, "wb") as fh:
                 fh.write(encoded.tobytes())
-            os.replace(tmp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise OutputError(f"--save-frames {self.folder}: cannot write {path.name} ({exc.strerror or exc}); "
+                os.unlink(path)  # never a half-written frame
+            raise OutputError(f"--save-frames {self.folder}: cannot write {name} ({exc.strerror or exc}); "
                               f"{self.frames} frames were written before it") from None
         self.frames += 1
+        crash_point("demo:frame-written")
+
+    def close(self) -> None:
+        """Publish the frames written (the whole folder by one rename when DIR is new), then let DIR go."""
+        try:
+            if self.staging is not None:
+                self._publish(self.staging)
+        finally:
+            if self.staging is not None:
+                shutil.rmtree(self.staging, ignore_errors=True)
+                self.staging = None
+            if self.staging_lock is not None:
+                os.close(self.staging_lock)
+                self.staging_lock = None
+            if self.claim.fd is not None:  # (a sink that handed DIR over leaves the cleaning to its heir)
+                clean_stale_staging(self.folder.parent)  # what killed runs into DIR left
+            self.claim.release()
+            if not self.frames:
+                unmake(self.made)  # made for this run's lock only: gone with it (if still empty)
+
+    def _publish(self, staging: Path) -> None:
+        frames = sorted(p for p in staging.iterdir() if p.name != OWNER_FILE)
+        if not frames:
+            return
+        try:
+            os.unlink(staging / OWNER_FILE)
+            if not self.folder.exists() or (self.folder.is_dir() and not any(self.folder.iterdir())):
+                os.rename(staging, self.folder)  # the run's frames appear at once
+                return
+            for path in frames:  # a folder holding the user's other files: the frames join them
+                os.replace(path, self.folder / path.name)
+        except OSError as exc:
+            raise OutputError(f"--save-frames {self.folder}: cannot move the {len(frames)} frames into place "
+                              f"({exc.strerror or exc})") from None
 
     def next_name(self) -> str:
         """The file name of the frame about to be written."""
@@ -293,7 +369,7 @@ class SinkSet(Sink):
 
     def close(self) -> None:
         first_error: BaseException | None = None
-        for sink in self.sinks:
+        for sink in reversed(self.sinks):  # in reverse order of opening: the last made lets its outputs go first
             try:
                 sink.close()
             except BaseException as exc:  # close the others first, then report
