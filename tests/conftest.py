@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from edgeseg.conventions import SAMPLE_NAME
 from tests.constants import REPO
 
 SHARED_DATA = Path(os.environ.get("EDGESEG_SHARED_DATA", REPO.parent / "shared" / "data"))
-SAMPLE_CHECKPOINT = REPO / "edgeseg" / "sample" / "deeplabv3_mobilenet_v3_large_synthetic.pt"
+SAMPLE_CHECKPOINT = REPO / "edgeseg" / "sample" / SAMPLE_NAME
 
 
 @pytest.fixture(scope="session")
@@ -66,13 +67,6 @@ def synthetic_voc(tmp_path_factory) -> Path:
                              config=SceneConfig(height=256, width=256))
 
 
-# 160, not 128: the sample model never trained below a 288-pixel scene. At 128 the INT8 forms of its large-scale
-# fine-tunes sit at the 0.9 agreement floor (0.89-0.94 measured), at 160 clear of it (0.94-0.96), and at 320-1024,
-# where it deploys, within 0.3 mIoU of FP32 (docs/benchmarks.md, the full sweep).
-TFLITE_RESOLUTION = "160"
-TFLITE_CALIBRATION = "synthetic:16"
-
-
 @pytest.fixture(scope="session")
 def traced_once():
     """Memoize the TFLite exporter's `convert_float` for the session: one litert-torch trace per graph
@@ -91,27 +85,6 @@ def traced_once():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tflite_export, "convert_float", cached)
         yield cache
-
-
-@pytest.fixture(scope="session")
-def make(sample_checkpoint: Path, traced_once, tmp_path_factory):
-    """`make(precision, target=..., **request)`: the sample model converted through the whole pipeline at
-    160 px, once per key for the session; returns the published manifest."""
-    from edgeseg.convert.pipeline import ConvertRequest, convert
-
-    made: dict[tuple, dict] = {}
-
-    def build(precision: str, *, target: str = "android-cpu", int8_io: str = "float", **request) -> dict:
-        key = (precision, target, int8_io, tuple(sorted(request.items())))
-        if key not in made:
-            out = tmp_path_factory.mktemp(f"{target}-{precision}")
-            made[key] = convert(ConvertRequest(
-                target=target, precision=precision, resolution=TFLITE_RESOLUTION, weights=str(sample_checkpoint),
-                out=out, calibration=TFLITE_CALIBRATION if precision == "int8" else None, verify_images=4,
-                progress=False, options={"calib_images": 16, "int8_io": int8_io}, **request))
-        return made[key]
-
-    return build
 
 
 @pytest.fixture(scope="session")

@@ -25,12 +25,12 @@ import pytest
 from edgeseg.benchmarks.remote_ssh import parse_device
 from edgeseg.cli import main
 from edgeseg.errors import ConfigError
+from tests.constants import ANDROID_CPU, BENCH_REPORT, BENCH_RESULTS, FORMAT_RESOLUTION, HOST_CPU
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").is_file() else None)
 needs_sshd = pytest.mark.skipif(SSHD is None or shutil.which("ssh-keygen") is None or shutil.which("scp") is None,
                                 reason="needs OpenSSH's sshd, ssh, scp and ssh-keygen "
                                        "(apt-get install openssh-server openssh-client; .ci/run installs them)")
-SIZE = "160"  # the suite's conversion size (conftest.TFLITE_RESOLUTION)
 
 
 def _free_port() -> int:
@@ -126,9 +126,9 @@ def cache(tmp_path_factory) -> Path:
 
 
 def _bench(*extra: str, data: Path, cache: Path, out: Path) -> list[str]:
-    return ["bench", "--targets", "host-cpu,android-cpu", "--resolutions", SIZE, "--precisions", "fp32",
-            "--data", str(data), "--images", "4", "--verify-images", "4", "--runs", "4", "--warmup", "1",
-            "--threads", "1", "--cache", str(cache), "--no-progress", "--out", str(out), *extra]
+    return ["bench", "--targets", f"{HOST_CPU},{ANDROID_CPU}", "--resolutions", FORMAT_RESOLUTION,
+            "--precisions", "fp32", "--data", str(data), "--images", "4", "--verify-images", "4", "--runs", "4",
+            "--warmup", "1", "--threads", "1", "--cache", str(cache), "--no-progress", "--out", str(out), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +139,8 @@ def device_and_local(server, device_venv, synthetic_voc, cache, traced_once, tmp
     assert main(_bench("--device", url, "--ssh-config", str(server.client_config), data=synthetic_voc, cache=cache,
                        out=out / "device")) == 0
     assert main(_bench(data=synthetic_voc, cache=cache, out=out / "local")) == 0
-    return (json.loads((out / "device" / "results.json").read_text()),
-            json.loads((out / "local" / "results.json").read_text()))
+    return (json.loads((out / "device" / BENCH_RESULTS).read_text()),
+            json.loads((out / "local" / BENCH_RESULTS).read_text()))
 
 
 @needs_sshd
@@ -209,7 +209,7 @@ def test_a_second_run_copies_nothing_and_a_lost_connection_keeps_the_finished_ro
     partial = json.loads(results.read_text())
     assert partial["complete"] is False and len(partial["rows"]) == 1
     assert partial["device"]["copied"]["files"] == 0  # the earlier run left everything there
-    assert "PARTIAL: 1 of 2 rows" in (out / "report.md").read_text()
+    assert "PARTIAL: 1 of 2 rows" in (out / BENCH_REPORT).read_text()
 
     assert main(argv) == 0
     finished = json.loads(results.read_text())

@@ -15,12 +15,9 @@ from edgeseg.scenes import generate_scene, scene_rng
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    from edgeseg.convert.pipeline import ConvertRequest, convert
-
-    manifest = convert(ConvertRequest(target="host-cpu", precision="fp32", resolution="64", weights="sample",
-                                      out=tmp_path_factory.mktemp("model"), verify_images=2, progress=False))
-    return Path(manifest["manifest_path"])
+def model(host_cpu_fp32_tiny: dict) -> Path:
+    """The manifest of the sample model for host-cpu at 64 px (tests/runtime/conftest.py, one per session)."""
+    return Path(host_cpu_fp32_tiny["manifest_path"])
 
 
 def test_rolling_fps_counts_from_the_first_frame():

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from edgeseg.cli import main
+from tests.constants import ANDROID_CPU, BENCH_REPORT, BENCH_RESULTS, TINY_RESOLUTION
 
 pytestmark = pytest.mark.slow
 
 WORKSTATION_ONLY = ("torch", "torchvision", "onnx", "matplotlib", "PIL")
-RESOLUTION = "64"
 
 
 # `device_venv` (conftest.py, one per session): the device install, shared with tests/benchmarks/test_bench_device.py.
@@ -31,16 +31,15 @@ def _run(argv: list[str], env: dict[str, str], timeout: float = 600) -> subproce
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, synthetic_voc) -> dict[str, Path]:
-    """A host-cpu ONNX and an android-cpu TFLite model at 64 px, made by this (full) install."""
+def artifacts(tmp_path_factory, synthetic_voc, host_cpu_onnx_on_scenes: Path) -> dict[str, Path]:
+    """A host-cpu ONNX (the one the system-OpenCV install runs: tests/runtime/conftest.py) and an android-cpu
+    TFLite model at 64 px, made by this (full) install."""
     pytest.importorskip("litert_torch", reason="the TFLite artifact needs the full install ('edgeseg[all]')")
-    made = {}
-    for kind, target in (("onnx", "host-cpu"), ("tflite", "android-cpu")):
-        out = tmp_path_factory.mktemp(kind)
-        assert main(["convert", "--target", target, "--resolution", RESOLUTION, "--verify-images", "2",
-                     "--verify-data", str(synthetic_voc), "--out", str(out)]) == 0
-        (made[kind],) = out.glob(f"*.{kind}")
-    return made
+    out = tmp_path_factory.mktemp("tflite")
+    assert main(["convert", "--target", ANDROID_CPU, "--resolution", TINY_RESOLUTION, "--verify-images", "2",
+                 "--verify-data", str(synthetic_voc), "--out", str(out)]) == 0
+    (tflite,) = out.glob("*.tflite")
+    return {"onnx": host_cpu_onnx_on_scenes, "tflite": tflite}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +73,7 @@ def test_bench_artifacts_runs_there(device_venv, artifacts, synthetic_voc, tmp_p
                   "--images", "2", "--runs", "3", "--warmup", "1", "--threads", "1", "--no-progress",
                   "--out", str(tmp_path / "bench")], device_venv["env"])
     assert bench.returncode == 0, bench.stdout + bench.stderr
-    results = json.loads((tmp_path / "bench" / "results.json").read_text())
+    results = json.loads((tmp_path / "bench" / BENCH_RESULTS).read_text())
     (row,) = results["rows"]
     assert row["status"] == "ok", row
     assert 0 <= row["accuracy"]["miou"] <= 100 and row["latency"]["inference_ms"]["p50"] > 0
@@ -84,7 +83,7 @@ def test_bench_artifacts_runs_there(device_venv, artifacts, synthetic_voc, tmp_p
     assert row["cost"]["roofline_fraction"] is None and row["cost"]["roofline_note"].startswith("no matmul peak: torch")
     assert row["cost"]["gflops"] > 0 and row["cost"]["achieved_gflops_per_s"] > 0
     assert sorted(p.name for p in (tmp_path / "bench").iterdir()) == ["report.md", "results.csv", "results.json"]
-    report = (tmp_path / "bench" / "report.md").read_text()
+    report = (tmp_path / "bench" / BENCH_REPORT).read_text()
     assert "No pictures: matplotlib is not installed (pip install 'edgeseg[bench]')" in report
 
 
@@ -99,7 +98,7 @@ def test_targets_and_build_engine_run_there(device_venv, artifacts):
 
 
 def test_convert_there_says_in_one_line_which_extra_it_needs(device_venv, tmp_path):
-    convert = _run([device_venv["edgeseg"], "convert", "--resolution", RESOLUTION, "--out", str(tmp_path)],
+    convert = _run([device_venv["edgeseg"], "convert", "--resolution", TINY_RESOLUTION, "--out", str(tmp_path)],
                    device_venv["env"])
     assert convert.returncode == 2
     assert convert.stderr == ("edgeseg convert: error: this command needs 'torch', which is not installed here: "
@@ -125,7 +124,7 @@ def openvino_artifact(tmp_path_factory, synthetic_voc) -> Path:
     """An intel-cpu OpenVINO IR at 64 px, made by this (full) install."""
     pytest.importorskip("openvino", reason="the OpenVINO artifact needs the full install ('edgeseg[all]')")
     out = tmp_path_factory.mktemp("openvino")
-    assert main(["convert", "--target", "intel-cpu", "--resolution", RESOLUTION, "--verify-images", "2",
+    assert main(["convert", "--target", "intel-cpu", "--resolution", TINY_RESOLUTION, "--verify-images", "2",
                  "--verify-data", str(synthetic_voc), "--out", str(out)]) == 0
     (xml,) = out.glob("*.xml")
     return xml

@@ -12,21 +12,18 @@ import pytest
 from PIL import Image
 
 from edgeseg.cli import main
+from edgeseg.manifest import MANIFEST_SUFFIX
 from edgeseg.palette import voc_palette_rgb
 from edgeseg.runtime.backend import open_backend
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
+from edgeseg.runtime.predict_output import RESULT_FILE
 from edgeseg.runtime.preprocess import preprocess_bgr
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory) -> Path:
-    """The sample model for host-cpu at 64 px: small and fast, made once for this module."""
-    from edgeseg.convert.pipeline import ConvertRequest, convert
-
-    out = tmp_path_factory.mktemp("model")
-    manifest = convert(ConvertRequest(target="host-cpu", precision="fp32", resolution="64", weights="sample",
-                                      out=out, verify_images=2, progress=False))
-    return Path(manifest["manifest_path"][: -len(".json")])
+def artifact(host_cpu_fp32_tiny: dict) -> Path:
+    """The sample model for host-cpu at 64 px: small and fast (tests/runtime/conftest.py, one per session)."""
+    return Path(host_cpu_fp32_tiny["manifest_path"][: -len(MANIFEST_SUFFIX)])
 
 
 def runtime_masks(artifact: Path, frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -63,7 +60,7 @@ def test_folder_masks_match_the_runtime_and_bad_files_are_named(tmp_path, voc_sa
     assert f"{len(good)} inputs from {source}" in captured.out and "2 skipped" in captured.out
 
     assert sorted(p.name for p in (out / "masks").iterdir()) == [p.stem + ".png" for p in good]
-    predictions = json.loads((out / "predictions.json").read_text())
+    predictions = json.loads((out / RESULT_FILE).read_text())
     assert predictions["processed"] == len(good)
     assert {s["path"] for s in predictions["skipped"]} == {str(images / "cut_short.jpg"), str(images / "notes.txt")}
     by_name = {entry["name"]: entry for entry in predictions["inputs"]}
@@ -134,7 +131,7 @@ def test_video_writes_frame_masks_and_one_video_per_rendering(tmp_path, shared_d
     overlay, side = _video_frames(out / "overlay" / "clip.mp4"), _video_frames(out / "side-by-side" / "clip.mp4")
     assert len(overlay) == len(side) == 4
     assert overlay[0].shape == (120, 160, 3) and side[0].shape == (120, 320, 3)
-    predictions = json.loads((out / "predictions.json").read_text())
+    predictions = json.loads((out / RESULT_FILE).read_text())
     assert predictions["videos"] == ["overlay/clip.mp4", "side-by-side/clip.mp4"]
     assert [e["name"] for e in predictions["inputs"]] == [f"clip.avi#{i}" for i in range(4)]
 
@@ -172,7 +169,7 @@ def test_nothing_readable_fails_in_one_line_and_writes_nothing(tmp_path, artifac
     assert main(["predict", "--model", str(artifact), "--source", str(source), "--out", str(out), "--no-progress"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("edgeseg predict: error:") and "nothing could be processed (1 skipped" in last
-    assert not (out / "predictions.json").exists()
+    assert not (out / RESULT_FILE).exists()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -185,7 +182,7 @@ def test_bad_requests_fail_before_any_output(tmp_path, artifact, capsys, args, m
     argv = ["predict", "--model", str(artifact), "--source", str(tmp_path), "--out", str(tmp_path / "pred"), *args]
     assert main([*argv, "--no-progress"]) == 2
     assert message in capsys.readouterr().err
-    assert not (tmp_path / "pred" / "predictions.json").exists()
+    assert not (tmp_path / "pred" / RESULT_FILE).exists()
 
 
 def test_masks_are_palette_pngs_written_without_pillow(tmp_path):
@@ -227,5 +224,5 @@ def test_ctrl_c_keeps_what_was_done(tmp_path, voc_sample, artifact, monkeypatch)
     out = tmp_path / "pred"
     with pytest.raises(KeyboardInterrupt):
         predict.run_predict(predict.PredictConfig(model=artifact, source=str(source), out=out, progress=False))
-    predictions = json.loads((out / "predictions.json").read_text())
+    predictions = json.loads((out / RESULT_FILE).read_text())
     assert predictions["processed"] == 2 and len(list((out / "masks").iterdir())) == 2

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import ManifestError, ModelOutputError
-from edgeseg.manifest import Manifest, OutputSpec, load_manifest
+from edgeseg.manifest import MANIFEST_SUFFIX, Manifest, OutputSpec, load_manifest
 from edgeseg.runtime.backend import Backend, open_backend
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr, preprocess_rgb
@@ -23,13 +23,9 @@ VOC_IMAGES = 4
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory) -> Path:
-    """The sample model for host-cpu at 64 px (as tests/runtime/test_predict.py makes it), converted once."""
-    from edgeseg.convert.pipeline import ConvertRequest, convert
-
-    manifest = convert(ConvertRequest(target="host-cpu", precision="fp32", resolution="64", weights="sample",
-                                      out=tmp_path_factory.mktemp("model"), verify_images=2, progress=False))
-    return Path(manifest["manifest_path"][: -len(".json")])
+def artifact(host_cpu_fp32_tiny: dict) -> Path:
+    """The sample model for host-cpu at 64 px, the one predict runs (tests/runtime/conftest.py)."""
+    return Path(host_cpu_fp32_tiny["manifest_path"][: -len(MANIFEST_SUFFIX)])
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from edgeseg.cli import main
 from edgeseg.errors import SourceError
 from edgeseg.runtime.gstreamer import NEWEST_FRAME_APPSINK, csi_pipeline, raw_pipeline
 from edgeseg.system_packages import shadowing_line
+from tests.constants import BENCH_RESULTS
 from tests.device_kit import copy_source_tree, venv_env
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -119,12 +119,9 @@ def system_venv(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def small_onnx(tmp_path_factory, synthetic_voc) -> Path:
-    out = tmp_path_factory.mktemp("onnx")
-    assert main(["convert", "--target", "host-cpu", "--resolution", "64", "--verify-images", "2",
-                 "--verify-data", str(synthetic_voc), "--out", str(out)]) == 0
-    (model,) = out.glob("*.onnx")
-    return model
+def small_onnx(host_cpu_onnx_on_scenes: Path) -> Path:
+    """The host-cpu ONNX at 64 px the device installs share (tests/runtime/conftest.py)."""
+    return host_cpu_onnx_on_scenes
 
 
 @needs_system_opencv
@@ -169,7 +166,7 @@ def test_the_quick_bench_runs_without_pillow(system_venv, small_onnx, tmp_path):
     bench = _run([system_venv["edgeseg"], "bench", "--artifacts", str(small_onnx), "--quick", "--threads", "1",
                   "--no-progress", "--out", str(tmp_path / "bench")], system_venv["env"])
     assert bench.returncode == 0, bench.stdout + bench.stderr
-    (row,) = json.loads((tmp_path / "bench" / "results.json").read_text())["rows"]
+    (row,) = json.loads((tmp_path / "bench" / BENCH_RESULTS).read_text())["rows"]
     assert row["status"] == "ok" and 0 <= row["accuracy"]["miou"] <= 100, row
 
 

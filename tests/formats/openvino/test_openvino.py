@@ -1,7 +1,7 @@
 """OpenVINO IR for the intel-* targets: FP32 pinned to f32 arithmetic, bf16 where the CPU has it, INT8
 through NNCF within the INT8 budget, the IR's rt_info against its manifest, and what doctor says.
 
-Conversions run at 160 px (as the TFLite tests do: tests/conftest.py), once per precision for the module.
+Conversions run at 160 px (as the TFLite tests do: tests/constants.py), once per precision for the module.
 """
 
 from __future__ import annotations
@@ -25,12 +25,18 @@ from edgeseg.convert.pipeline import ConvertRequest, convert, plan  # noqa: E402
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError  # noqa: E402
 from edgeseg.formats.openvino import runtime as ov_backend  # noqa: E402
 from edgeseg.formats.openvino.convert import int8 as openvino_int8  # noqa: E402
-from edgeseg.manifest import Manifest, load_manifest  # noqa: E402
+from edgeseg.manifest import MANIFEST_SUFFIX, Manifest, load_manifest  # noqa: E402
 from edgeseg.runtime import doctor  # noqa: E402
 from edgeseg.runtime.backend import open_backend  # noqa: E402
 from edgeseg.runtime.model_metadata import disagreements, embedded_summary  # noqa: E402
+from tests.constants import (  # noqa: E402
+    FORMAT_RESOLUTION,
+    FP32_MIN_AGREEMENT,
+    HOST_CPU,
+    INT8_CALIBRATION,
+    INT8_CALIBRATION_IMAGES,
+)
 
-RESOLUTION = "160"
 HAS_BF16 = bool(cpu_features.bfloat16_flags())
 NO_BF16_CPUINFO = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n"
 
@@ -43,16 +49,17 @@ def made(sample_checkpoint: Path, tmp_path_factory):
     def build(precision: str) -> dict:
         if precision not in cache:
             cache[precision] = convert(ConvertRequest(
-                target="intel-cpu", precision=precision, resolution=RESOLUTION, weights=str(sample_checkpoint),
+                target="intel-cpu", precision=precision, resolution=FORMAT_RESOLUTION, weights=str(sample_checkpoint),
                 out=tmp_path_factory.mktemp(f"intel-cpu-{precision}"), verify_images=4, progress=False,
-                calibration="synthetic:16" if precision == "int8" else None, options={"calib_images": 16}))
+                calibration=INT8_CALIBRATION if precision == "int8" else None,
+                options={"calib_images": INT8_CALIBRATION_IMAGES}))
         return cache[precision]
 
     return build
 
 
 def xml_of(manifest: dict) -> Path:
-    return Path(manifest["manifest_path"][: -len(".json")])
+    return Path(manifest["manifest_path"][: -len(MANIFEST_SUFFIX)])
 
 
 def layer_types(xml: Path) -> list[str]:
@@ -69,7 +76,8 @@ def test_the_openvino_format_is_registered_with_nncf_for_int8():
 def test_fp32_agrees_with_pytorch_and_runs_with_f32_arithmetic(made):
     m = made("fp32")
     v = m["verification"]
-    assert v["passed"] and v["argmax_agreement"] >= 0.999 and v["runtime"].endswith("inference precision f32")
+    assert v["passed"] and v["argmax_agreement"] >= FP32_MIN_AGREEMENT
+    assert v["runtime"].endswith("inference precision f32")
     assert m["runtime"]["inference_precision"] == "f32" and m["runtime"]["device"] == "CPU"
     xml = xml_of(m)
     weights = xml.with_suffix(".bin")
@@ -102,10 +110,10 @@ def test_bf16_is_refused_in_one_line_before_any_work_on_a_cpu_without_bfloat16(t
     monkeypatch.setattr(cpu_features, "CPUINFO", cpuinfo)
     with pytest.raises(ConfigError, match=r"^--precision bf16 for intel-cpu: this CPU has no bfloat16 instructions "
                                           r"\(avx512_bf16 or amx_bf16\)"):
-        plan(ConvertRequest(target="intel-cpu", precision="bf16", resolution="160", weights="sample",
+        plan(ConvertRequest(target="intel-cpu", precision="bf16", resolution=FORMAT_RESOLUTION, weights="sample",
                             out=tmp_path / "out"))
     with pytest.raises(ConfigError, match="does not support precision 'bf16'"):
-        plan(ConvertRequest(target="host-cpu", precision="bf16", resolution="160", weights="sample",
+        plan(ConvertRequest(target=HOST_CPU, precision="bf16", resolution=FORMAT_RESOLUTION, weights="sample",
                             out=tmp_path / "out"))
 
 

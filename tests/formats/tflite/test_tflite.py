@@ -3,7 +3,8 @@
 CI converts at 160 px to stay fast; docs/android.md holds the 320 and 640 figures measured with
 `edgeseg convert`. Tracing with litert-torch is the slow step (tens of seconds), quantization takes
 seconds, so the session traces each float graph once and every precision quantizes that one (the
-`make` and `traced_once` fixtures in conftest.py, shared with test_tflite_mediapipe.py).
+`make` fixture in tests/formats/tflite/conftest.py over `traced_once` in tests/conftest.py, shared with
+test_tflite_mediapipe.py and test_xnnpack.py).
 """
 
 from __future__ import annotations
@@ -24,19 +25,24 @@ from edgeseg.errors import ConfigError, DatasetError, ManifestError, Verificatio
 from edgeseg.formats.tflite.convert import export as tflite_export  # noqa: E402
 from edgeseg.formats.tflite.convert import ops as tflite_ops  # noqa: E402
 from edgeseg.formats.tflite.runtime.runner import embedded_labels  # noqa: E402
+from edgeseg.manifest import MANIFEST_SUFFIX  # noqa: E402
 from edgeseg.runtime.backend import open_backend  # noqa: E402
 from edgeseg.runtime.postprocess import output_to_mask  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess_rgb  # noqa: E402
 from edgeseg.scenes import SYNTHETIC_LABELS, generate_scene, scene_rng  # noqa: E402
-
-RESOLUTION = "160"  # what conftest's `make` converts at
-CALIBRATION = "synthetic:16"
+from tests.constants import (  # noqa: E402
+    ANDROID_CPU,
+    FORMAT_RESOLUTION,
+    FP32_MIN_AGREEMENT,
+    INT8_CALIBRATION,
+    INT8_CALIBRATION_IMAGES,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def artifact(manifest: dict) -> Path:
-    return Path(manifest["manifest_path"][: -len(".json")])
+    return Path(manifest["manifest_path"][: -len(MANIFEST_SUFFIX)])
 
 
 def synthetic_miou_delta(manifest: dict) -> float:
@@ -47,7 +53,7 @@ def synthetic_miou_delta(manifest: dict) -> float:
 def test_fp32_matches_pytorch_with_nhwc_input_and_output(make) -> None:
     m = make("fp32")
     v = m["verification"]
-    assert v["argmax_agreement"] >= 0.999 and v["max_abs_logit_diff"] < 1e-3
+    assert v["argmax_agreement"] >= FP32_MIN_AGREEMENT and v["max_abs_logit_diff"] < 1e-3
     assert m["input"]["layout"] == "NHWC" and m["input"]["dtype"] == "float32"
     assert m["output"] == {**m["output"], "kind": "logits", "layout": "NHWC", "dtype": "float32"}
     # NHWC in and out: the converter left no layout transposes in the graph.
@@ -78,7 +84,7 @@ def test_full_int8_computes_in_int8_within_one_miou_point(make) -> None:
     assert convs and all(op.input_types[:2] == ("INT8", "INT8") and op.output_types == ("INT8",) for op in convs)
     assert synthetic_miou_delta(m) >= -1.0
     calibration = m["conversion"]["calibration"]
-    assert calibration["source"] == CALIBRATION and calibration["images"] == 16
+    assert calibration["source"] == INT8_CALIBRATION and calibration["images"] == INT8_CALIBRATION_IMAGES
     assert m["input"]["dtype"] == "float32" and m["conversion"]["int8_io"] == "float"
 
 
@@ -104,7 +110,7 @@ def test_mask_output_with_fused_preprocessing_reports_gpu_fallbacks(make, capfd)
     m = make("fp32", target="android-gpu", output_kind="mask", fuse_preprocessing=True)
     assert m["input"]["dtype"] == "uint8" and m["input"]["normalization"] == "in_model"
     assert m["output"]["kind"] == "mask" and m["output"]["dtype"] == "uint8"
-    assert m["verification"]["argmax_agreement"] >= 0.999
+    assert m["verification"]["argmax_agreement"] >= FP32_MIN_AGREEMENT
     unsupported = {u["op"]: u["reason"] for u in m["conversion"]["gpu_delegate_unsupported_ops"]}
     # uint8 pixels are cast to float at the input and the argmax is cast to uint8 at the output.
     assert unsupported == {"CAST": unsupported["CAST"], "ARG_MAX": "not supported"}
@@ -156,7 +162,7 @@ def test_a_model_with_flex_ops_is_refused_and_nothing_is_written(make, traced_on
     traced_once[key] = _with_flex_op(clean)
     try:
         with pytest.raises(VerificationError, match="FlexAddV2; they do not run in the plain LiteRT runtime"):
-            convert(ConvertRequest(target="android-nnapi", precision="fp32", resolution=RESOLUTION,
+            convert(ConvertRequest(target="android-nnapi", precision="fp32", resolution=FORMAT_RESOLUTION,
                                    weights=str(sample_checkpoint), out=tmp_path, verify_images=2, progress=False))
     finally:
         traced_once[key] = clean
@@ -165,7 +171,7 @@ def test_a_model_with_flex_ops_is_refused_and_nothing_is_written(make, traced_on
 
 def test_int8_without_calibration_images_is_refused_in_one_line(sample_checkpoint: Path, tmp_path: Path,
                                                                 capsys) -> None:
-    code = main(["convert", "--target", "android-cpu", "--precision", "int8", "--resolution", RESOLUTION,
+    code = main(["convert", "--target", ANDROID_CPU, "--precision", "int8", "--resolution", FORMAT_RESOLUTION,
                  "--weights", str(sample_checkpoint), "--verify-images", "1", "--json", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
@@ -183,7 +189,7 @@ def test_calibration_folder_without_readable_images_is_refused(tmp_path: Path) -
     folder.mkdir()
     (folder / "notes.txt").write_text("no images here")
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
-    job = ExportJob(weights=None, model=None, target=get_target("android-cpu"),
+    job = ExportJob(weights=None, model=None, target=get_target(ANDROID_CPU),
                     precision="int8", height=64, width=64, output_kind="logits", fuse_preprocessing=False,
                     basename="m", calibration=str(folder), options={"calib_images": 8}, progress=False)
     with pytest.raises(DatasetError, match="calib: no readable calibration images"):
@@ -200,9 +206,9 @@ def test_options_that_do_not_apply_are_refused(precision: str, options: dict, me
     from edgeseg.convert.export import ExportJob
     from edgeseg.targets import get_target
 
-    job = ExportJob(weights=None, model=None, target=get_target("android-cpu"), precision=precision, height=64,
+    job = ExportJob(weights=None, model=None, target=get_target(ANDROID_CPU), precision=precision, height=64,
                     width=64, output_kind="logits", fuse_preprocessing=False, basename="m",
-                    calibration=CALIBRATION, options=options, progress=False)
+                    calibration=INT8_CALIBRATION, options=options, progress=False)
     with pytest.raises(ConfigError, match=message):
         tflite_export.export(job, Path("/nonexistent"))
 

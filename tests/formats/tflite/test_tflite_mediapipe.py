@@ -26,6 +26,7 @@ from edgeseg.cli import main  # noqa: E402
 from edgeseg.datasets import open_dataset  # noqa: E402
 from edgeseg.errors import ManifestError  # noqa: E402
 from edgeseg.formats.tflite.runtime.metadata import read_metadata  # noqa: E402
+from edgeseg.manifest import MANIFEST_SUFFIX  # noqa: E402
 from edgeseg.runtime.backend import load_model_manifest, open_backend  # noqa: E402
 from edgeseg.runtime.postprocess import output_to_mask  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess_rgb  # noqa: E402
@@ -45,7 +46,7 @@ MIN_AGREEMENT = 0.995
 
 
 def artifact(manifest: dict) -> Path:
-    return Path(manifest["manifest_path"][: -len(".json")])
+    return Path(manifest["manifest_path"][: -len(MANIFEST_SUFFIX)])
 
 
 def segmenter(path: Path):

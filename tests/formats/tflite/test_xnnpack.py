@@ -11,36 +11,27 @@ pytest.importorskip("litert_torch", reason="TFLite conversion needs litert-torch
 pytest.importorskip("ai_edge_quantizer", reason="INT8 needs ai-edge-quantizer")
 
 from edgeseg.cli import main  # noqa: E402
-from edgeseg.convert.pipeline import ConvertRequest, convert  # noqa: E402
 from edgeseg.formats.tflite.convert import export as tflite_export  # noqa: E402
 from edgeseg.formats.tflite.convert import xnnpack  # noqa: E402
+from edgeseg.manifest import MANIFEST_SUFFIX, sha256_file  # noqa: E402
+from tests.constants import FORMAT_RESOLUTION  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def int8_and_float(sample_checkpoint: Path, tmp_path_factory) -> tuple[dict, bytes]:
-    """The android-cpu INT8 artifact at 160 px (conftest says why not 128), and the FP32 flatbuffer it was
-    quantized from."""
-    traced: list[bytes] = []
-    original = tflite_export.convert_float
-
-    def keep(job, spec):
-        traced.append(original(job, spec))
-        return traced[-1]
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tflite_export, "convert_float", keep)
-        m = convert(ConvertRequest(target="android-cpu", precision="int8", resolution="160",
-                                   weights=str(sample_checkpoint), out=tmp_path_factory.mktemp("xnnpack"),
-                                   calibration="synthetic:16", verify_images=4, progress=False,
-                                   options={"calib_images": 16}))
-    return m, traced[0]
+def int8_and_float(make, traced_once, sample_checkpoint: Path) -> tuple[dict, bytes]:
+    """The android-cpu INT8 artifact at 160 px (tests/constants.py says why not 128), the one the other LiteRT
+    tests run (tests/formats/tflite/conftest.py), and the FP32 flatbuffer it was quantized from: the session's
+    trace of its graph."""
+    m = make("int8")
+    size = int(FORMAT_RESOLUTION)
+    return m, traced_once[(sha256_file(sample_checkpoint), size, size, "logits", False)]
 
 
 def test_full_int8_is_one_xnnpack_partition_counted_from_the_artifact(int8_and_float):
     m, _ = int8_and_float
-    path = Path(m["manifest_path"][: -len(".json")])
+    path = Path(m["manifest_path"][: -len(MANIFEST_SUFFIX)])
     assert xnnpack.partitions(path) == 1
     assert not xnnpack.outside_ops(path)
     assert m["conversion"]["xnnpack_partitions"] == 1
@@ -60,7 +51,8 @@ def test_plain_static_recipe_leaves_int8_hard_swish_outside_xnnpack(int8_and_flo
     import numpy as np
 
     # Pixels 0..255, what the float model takes (all zeros would give its input normalization a zero range).
-    pixels = np.random.default_rng(0).uniform(0, 255, (1, 160, 160, 3)).astype(np.float32)
+    size = int(FORMAT_RESOLUTION)
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
     calibration = q.calibrate({key: [{input_name: pixels}]})
     plain = bytes(q.quantize(calibration).quantized_model)
     outside = xnnpack.outside_ops(plain)
