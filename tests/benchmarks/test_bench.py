@@ -18,9 +18,11 @@ from edgeseg.benchmarks.flops import model_gflops, tflite_gflops
 from edgeseg.benchmarks.measure import latency_stats
 from edgeseg.benchmarks.report import REPORT_FILES
 from edgeseg.cli import main
+from edgeseg.conventions import DEFAULT_ARCH
 from edgeseg.convert.verify import BUDGETS
 from edgeseg.manifest import load_manifest
 from edgeseg.targets import get_target
+from tests.constants import ANDROID_CPU, BENCH_REPORT, BENCH_RESULTS, HOST_CPU
 
 QUICK_RESOLUTION = "128"
 LITERT_HERE = all(importlib.util.find_spec(m) is not None
@@ -41,7 +43,7 @@ def quick_report(tmp_path_factory, sample_checkpoint: Path, synthetic_voc: Path,
     """One `--quick` sweep of the sample model over host-cpu and android-cpu, converted once."""
     out = tmp_path_factory.mktemp("bench-report")
     code = bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc),
-                  "--targets", "host-cpu,android-cpu",
+                  "--targets", f"{HOST_CPU},{ANDROID_CPU}",
                   "--resolutions", f"{QUICK_RESOLUTION},320", "--precisions", "fp32", "--quick", "--runs", "6",
                   "--cache", str(cache), "--out", str(out)])
     assert code == 0
@@ -50,7 +52,7 @@ def quick_report(tmp_path_factory, sample_checkpoint: Path, synthetic_voc: Path,
 
 @pytest.fixture(scope="module")
 def results(quick_report: Path) -> dict:
-    return json.loads((quick_report / "results.json").read_text())
+    return json.loads((quick_report / BENCH_RESULTS).read_text())
 
 
 def row_for(results: dict, target: str) -> dict:
@@ -90,13 +92,13 @@ def test_csv_and_markdown_hold_every_row(quick_report: Path, results: dict):
         lines = list(csv.DictReader(fh))
     assert [line["id"] for line in lines] == [r["id"] for r in results["rows"]]
     assert [line["status"] for line in lines] == [r["status"] for r in results["rows"]]
-    report = (quick_report / "report.md").read_text()
+    report = (quick_report / BENCH_REPORT).read_text()
     header = ("| model | target | backend | resolution | precision | status | p50 ms | p90 ms | FPS | mIoU | ΔmIoU "
               "| size MB |")
     assert header in report
     table = report.split(header, 1)[1].split("\n\n", 1)[0]
     assert len([line for line in table.splitlines() if line.startswith("| ")]) == len(results["rows"])
-    host = row_for(results, "host-cpu")
+    host = row_for(results, HOST_CPU)
     assert f"| {host['latency']['total_ms']['p50']:.1f} | {host['latency']['total_ms']['p90']:.1f} |" in report
     assert "android-cpu (host proxy)" in report
 
@@ -111,7 +113,7 @@ def test_machine_and_tools_are_recorded(results: dict):
 # ---- the numbers ------------------------------------------------------------------------------
 
 def test_host_cpu_fp32_reproduces_the_verification_recorded_at_conversion(results: dict, synthetic_voc: Path):
-    row = row_for(results, "host-cpu")
+    row = row_for(results, HOST_CPU)
     assert row["status"] == "ok", row.get("reason")
     manifest = load_manifest(row["artifact"]["manifest"])
     (recorded,) = [s for s in manifest.data["verification"]["sets"] if s["set"] == "real"]
@@ -132,7 +134,7 @@ def test_host_cpu_fp32_reproduces_the_verification_recorded_at_conversion(result
 
 
 def test_fp32_stays_within_its_budget_against_pytorch(results: dict):
-    row = row_for(results, "host-cpu")
+    row = row_for(results, HOST_CPU)
     budget = BUDGETS["fp32"]
     assert row["accuracy"]["argmax_agreement"] >= budget["min_agreement"]
     assert abs(row["accuracy"]["miou_delta"]) <= budget["max_miou_drop"]
@@ -141,13 +143,13 @@ def test_fp32_stays_within_its_budget_against_pytorch(results: dict):
 
 
 def test_miou_is_the_mean_of_the_per_class_iou(results: dict):
-    acc = row_for(results, "host-cpu")["accuracy"]
+    acc = row_for(results, HOST_CPU)["accuracy"]
     present = [v for v in acc["per_class_iou"].values() if v is not None]
     assert acc["miou"] == pytest.approx(np.mean(present), abs=1e-3)
 
 
 def test_latency_is_ordered_and_split_into_stages(results: dict):
-    lat = row_for(results, "host-cpu")["latency"]
+    lat = row_for(results, HOST_CPU)["latency"]
     assert lat["runs"] == 6
     for stage in ("total_ms", "preprocess_ms", "inference_ms", "postprocess_ms"):
         s = lat[stage]
@@ -158,7 +160,7 @@ def test_latency_is_ordered_and_split_into_stages(results: dict):
 
 
 def test_cost_uses_the_exported_models_flops_and_the_measured_peak(results: dict):
-    row = row_for(results, "host-cpu")
+    row = row_for(results, HOST_CPU)
     cost = row["cost"]
     manifest = load_manifest(row["artifact"]["manifest"])
     rewrite = manifest.data["conversion"].get("aspp_rewrite") or {}
@@ -172,7 +174,7 @@ def test_cost_uses_the_exported_models_flops_and_the_measured_peak(results: dict
 
 
 def test_android_rows_are_a_host_proxy(results: dict):
-    row = row_for(results, "android-cpu")
+    row = row_for(results, ANDROID_CPU)
     assert row["host_proxy"] is True and row["backend"] == "litert"
     if LITERT_HERE:
         assert row["status"] == "ok", row.get("reason")
@@ -183,18 +185,18 @@ def test_android_rows_are_a_host_proxy(results: dict):
 
 @pytest.mark.skipif(not LITERT_HERE, reason="needs LiteRT (ai-edge-litert, litert-torch) and the tflite exporter")
 def test_tflite_graph_count_matches_the_pytorch_count(results: dict):
-    row = row_for(results, "android-cpu")
+    row = row_for(results, ANDROID_CPU)
     assert tflite_gflops(Path(row["artifact"]["path"])) == pytest.approx(row["cost"]["gflops"], rel=0.01)
 
 
 def test_a_second_run_reuses_the_cached_artifact(tmp_path, results: dict, sample_checkpoint: Path,
                                                  synthetic_voc: Path, cache: Path):
     out = tmp_path / "again"
-    assert bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc), "--targets", "host-cpu",
+    assert bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc), "--targets", HOST_CPU,
                   "--resolutions", QUICK_RESOLUTION, "--quick", "--runs", "2", "--cache", str(cache),
                   "--out", str(out)]) == 0
-    again = json.loads((out / "results.json").read_text())["rows"][0]
-    first = row_for(results, "host-cpu")
+    again = json.loads((out / BENCH_RESULTS).read_text())["rows"][0]
+    first = row_for(results, HOST_CPU)
     assert again["artifact"]["from_cache"] is True
     assert again["artifact"]["sha256"] == first["artifact"]["sha256"]
     # Same artifact, same images: the same accuracy.
@@ -205,15 +207,15 @@ def test_a_precision_the_target_lacks_is_not_run_with_the_reason(tmp_path, sampl
                                                                  synthetic_voc: Path, capsys):
     out = tmp_path / "r"
     # Its only row measured nothing: the report says why, and the exit status says so (issue 30).
-    assert bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc), "--targets", "host-cpu",
+    assert bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc), "--targets", HOST_CPU,
                   "--precisions", "int8-dynamic", "--quick", "--cache", str(tmp_path / "c"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == (f"edgeseg bench: error: no row produced a number (0 failed, 1 not run); "
                                                f"{out}/report.md says why for each")
-    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    (row,) = json.loads((out / BENCH_RESULTS).read_text())["rows"]
     assert row["status"] == "not run"
-    supported = ", ".join(get_target("host-cpu").precisions)
+    supported = ", ".join(get_target(HOST_CPU).precisions)
     assert row["reason"] == f"host-cpu has no int8-dynamic (it supports {supported})"
-    assert "not run: host-cpu has no int8-dynamic" in (out / "report.md").read_text()
+    assert "not run: host-cpu has no int8-dynamic" in (out / BENCH_REPORT).read_text()
 
 
 # ---- bad input: one line, exit 2 --------------------------------------------------------------
@@ -222,7 +224,7 @@ def test_unknown_target_is_one_line(tmp_path, capsys, synthetic_voc: Path):
     assert bench(["--data", str(synthetic_voc), "--targets", "pixel-9", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("edgeseg bench: error: unknown target 'pixel-9'") and "\n" not in err
-    assert not (tmp_path / "r" / "results.json").exists()
+    assert not (tmp_path / "r" / BENCH_RESULTS).exists()
 
 
 def test_missing_data_folder_is_one_line(tmp_path, capsys):
@@ -255,7 +257,7 @@ def test_deeplabv3_mobilenet_flops_match_torchvisions_table():
 
     from edgeseg.models.zoo import build_model
 
-    model = build_model("deeplabv3_mobilenet_v3_large", num_classes=21, aux_loss=False).eval()
+    model = build_model(DEFAULT_ARCH, num_classes=21, aux_loss=False).eval()
     # torchvision documents 10.452 "GFLOPS" at 520x520, counting multiply-accumulates (ours / 2).
     documented = DeepLabV3_MobileNet_V3_Large_Weights.DEFAULT.meta["_ops"]
     assert model_gflops(model, 520, 520) / 2 == pytest.approx(documented, rel=0.01)
@@ -266,7 +268,7 @@ def test_peer_row_reproduces_the_published_score(tmp_path, shared_data: Path, vo
     """Google's DeepLabV3 TFLite on voc-sample val: 51.0 +- 1.0 mIoU (PROVENANCE.md, same metric)."""
     out = tmp_path / "peer"
     assert bench(["--peer", "--peer-data", str(voc_sample), "--runs", "3", "--warmup", "1", "--out", str(out)]) == 0
-    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    (row,) = json.loads((out / BENCH_RESULTS).read_text())["rows"]
     assert row["status"] == "ok", row.get("reason")
     assert row["model"]["peer"] and row["host_proxy"]
     assert row["accuracy"]["images"] == 22
@@ -280,10 +282,10 @@ def test_aspp_compare_runs_each_cell_with_and_without_the_rewrite(tmp_path, samp
     """At 128 px all three dilated ASPP branches see an 8x8 map, so the rewrite applies: fewer FLOPs,
     the same accuracy, and the report puts the pair side by side."""
     out = tmp_path / "aspp"
-    assert bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc), "--targets", "host-cpu",
+    assert bench(["--weights", str(sample_checkpoint), "--data", str(synthetic_voc), "--targets", HOST_CPU,
                   "--resolutions", QUICK_RESOLUTION, "--quick", "--runs", "2", "--aspp-compare",
                   "--cache", str(cache), "--out", str(out)]) == 0
-    rows = json.loads((out / "results.json").read_text())["rows"]
+    rows = json.loads((out / BENCH_RESULTS).read_text())["rows"]
     by_variant = {r["variant"]: r for r in rows}
     assert set(by_variant) == {"aspp-rewrite", "no-aspp-rewrite"} and len(rows) == 2
     on, off = by_variant["aspp-rewrite"], by_variant["no-aspp-rewrite"]
@@ -292,7 +294,7 @@ def test_aspp_compare_runs_each_cell_with_and_without_the_rewrite(tmp_path, samp
     assert load_manifest(off["artifact"]["manifest"]).data["conversion"]["aspp_rewrite"]["applied"] is False
     assert on["cost"]["gflops"] < off["cost"]["gflops"]
     assert on["accuracy"]["miou"] == pytest.approx(off["accuracy"]["miou"], abs=1e-3)
-    report = (out / "report.md").read_text()
+    report = (out / BENCH_REPORT).read_text()
     assert "with and without (`--aspp-compare`)" in report
     line = next(x for x in report.splitlines()
                 if x.startswith("| deeplabv3_mobilenet_v3_large | host-cpu | 128 | fp32 |"))

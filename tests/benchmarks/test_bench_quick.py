@@ -9,6 +9,7 @@ import pytest
 
 from edgeseg.benchmarks.quick import QUICK_OUT, QUICK_SCENES, quick_scenes, quick_scenes_dir
 from edgeseg.cli import main
+from tests.constants import BENCH_RESULTS
 
 
 @pytest.fixture()
@@ -24,7 +25,7 @@ def test_quick_alone_makes_its_data_and_writes_its_folder(fresh_clone, capsys):
     out = capsys.readouterr().out
     report = fresh_clone / QUICK_OUT
     assert f"wrote {QUICK_OUT}/" in out
-    results = json.loads((report / "results.json").read_text())
+    results = json.loads((report / BENCH_RESULTS).read_text())
     (row,) = results["rows"]
     assert row["status"] == "ok", row.get("reason")
     assert row["target"] == "host-cpu" and row["precision"] == "fp32" and row["resolution"] == str(QUICK_SCENES["size"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from edgeseg.benchmarks.budget import answer_line, budget_answers, budget_section
+from edgeseg.conventions import DEFAULT_ARCH
 from edgeseg.errors import ConfigError
 
 # (target, resolution, precision, p90 ms, mIoU) from the table of docs/benchmarks.md (issue 18)
@@ -34,12 +35,12 @@ PER_CLASS = {
 
 
 def _results(not_run: bool = True) -> dict:
-    rows = [{"id": f"m/{t}/{p}/{r}", "model": {"name": "deeplabv3_mobilenet_v3_large"}, "target": t,
+    rows = [{"id": f"m/{t}/{p}/{r}", "model": {"name": DEFAULT_ARCH}, "target": t,
              "host_proxy": t.startswith("android"), "resolution": r, "precision": p, "status": "ok",
              "latency": {"total_ms": {"p90": p90}},
              "accuracy": {"miou": miou, "reference_per_class_iou": PER_CLASS[r]}} for t, r, p, p90, miou in SWEEP]
     if not_run:  # rows that did not run never answer
-        rows.append({"id": "m/host-cpu/fp16/320", "model": {"name": "deeplabv3_mobilenet_v3_large"},
+        rows.append({"id": "m/host-cpu/fp16/320", "model": {"name": DEFAULT_ARCH},
                      "target": "host-cpu", "resolution": "320", "precision": "fp16", "status": "not run"})
     return {"rows": rows}
 

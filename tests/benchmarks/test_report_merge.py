@@ -12,6 +12,7 @@ from edgeseg.benchmarks.merge import load_results, merge_results
 from edgeseg.benchmarks.ratios import int8_ratio_table, latency_ratio
 from edgeseg.cli import main
 from edgeseg.errors import ConfigError
+from tests.constants import BENCH_REPORT, BENCH_RESULTS
 
 MACHINES = {
     "workstation": {"cpu_model": "AMD EPYC 7B13", "cpu_cores": 2, "memory_gb": 7.8, "os": "Linux-6.1-x86_64",
@@ -50,8 +51,8 @@ def three_runs(tmp_path) -> list[Path]:
     paths = []
     for name, doc in runs.items():
         (tmp_path / name).mkdir()
-        (tmp_path / name / "results.json").write_text(json.dumps(doc))
-        paths.append(tmp_path / name / "results.json")
+        (tmp_path / name / BENCH_RESULTS).write_text(json.dumps(doc))
+        paths.append(tmp_path / name / BENCH_RESULTS)
     return paths
 
 
@@ -73,7 +74,7 @@ def test_report_draws_a_panel_per_device_and_pairs_int8_within_one_run(three_run
     assert main(["report", *map(str, three_runs), "--out", str(out)]) == 0
     assert titles == ["local: AMD EPYC 7B13, 2 cores", "nvidia@orin.local"]  # two devices, three runs
     assert sorted(p.name for p in out.iterdir()) == ["pareto.png", "report.md", "results.csv", "results.json"]
-    report = (out / "report.md").read_text()
+    report = (out / BENCH_REPORT).read_text()
     assert "| device | model | target |" in report and "| nvidia@orin.local | m | host-cpu |" in report
     # one INT8/FP32 table: run 1's pair; the Jetson's FP32 and the other day's INT8 pair with nothing
     assert report.count("### INT8 against FP32 on") == 1

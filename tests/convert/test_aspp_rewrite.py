@@ -20,8 +20,10 @@ from edgeseg.convert.aspp_rewrite import (
     rewrite_dilated_convs,
     trace_convolutions,
 )
+from edgeseg.manifest import MANIFEST_SUFFIX
 from edgeseg.models.weights import load_weights
 from edgeseg.models.zoo import build_model
+from tests.constants import FP32_MIN_AGREEMENT, HOST_CPU
 
 
 def total_flops(model: nn.Module, height: int, width: int) -> int:
@@ -242,7 +244,7 @@ def conversions(sample_checkpoint: Path, tmp_path_factory) -> dict[bool, dict]:
     for enabled in (True, False):
         folder = tmp_path_factory.mktemp(f"aspp-{enabled}")
         out[enabled] = convert(ConvertRequest(
-            target="host-cpu", precision="fp32", resolution="320", weights=str(sample_checkpoint), out=folder,
+            target=HOST_CPU, precision="fp32", resolution="320", weights=str(sample_checkpoint), out=folder,
             verify_images=2, progress=False, options={"aspp_rewrite": enabled}))
     return out
 
@@ -254,17 +256,17 @@ def test_conversion_exports_the_rewritten_model_and_records_it(conversions):
     assert [layer["name"] for layer in record["layers"]] == ["classifier.0.convs.2.0", "classifier.0.convs.3.0"]
     assert record["flops_after"] < record["flops_before"]
     assert record["check"]["argmax_agreement"] == 1.0 and record["check"]["max_abs_logit_diff"] < 1e-4
-    artifact = Path(manifest["manifest_path"][: -len(".json")])
+    artifact = Path(manifest["manifest_path"][: -len(MANIFEST_SUFFIX)])
     assert _dilated_3x3_convs(artifact) == [12]  # rates 24 and 36 left the graph
     # the artifact is verified against the original model
-    assert manifest["verification"]["argmax_agreement"] >= 0.999 and manifest["verification"]["passed"]
+    assert manifest["verification"]["argmax_agreement"] >= FP32_MIN_AGREEMENT and manifest["verification"]["passed"]
     assert json.loads(Path(manifest["manifest_path"]).read_text())["conversion"]["aspp_rewrite"] == record
 
 
 def test_conversion_without_rewrite_keeps_every_dilated_branch(conversions):
     manifest = conversions[False]
     assert manifest["conversion"]["aspp_rewrite"] == {"applied": False, "reason": "disabled (--no-aspp-rewrite)"}
-    assert _dilated_3x3_convs(Path(manifest["manifest_path"][: -len(".json")])) == [12, 24, 36]
+    assert _dilated_3x3_convs(Path(manifest["manifest_path"][: -len(MANIFEST_SUFFIX)])) == [12, 24, 36]
 
 
 def test_cli_flag_turns_the_rewrite_off():

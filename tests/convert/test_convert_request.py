@@ -11,21 +11,22 @@ import pytest
 
 from edgeseg.cli import main
 from edgeseg.convert.request import ConvertRequest, plan
+from tests.constants import ANDROID_CPU, HOST_CPU, TINY_RESOLUTION
 
-SMALL = ["--target", "host-cpu", "--resolution", "64", "--verify-images", "2"]
+SMALL = ["--target", HOST_CPU, "--resolution", TINY_RESOLUTION, "--verify-images", "2"]
 
 
 def _request(tmp_path: Path, **kw) -> ConvertRequest:
-    base = dict(target="host-cpu", precision="fp32", resolution="64", weights="sample", out=tmp_path / "out")
+    base = dict(target=HOST_CPU, precision="fp32", resolution=TINY_RESOLUTION, weights="sample", out=tmp_path / "out")
     return ConvertRequest(**{**base, **kw})
 
 
 @pytest.mark.parametrize("kw, message", [
-    (dict(target="android-cpu", precision="int8"), "int8 needs calibration images"),
-    (dict(target="android-cpu", precision="int8", calibration="synthetic:x"),
+    (dict(target=ANDROID_CPU, precision="int8"), "int8 needs calibration images"),
+    (dict(target=ANDROID_CPU, precision="int8", calibration="synthetic:x"),
      "--calib synthetic:x: expected synthetic:N"),
     (dict(precision="int8", calibration="no/such/folder"), "--calib no/such/folder: no such folder"),
-    (dict(target="android-cpu", precision="int8", calibration="synthetic:4", options={"calib_method": "entropy"}),
+    (dict(target=ANDROID_CPU, precision="int8", calibration="synthetic:4", options={"calib_method": "entropy"}),
      "--calib-method entropy: applies to Q/DQ ONNX"),
     (dict(verify_data="no/such/images"), "--verify-data no/such/images: no such folder"),
     (dict(name="a/b"), "--name a/b: use letters"),

@@ -22,6 +22,7 @@ from edgeseg.formats.tensorrt.convert.qdq import QUANTIZED_OP_TYPES, quantize_qd
 from edgeseg.models.weights import load_weights
 from edgeseg.runtime.preprocess import preprocess_rgb
 from edgeseg.targets import get_target
+from tests.constants import HOST_CPU
 
 SIZE = 128
 
@@ -30,7 +31,7 @@ SIZE = 128
 def folded(sample_checkpoint: Path, tmp_path_factory) -> Path:
     """The sample model's constant-folded float ONNX at 128 px, as the quantizer receives it."""
     weights = load_weights(str(sample_checkpoint))
-    job = ExportJob(weights=weights, model=weights.build(), target=get_target("host-cpu"), precision="int8",
+    job = ExportJob(weights=weights, model=weights.build(), target=get_target(HOST_CPU), precision="int8",
                     height=SIZE, width=SIZE, output_kind="logits", fuse_preprocessing=False, basename="m",
                     progress=False)
     tmp = tmp_path_factory.mktemp("qdq")
@@ -129,7 +130,7 @@ def test_keep_in_float_is_the_switch_the_sensitivity_ranking_measures(folded, ca
 def test_int8_at_320_meets_the_budget_without_keeping_layers_in_float(sample_checkpoint, tmp_path):
     """The regression that global-extreme (minmax) ranges caused at full size: -14 mIoU at 320 on the
     synthetic validation scenes. The default calibration keeps every layer in INT8 within the budget."""
-    m = convert(ConvertRequest(target="host-cpu", precision="int8", resolution="320", weights=str(sample_checkpoint),
+    m = convert(ConvertRequest(target=HOST_CPU, precision="int8", resolution="320", weights=str(sample_checkpoint),
                                out=tmp_path, calibration="synthetic:32", verify_images=16, progress=False))
     q = m["conversion"]["quantization"]
     assert q["calibration_method"] == "minmax-mean" and q["kept_in_float"] == []

@@ -13,11 +13,14 @@ from torch import nn
 from torchvision.models.segmentation.deeplabv3 import ASPPPooling
 
 from edgeseg.cli import main
+from edgeseg.conventions import DEFAULT_ARCH
 from edgeseg.convert.pipeline import convert
 from edgeseg.convert.request import ConvertRequest
 from edgeseg.errors import WeightsError
+from edgeseg.manifest import MANIFEST_SUFFIX
 from edgeseg.models.image_pooling import WindowedASPPPooling, set_image_pool_window
 from edgeseg.models.weights import load_weights, save_checkpoint
+from tests.constants import FP32_MIN_AGREEMENT
 
 
 def _identity_pooling(channels: int) -> ASPPPooling:
@@ -60,7 +63,7 @@ def test_a_window_covering_the_map_is_torchvision_global_pooling_exactly(sample_
         assert torch.equal(reference, restored(x)["out"])
 
 
-def _windowed_checkpoint(tmp_path, window, arch="deeplabv3_mobilenet_v3_large"):
+def _windowed_checkpoint(tmp_path, window, arch=DEFAULT_ARCH):
     weights = load_weights("sample")
     path = tmp_path / f"win{window}.pt"
     save_checkpoint(path, weights.build(), arch=arch, labels=weights.labels, resolution=1024,
@@ -147,9 +150,9 @@ def test_every_float_exporter_follows_the_window(tmp_path, sample_checkpoint, ta
     assert main(["convert", "--weights", str(ckpt), "--target", target, "--resolution", "160",
                  "--verify-images", "2", "--out", str(out)]) == 0
     artifact = out / f"win64-{target}-fp32-160.{suffix}"
-    manifest = json.loads(artifact.with_name(artifact.name + ".json").read_text())
+    manifest = json.loads(artifact.with_name(artifact.name + MANIFEST_SUFFIX).read_text())
     assert manifest["model"]["image_pool_window"] == 64
-    assert manifest["verification"]["passed"] and manifest["verification"]["argmax_agreement"] >= 0.999
+    assert manifest["verification"]["passed"] and manifest["verification"]["argmax_agreement"] >= FP32_MIN_AGREEMENT
     if suffix == "onnx":
         graph = onnx.load(str(artifact)).graph
         pools = [n for n in graph.node if n.op_type == "AveragePool"]
@@ -167,7 +170,7 @@ def test_the_windowed_module_keeps_the_state_dict_keys():
     pooling = _identity_pooling(3)
     parent = nn.Sequential(pooling)
     before = sorted(parent.state_dict())
-    set_image_pool_window(nn.ModuleDict({"classifier": parent}), "deeplabv3_mobilenet_v3_large", 32)
+    set_image_pool_window(nn.ModuleDict({"classifier": parent}), DEFAULT_ARCH, 32)
     assert isinstance(parent[0], WindowedASPPPooling) and sorted(parent.state_dict()) == before
 
 

@@ -6,6 +6,7 @@ import torch
 
 from edgeseg.cli import main
 from edgeseg.models.weights import load_weights
+from tests.constants import TINY_RESOLUTION
 
 
 def test_one_epoch_then_resume(synthetic_voc, tmp_path, capsys):
@@ -59,8 +60,9 @@ def test_finetune_from_sample_validates_once_and_converts(synthetic_voc, tmp_pat
     real_evaluate = train_module.evaluate
     monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: validations.append(1) or real_evaluate(*a, **k))
     out = tmp_path / "tuned.pt"
-    assert main(["train", "--data", str(synthetic_voc), "--init", "sample", "--resolution", "64", "--batch-size", "4",
-                 "--epochs", "1", "--max-steps-per-epoch", "2", "--workers", "0", "--out", str(out)]) == 0
+    assert main(["train", "--data", str(synthetic_voc), "--init", "sample", "--resolution", TINY_RESOLUTION,
+                 "--batch-size", "4", "--epochs", "1", "--max-steps-per-epoch", "2", "--workers", "0",
+                 "--out", str(out)]) == 0
     stdout = capsys.readouterr().out
     assert "keeping its labels" in stdout and f"wrote {out}" in stdout
     assert not any(line.lstrip().startswith("{") for line in stdout.splitlines())  # JSON only with --json
@@ -75,7 +77,7 @@ def test_finetune_from_sample_validates_once_and_converts(synthetic_voc, tmp_pat
     assert 0 < change < 0.1
 
     models = tmp_path / "models"
-    assert main(["convert", "--weights", str(out), "--resolution", "64", "--verify-images", "2",
+    assert main(["convert", "--weights", str(out), "--resolution", TINY_RESOLUTION, "--verify-images", "2",
                  "--out", str(models)]) == 0
     assert (models / "tuned-host-cpu-fp32-64.onnx").is_file()
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from edgeseg.cli import main
+from edgeseg.conventions import DEFAULT_ARCH
 from edgeseg.models.zoo import build_model
 
 
@@ -46,7 +47,7 @@ def test_truncated_weights(tmp_path, capsys, sample_checkpoint):
 def test_state_dict_with_another_class_count_fails_at_build(tmp_path, capsys):
     # A deeplabv3 state dict whose classifier says 5 classes but whose aux-free keys are complete loads
     # with 5 classes; one whose tensors disagree with each other is refused.
-    state = build_model("deeplabv3_mobilenet_v3_large", num_classes=5).state_dict()
+    state = build_model(DEFAULT_ARCH, num_classes=5).state_dict()
     state["classifier.4.bias"] = torch.zeros(9)
     path = tmp_path / "bad.pth"
     torch.save(state, path)

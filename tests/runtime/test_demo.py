@@ -24,6 +24,7 @@ from edgeseg.runtime.frame_sources import FrameSource
 from edgeseg.runtime.postprocess import output_to_mask, resize_mask
 from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import RenderOptions
+from tests.constants import HOST_CPU, SMALL_RESOLUTION
 
 FRAME_W, FRAME_H = 192, 144  # not the model's 128x128: the mask is resized back to the frame
 VIDEO_FRAMES = 6
@@ -35,7 +36,7 @@ def onnx_model(sample_checkpoint, tmp_path_factory) -> Path:
     """The sample model as a host-cpu FP32 ONNX at 128, converted (and verified) once."""
     from edgeseg.convert.pipeline import ConvertRequest, convert
 
-    manifest = convert(ConvertRequest(target="host-cpu", precision="fp32", resolution="128",
+    manifest = convert(ConvertRequest(target=HOST_CPU, precision="fp32", resolution=SMALL_RESOLUTION,
                                       weights=str(sample_checkpoint), out=tmp_path_factory.mktemp("onnx"),
                                       verify_images=2, progress=False))
     return Path(manifest["manifest_path"])

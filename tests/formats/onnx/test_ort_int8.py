@@ -14,6 +14,7 @@ from onnx import TensorProto, numpy_helper
 from edgeseg.convert.export import exporter_name
 from edgeseg.convert.pipeline import ConvertRequest, convert
 from edgeseg.formats.onnx.convert import int8 as ort_int8
+from tests.constants import HOST_CPU, SMALL_RESOLUTION
 
 VNNI_CPUINFO = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n"
 PLAIN_AVX2_CPUINFO = "processor\t: 0\nflags\t\t: fpu sse avx2 fma\n"
@@ -22,9 +23,9 @@ PLAIN_AVX2_CPUINFO = "processor\t: 0\nflags\t\t: fpu sse avx2 fma\n"
 @pytest.fixture(scope="module")
 def host_int8(sample_checkpoint: Path, tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("ort-int8")
-    m = convert(ConvertRequest(target="host-cpu", precision="int8", resolution="128", weights=str(sample_checkpoint),
-                               out=out, calibration="synthetic:4", verify_images=2, progress=False,
-                               options={"calib_images": 4}))
+    m = convert(ConvertRequest(target=HOST_CPU, precision="int8", resolution=SMALL_RESOLUTION,
+                               weights=str(sample_checkpoint), out=out, calibration="synthetic:4", verify_images=2,
+                               progress=False, options={"calib_images": 4}))
     return m, Path(m["manifest_path"]).with_name(m["artifact"])
 
 
@@ -76,7 +77,7 @@ def test_reduce_range_only_on_x86_without_vnni(machine: str, cpuinfo: str, reduc
 def test_budget_search_keeps_sensitive_layers_in_float_in_the_ort_form(unreachable_int8_budget_job, tmp_path):
     """The shared sensitive-layer search works on this form: an unreachable budget runs it to its limit,
     and the layers kept in float read no Q/DQ input in the written graph."""
-    result = ort_int8.export(unreachable_int8_budget_job("host-cpu"), tmp_path)
+    result = ort_int8.export(unreachable_int8_budget_job(HOST_CPU), tmp_path)
     q = result.details["quantization"]
     assert [a["kept_in_float"] for a in q["budget_search"]] == [0, 1, 2]
     kept = q["kept_in_float"]

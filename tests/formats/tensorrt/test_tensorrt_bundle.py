@@ -19,6 +19,7 @@ from edgeseg.errors import BackendUnavailableError, ConfigError
 from edgeseg.formats.tensorrt.convert.parser_support import check_model, require_supported
 from edgeseg.manifest import load_manifest
 from edgeseg.targets import all_targets
+from tests.constants import FORMAT_RESOLUTION, FP32_MIN_AGREEMENT, HOST_CPU, SMALL_RESOLUTION
 from tests.tensorrt_qdq_rules import placement_problems, qdq_counts
 
 JETSON_TARGETS = sorted(n for n, t in all_targets().items() if t.format == "tensorrt-bundle")
@@ -29,10 +30,11 @@ HAS_TENSORRT = _TENSORRT_SPEC is not None and _TENSORRT_SPEC.origin not in (None
 # One conversion per Jetson target keeps this module to about a minute of CPU, while covering every
 # target, every precision, the DLA/no-DLA build settings, mask output and fused preprocessing.
 CASES = {
-    "jetson-orin-nano": dict(precision="fp32", resolution="128", output_kind="mask", fuse_preprocessing=True),
-    "jetson-orin-nx": dict(precision="fp16", resolution="128"),
-    "jetson-xavier-nx": dict(precision="fp16", resolution="128"),
-    "jetson-agx-orin": dict(precision="int8", resolution="160", calibration="synthetic:8"),
+    "jetson-orin-nano": dict(precision="fp32", resolution=SMALL_RESOLUTION, output_kind="mask",
+                             fuse_preprocessing=True),
+    "jetson-orin-nx": dict(precision="fp16", resolution=SMALL_RESOLUTION),
+    "jetson-xavier-nx": dict(precision="fp16", resolution=SMALL_RESOLUTION),
+    "jetson-agx-orin": dict(precision="int8", resolution=FORMAT_RESOLUTION, calibration="synthetic:8"),
 }
 VERIFY_IMAGES = {"fp32": 2, "fp16": 2, "int8": 8}
 
@@ -94,7 +96,7 @@ def test_mask_output_leaves_the_graph_as_int32(bundles):
     assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.INT32
     assert m["output"] == {"name": "output", "kind": "mask", "layout": "NHW", "dtype": "int32"}
     assert m["input"]["dtype"] == "uint8" and m["input"]["normalization"] == "in_model"
-    assert m["verification"]["argmax_agreement"] >= 0.999
+    assert m["verification"]["argmax_agreement"] >= FP32_MIN_AGREEMENT
 
 
 def test_int8_bundle_is_symmetric_per_channel_qdq(bundles):
@@ -198,7 +200,7 @@ def test_int8_qdq_within_one_miou_point_of_fp32(bundles):
 
 def test_int8_without_calibration_is_refused(sample_checkpoint, tmp_path):
     with pytest.raises(ConfigError, match="calibration"):
-        convert(ConvertRequest(target="jetson-orin-nano", precision="int8", resolution="128",
+        convert(ConvertRequest(target="jetson-orin-nano", precision="int8", resolution=SMALL_RESOLUTION,
                                weights=str(sample_checkpoint), out=tmp_path, progress=False))
     assert not any(tmp_path.glob("*.onnx"))
 
@@ -331,9 +333,9 @@ def test_int8_budget_search_keeps_the_most_sensitive_layers_in_float(unreachable
 
 
 def test_host_cpu_int8_takes_the_shared_calibration_methods(sample_checkpoint, tmp_path):
-    m = convert(ConvertRequest(target="host-cpu", precision="int8", resolution="128", weights=str(sample_checkpoint),
-                               out=tmp_path, calibration="synthetic:4", verify_images=2, progress=False,
-                               options={"calib_images": 4, "calib_method": "minmax"}))
+    m = convert(ConvertRequest(target=HOST_CPU, precision="int8", resolution=SMALL_RESOLUTION,
+                               weights=str(sample_checkpoint), out=tmp_path, calibration="synthetic:4",
+                               verify_images=2, progress=False, options={"calib_images": 4, "calib_method": "minmax"}))
     model = onnx.load(str(Path(m["manifest_path"]).with_name(m["artifact"])))
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     assert m["backend"] == "onnxruntime" and m["conversion"]["quantization"]["calibration_images"] == 4

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeseg.conventions import DEFAULT_ARCH
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.formats.tensorrt.runtime import engine as eng
 from edgeseg.formats.tensorrt.runtime.engine import GpuInfo
-from edgeseg.manifest import load_manifest, sha256_file
+from edgeseg.manifest import MANIFEST_SUFFIX, load_manifest, sha256_file
 
 ORIN = GpuInfo("Orin (nvgpu)", "8.7")
 _TENSORRT_SPEC = importlib.util.find_spec("tensorrt")  # tensorrt-stubs alone: a namespace package, origin None
@@ -32,7 +33,7 @@ def _bundle(folder: Path, precision: str = "fp16", dla_core: int | None = 0) -> 
     data = {
         "format_version": 1, "artifact": onnx_path.name, "artifact_sha256": sha256_file(onnx_path),
         "backend": "tensorrt", "target": "jetson-orin-nx", "precision": precision,
-        "model": {"architecture": "deeplabv3_mobilenet_v3_large", "num_classes": 7,
+        "model": {"architecture": DEFAULT_ARCH, "num_classes": 7,
                   "labels": [f"c{i}" for i in range(7)]},
         "input": {"height": 64, "width": 64, "layout": "NCHW", "dtype": "float32",
                   "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3, "scale": 1 / 255}},
@@ -40,7 +41,7 @@ def _bundle(folder: Path, precision: str = "fp16", dla_core: int | None = 0) -> 
         "conversion": {"tensorrt": {"build": {"precision": precision, "workspace_mb": 2048, "dla_core": dla_core,
                                               "dla_cores_on_board": 2, "gpu_fallback": dla_core is not None}}},
     }
-    manifest = onnx_path.with_name(onnx_path.name + ".json")
+    manifest = onnx_path.with_name(onnx_path.name + MANIFEST_SUFFIX)
     manifest.write_text(json.dumps(data))
     return manifest
 
