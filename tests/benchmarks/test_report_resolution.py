@@ -36,8 +36,10 @@ def test_per_class_table_has_a_column_per_size_in_order_and_the_gain():
     lines = table.splitlines()
     assert lines[0] == "sample on scenes:"
     assert lines[2] == "| class | 320 | 640 | 1024 | 1024 − 320 |"
-    assert "| ring | 70.0 | 82.0 | 90.5 | +20.5 |" in lines
-    assert "| disc | 95.0 | 95.5 | 96.0 | +1.0 |" in lines
+    # a row per class in the reference's order, each cell under its size (the rows came as 1024, 320, 640)
+    assert lines[4:] == ["| background | 98.0 | 98.5 | 99.0 | +1.0 |",
+                         "| ring | 70.0 | 82.0 | 90.5 | +20.5 |",
+                         "| disc | 95.0 | 95.5 | 96.0 | +1.0 |"]
 
 
 def test_no_per_class_table_with_a_single_size():
@@ -60,10 +62,15 @@ def test_pareto_draws_one_line_per_target_and_precision_through_the_sizes_in_ord
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
     labels = sorted(label for label, _, _ in drawn)
     assert labels == ["android-cpu fp32", "android-cpu int8", "host-cpu fp32", "host-cpu int8"]
-    host_fp32 = next((xs, ys) for label, xs, ys in drawn if label == "host-cpu fp32")
-    assert host_fp32 == ([10.0, 40.0, 100.0], [88.0, 91.5, 93.0])  # 320 -> 640 -> 1024
+    # every line runs 320 -> 640 -> 1024, though the rows came as 1024, 320, 640
+    lines = {label: (xs, ys) for label, xs, ys in drawn}
+    assert lines["host-cpu fp32"] == ([10.0, 40.0, 100.0], [88.0, 91.5, 93.0])
+    assert lines["host-cpu int8"] == ([5.0, 20.0, 50.0], [87.0, 90.5, 92.0])
+    assert lines["android-cpu fp32"] == ([14.0, 56.0, 140.0], [88.0, 91.5, 93.0])
+    assert lines["android-cpu int8"] == ([7.0, 28.0, 70.0], [87.0, 90.5, 92.0])
 
 
-@pytest.mark.parametrize("resolution", ["320", "640x480"])
-def test_sizes_sort_numerically(resolution):
-    assert plots._resolution_key(resolution)[0] in (320, 640)
+@pytest.mark.parametrize(("smaller", "larger"), [("320", "1024"), ("96x160", "640x480")])
+def test_sizes_sort_numerically(smaller, larger):
+    """As numbers, not as text (which puts "1024" before "320" and "640x480" before "96x160")."""
+    assert sorted([larger, smaller], key=plots._resolution_key) == [smaller, larger]

@@ -4,13 +4,15 @@ import pytest
 
 from edgeseg.errors import ConfigError
 from edgeseg.targets import all_targets, get_target
+from tests.constants import ANDROID_CPU, HOST_CPU
 
 
 def test_every_profile_names_a_backend_that_exists():
-    from edgeseg.runtime.backend import available_backends
+    """Each target's backend is one a registered format runs (was: any LiteRT or TensorRT target passed)."""
+    from edgeseg.formats import all_formats
 
-    for t in all_targets().values():
-        assert t.backend in available_backends() or t.backend in ("litert", "tensorrt"), t.name
+    registered = {f.backend for f in all_formats().values()}
+    assert {t.name: t.backend for t in all_targets().values() if t.backend not in registered} == {}
 
 
 def test_only_boards_with_dla_get_dla_cores():
@@ -24,7 +26,7 @@ def test_backend_sections_belong_only_to_their_backend():
         assert (t.tensorrt is not None) == (t.backend == "tensorrt"), t.name
         assert (t.litert is not None) == (t.backend == "litert"), t.name
     with pytest.raises(ConfigError, match="host-cpu is not a TensorRT target"):
-        get_target("host-cpu").tensorrt_options()
+        get_target(HOST_CPU).tensorrt_options()
 
 
 def test_a_section_of_another_backend_is_refused(tmp_path):
@@ -49,7 +51,7 @@ def test_unsupported_precision_says_what_is_supported():
     with pytest.raises(ConfigError,
                        match="android-cpu does not support precision 'int4'; it supports: fp32, fp16, int8, "
                              "int8-dynamic"):
-        get_target("android-cpu").check_precision("int4")
+        get_target(ANDROID_CPU).check_precision("int4")
 
 
 def test_jetson_profiles_carry_the_jetpack_software_matrix():
