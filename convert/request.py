@@ -100,6 +100,8 @@ def _weights_file(request: ConvertRequest) -> Path | None:
             raise WeightsError(f"{path}: the sample checkpoint is missing from this installation")
         return path
     path = Path(request.weights)
+    if path.exists() and not path.is_file():
+        raise WeightsError(f"{path}: is not a weights file (a folder, a named pipe or a device)")
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
     if not os.access(path, os.R_OK):

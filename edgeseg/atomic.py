@@ -165,6 +165,20 @@ def ensure_writable_dir(path: Path) -> None:
         raise ConfigError(f"{path}: output folder is not writable")
 
 
+def make_folder(folder: Path) -> list[Path]:
+    """Create `folder` (one line when it cannot be): the folders this made, deepest first, for `unmake`."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    ensure_writable_dir(folder)
+    return missing
+
+
+def unmake(folders: list[Path]) -> None:
+    """Remove the folders `make_folder` made, where still empty: a run that wrote nothing leaves none behind."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def owned_staging(parent: Path) -> tuple[Path, int]:
     """A new staging folder in `parent` and the fd that holds its owner lock (close it once the folder is
     published or removed): a run killed meanwhile leaves it to the next `clean_stale_staging` there."""

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from edgeseg.conventions import IGNORE_INDEX, IMAGE_SUFFIXES
-from edgeseg.errors import DatasetError
+from edgeseg.errors import DatasetError, first_line
 from edgeseg.label_names import read_label_names
 from edgeseg.palette import VOC_LABELS
 from edgeseg.palette_png import read_class_ids_png
@@ -32,7 +32,11 @@ def read_image_rgb(path: Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
     if data is None:
         raise DatasetError(f"{path}: image file not found")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # a header claiming more pixels than OpenCV's limit
+        raise DatasetError(f"{path}: an image OpenCV refuses to decode ({(exc.err or 'no reason given')[:160]})") \
+            from None
     if bgr is None:
         raise DatasetError(f"{path}: not a readable image")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -59,8 +63,8 @@ def read_mask(path: Path) -> np.ndarray:
             return np.array(im, dtype=np.uint8)
     except FileNotFoundError:
         raise DatasetError(f"{path}: mask file not found") from None
-    except OSError as exc:  # Pillow's UnidentifiedImageError is an OSError
-        raise DatasetError(f"{path}: not a readable mask ({exc})") from None
+    except (OSError, image_module.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+        raise DatasetError(f"{path}: not a readable mask ({first_line(exc)[:160]})") from None
 
 
 class SegmentationDataset:
@@ -152,8 +156,8 @@ def _decoded_size(path: Path) -> tuple[int, int]:
             return im.size
     except FileNotFoundError:
         raise DatasetError(f"{path}: image file not found") from None
-    except (OSError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
-        raise DatasetError(f"{path}: not a readable image ({exc})") from None
+    except (OSError, SyntaxError, image_module.DecompressionBombError) as exc:  # a header claiming a huge size too
+        raise DatasetError(f"{path}: not a readable image ({first_line(exc)[:160]})") from None
 
 
 def _read_labels(root: Path) -> tuple[str, ...] | None:

@@ -7,17 +7,28 @@ state dict's `--labels` a WeightsError), never a UnicodeDecodeError from deep in
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from edgeseg.errors import EdgesegError
 
+MAX_BYTES = 1 << 20  # 256 names of any sensible length fit many times over; /dev/zero does not
+
 
 def read_label_names(path: Path, error: type[EdgesegError]) -> tuple[str, ...]:
-    """The non-empty lines of `path`, stripped; `error` with one line when there are none or it cannot be read."""
+    """The non-empty lines of `path`, stripped; `error` with one line when there are none or it cannot be read
+    (a named pipe or a device is refused, not read: it could block or never end)."""
+    path = Path(path)
     try:
-        raw = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise error(f"{path}: is a folder, not a file of label names") from None
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise error(f"{path}: is a folder, not a file of label names")
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{path}: is not a regular file (a named pipe, a device or a socket); give a text file of "
+                        "label names")
+        if st.st_size > MAX_BYTES:
+            raise error(f"{path}: {st.st_size} bytes is far too large for label names (at most {MAX_BYTES})")
+        raw = path.read_bytes()
     except OSError as exc:
         raise error(f"{path}: cannot read the label names ({exc.strerror or exc})") from None
     try:

@@ -53,7 +53,10 @@ def read_class_ids_png(path: Path) -> np.ndarray:
     if colour_type not in (_GREY, _PALETTE) or (colour_type == _GREY and depth > 8):
         mode = _COLOUR_TYPE_NAMES.get(colour_type, f"colour type {colour_type}") + (f";{depth}" if depth > 8 else "")
         raise DatasetError(f"{path}: mask must be a palette or greyscale PNG of class ids, got mode {mode}")
-    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # a header claiming more pixels than OpenCV's limit
+        pixels = None
     if pixels is None:
         raise DatasetError(f"{path}: not a readable mask (OpenCV cannot decode it)")
     if colour_type == _GREY:

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from edgeseg.errors import WeightsError
+from edgeseg.atomic import atomic_path
+from edgeseg.errors import OutputError, WeightsError, first_line
 
 DIGEST_KEY = "payload_sha256"
 
@@ -59,6 +60,17 @@ def payload_digest(payload: dict[str, Any]) -> str:
 def sealed(payload: dict[str, Any]) -> dict[str, Any]:
     """`payload` with its digest added, ready for torch.save."""
     return {**payload, DIGEST_KEY: payload_digest(payload)}
+
+
+def write_sealed(path: Path, payload: dict[str, Any], what: str = "checkpoint") -> None:
+    """Write `payload` sealed with its digest, atomically (complete at `path` or not there at all); a disk
+    that fills up or goes away is one line (torch reports it as a RuntimeError from its zip writer)."""
+    try:
+        with atomic_path(Path(path)) as tmp:
+            torch.save(sealed(payload), tmp)
+    except (RuntimeError, OSError) as exc:
+        reason = getattr(exc, "strerror", None) or first_line(exc)[:160]
+        raise OutputError(f"{path}: cannot write the {what} ({reason}; a full disk?); nothing was written") from None
 
 
 def check_digest(payload: Any, path: Path, what: str = "checkpoint") -> None:

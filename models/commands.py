@@ -66,15 +66,19 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed, workers=args.workers, save_dtype=args.save_dtype, bf16=not args.no_bf16, init=args.init,
         image_pool_window=args.image_pool_window,
     )
-    from edgeseg.atomic import ensure_writable_dir
+    from edgeseg.atomic import make_folder, unmake
     from edgeseg.models.train_config import check_init, parse_image_pool_window
 
     parse_image_pool_window(config.image_pool_window)
     check_init(config.init)  # before torch is imported: a wrong --init answers at once
-    ensure_writable_dir(args.out.parent)
-    from edgeseg.models.train import train
+    made = make_folder(args.out.parent)
+    try:
+        from edgeseg.models.train import train
 
-    result = train(config, args.out, resume=args.resume, max_steps_per_epoch=args.max_steps_per_epoch)
+        result = train(config, args.out, resume=args.resume, max_steps_per_epoch=args.max_steps_per_epoch)
+    except BaseException:
+        unmake(made)  # a run that wrote nothing leaves no folder behind (one holding a kept state stays)
+        raise
     if args.json:
         print(json.dumps({"checkpoint": result["checkpoint"], "val_miou": result["val_miou"]}))
     else:

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from edgeseg.atomic import atomic_path, ensure_writable_dir, locked_temp_file
+from edgeseg.atomic import ensure_writable_dir, locked_temp_file
 from edgeseg.errors import ConfigError, TrainingError, WeightsError, first_line
-from edgeseg.models.checkpoint_digest import check_digest, sealed
+from edgeseg.models.checkpoint_digest import check_digest, write_sealed
 from edgeseg.models.train_config import TrainConfig
 from edgeseg.run_lock import RunLock, lock_path_for, take
 
@@ -77,8 +77,7 @@ def diverged(config: TrainConfig, what: str) -> str:
 
 def save_state(path: Path, payload: dict[str, Any]) -> None:
     """Write the training state atomically, sealed with its digest (its tensors were checked finite)."""
-    with atomic_path(path) as tmp:
-        torch.save(sealed(payload), tmp)
+    write_sealed(path, payload, "training state")
 
 
 def load_state(path: Path) -> dict:

@@ -18,7 +18,7 @@ from edgeseg.conventions import DEFAULT_ARCH, sample_checkpoint_path
 from edgeseg.errors import ConfigError, WeightsError, first_line
 from edgeseg.label_names import read_label_names
 from edgeseg.manifest import sha256_file
-from edgeseg.models.checkpoint_digest import DIGEST_KEY, check_digest, sealed
+from edgeseg.models.checkpoint_digest import DIGEST_KEY, check_digest, write_sealed
 from edgeseg.models.zoo import ZOO, build_model, zoo_entry
 
 CHECKPOINT_FORMAT = "edgeseg-checkpoint/1"
@@ -222,13 +222,10 @@ def save_checkpoint(
     """Write an edgeseg checkpoint atomically: the weights plus everything needed to use them, sealed with
     the digest every load checks (models.checkpoint_digest). `train` checks the weights are finite first
     (models.train_state.check_trainable); loading refuses non-finite ones either way."""
-    from edgeseg.atomic import atomic_path
-
     state = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).clone()
              for k, v in model.state_dict().items() if not k.startswith("aux_classifier.")}
     payload = {
         "format": CHECKPOINT_FORMAT, "arch": arch, "num_classes": len(labels), "labels": list(labels),
         "resolution": resolution, "state_dict": state, **(extra or {}),
     }
-    with atomic_path(Path(path)) as tmp:
-        torch.save(sealed(payload), tmp)
+    write_sealed(Path(path), payload)

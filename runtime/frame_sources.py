@@ -169,6 +169,19 @@ class OpenCVSource(FrameSource):
             self.capture = None
 
 
+def _decode(path: Path) -> np.ndarray:
+    """An image file as a BGR frame, or SourceError in one line (a header claiming more pixels than OpenCV
+    allows used to escape as cv2.error, an `internal error`)."""
+    try:
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise SourceError(f"{path}: an image OpenCV refuses to decode ({(exc.err or 'no reason given')[:160]})") \
+            from None
+    if frame is None:
+        raise SourceError(f"{path}: not a readable image")
+    return frame
+
+
 class ImageFilesSource(FrameSource):
     """One image file, or the images of a folder in name order."""
 
@@ -180,17 +193,17 @@ class ImageFilesSource(FrameSource):
     def open(self) -> None:
         if not self.paths:
             raise SourceError(f"{self.uri}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
-        if len(self.paths) == 1 and cv2.imread(str(self.paths[0]), cv2.IMREAD_COLOR) is None:
-            raise SourceError(f"{self.paths[0]}: not a readable image")
+        if len(self.paths) == 1:
+            _decode(self.paths[0])
 
     def read(self) -> np.ndarray | None:
         while self.position < len(self.paths):
             path = self.paths[self.position]
             self.position += 1
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is not None:
-                return frame
-            warn(f"{path}: not a readable image, skipped")
+            try:
+                return _decode(path)
+            except SourceError as exc:
+                warn(f"{exc}, skipped")
         return None
 
     def rewind(self) -> bool:

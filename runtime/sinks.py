@@ -27,11 +27,13 @@ from edgeseg.atomic import (
     clean_stale_staging,
     crash_point,
     locked_temp_file,
+    make_folder,
     owned_staging,
+    unmake,
 )
 from edgeseg.errors import ConfigError, OutputError
 from edgeseg.run_lock import RunLock
-from edgeseg.runtime.output_claim import claim_output, make_folder, unmake
+from edgeseg.runtime.output_claim import claim_output
 
 # Container -> codec that the OpenCV wheels can write everywhere (they ship FFmpeg without H.264
 # encoders): MPEG-4 Part 2 in .mp4, Motion-JPEG in .avi. Both play in VLC, browsers' ffmpeg-based
@@ -197,8 +199,9 @@ def quiet_stderr():
     sys.stderr.flush()
     saved = os.dup(2)
     try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
         yield
     finally:
         os.dup2(saved, 2)

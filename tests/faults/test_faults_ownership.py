@@ -260,3 +260,54 @@ def test_make_scenes_onto_a_file_is_one_line(tmp_path, capsys):
     code, err = run_cli(capsys, "make-scenes", "--out", out, *SCENES)
     assert code == 2 and one_line_error(err, "make-scenes") == f"{out}: exists and is not a folder"
     assert out.read_text() == "a file"
+
+
+# -- a disk that fills up -------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 200 KiB tmpfs (needs root, as CI runs; skipped elsewhere), unmounted after the test."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)], capture_output=True,
+                             check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()[:80]})")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_make_scenes_on_a_disk_that_fills_leaves_nothing(capsys, small_disk):
+    code, err = run_cli(capsys, "make-scenes", "--out", small_disk / "s", "--size", "256", "--train", "40")
+    assert code == 2
+    assert one_line_error(err, "make-scenes") == (f"{small_disk / 's'}: cannot write the scenes (No space left on "
+                                                  "device); nothing was written there")
+    assert tree(small_disk) == []
+
+
+def test_train_on_a_disk_that_fills_writes_no_checkpoint(capsys, small_disk, synthetic_voc):
+    out = small_disk / "m.pt"
+    code, err = run_cli(capsys, "train", "--data", synthetic_voc, "--model", "lraspp_mobilenet_v3_large",
+                        "--resolution", "64", "--batch-size", "2", "--workers", "0", "--max-steps-per-epoch", "1",
+                        "--epochs", "1", "--init", "scratch", "--no-bf16", "--out", out)
+    assert code == 2
+    message = one_line_error(err, "train")
+    assert message.startswith(f"{out}.train-state: cannot write the training state (") and "a full disk?" in message
+    assert tree(small_disk) == []
+
+
+def test_demo_frames_on_a_disk_that_fills_are_one_line_and_whole_files(tmp_path, capsys, model, small_disk):
+    source = tmp_path / "many"
+    source.mkdir()
+    for i in range(60):
+        cv2.imwrite(str(source / f"{i:02d}.png"), np.random.default_rng(i).integers(0, 255, (96, 128, 3), np.uint8))
+    frames = small_disk / "frames"
+    code, err = demo(capsys, model, source, "--save-frames", frames)
+    assert code == 2
+    assert one_line_error(err, "demo").startswith(f"--save-frames {frames}: cannot write ")
+    assert all(p.stat().st_size > 0 and cv2.imread(str(p)) is not None for p in frames.iterdir())
+    assert sorted(p.name for p in small_disk.iterdir()) == ["frames"]  # no staging, no lock left
