@@ -322,9 +322,10 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, max_ste
         started = time.time()
         losses = _train_epoch(model, loader, optimizer, config, epoch, steps_per_epoch, progress)
         recompute_bn_statistics(model, bn_loader, config.bn_images, progress=progress)
+        check_trainable(model, config, f"epoch {epoch + 1}")  # before it is scored or saved
         if epoch == config.epochs - 1:
             _round_to(model, save_dtype)  # the last validation scores the weights exactly as saved
-        check_trainable(model, config, epoch)  # (fp16's overflow included) before it is scored or saved
+            check_trainable(model, config, f"rounding to {config.save_dtype}")
         scores = evaluate(model, val_set, config.resolution, len(labels), progress=progress)
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_miou": scores["miou"],
                         "seconds": round(time.time() - started, 1)})
@@ -334,8 +335,9 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, max_ste
                                 "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "history": history,
                                 "init": init, "torch_rng": torch.get_rng_state()})
         crash_point("train:epoch-saved")
-    if not scores:  # resumed a run that had already finished: score what is saved, once
+    if not scores:  # resumed a run that had already finished (or --epochs 0): score what is saved, once
         _round_to(model, save_dtype)
+        check_trainable(model, config, f"rounding to {config.save_dtype}")
         scores = evaluate(model, val_set, config.resolution, len(labels), progress=progress)
     save_checkpoint(
         out, model, arch=config.arch, labels=labels, resolution=config.resolution, dtype=save_dtype,

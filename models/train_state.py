@@ -63,11 +63,15 @@ def non_finite(value: Any, where: str = "") -> tuple[int, str | None]:
     return total, first
 
 
-def check_trainable(model: torch.nn.Module, config: TrainConfig, epoch: int) -> None:
-    """Stop a run whose weights (or BatchNorm statistics) became NaN/Inf: nothing more is written."""
+def check_trainable(model: torch.nn.Module, config: TrainConfig, when: str) -> None:
+    """Stop a run whose weights (or BatchNorm statistics) became NaN/Inf `when` (an epoch, the rounding to
+    --save-dtype): nothing more is written."""
     bad, first = non_finite(model.state_dict())
+    if bad and when.startswith("rounding"):  # finite weights beyond float16's range, not a divergence
+        raise TrainingError(f"--save-dtype {config.save_dtype}: {bad} weights do not fit it (the first in {first}); "
+                            "no checkpoint was written; save with --save-dtype fp32")
     if bad:
-        raise TrainingError(diverged(config, f"epoch {epoch + 1} left {bad} non-finite weights (the first in {first})"))
+        raise TrainingError(diverged(config, f"{when} left {bad} non-finite weights (the first in {first})"))
 
 
 def diverged(config: TrainConfig, what: str) -> str:

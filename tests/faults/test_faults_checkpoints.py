@@ -285,3 +285,19 @@ def test_a_resumed_run_writes_a_sealed_checkpoint_and_state(tmp_path, capsys, sm
         payload = torch.load(path, weights_only=True)
         assert payload[DIGEST_KEY] == payload_digest(payload)
     assert tree(out.parent) == ["m.pt", "m.pt.train-state"]
+
+
+def test_epochs_0_refuses_weights_that_overflow_the_save_dtype(tmp_path, capsys, small_set):
+    model = build_model("deeplabv3_mobilenet_v3_large", num_classes=len(SYNTHETIC_LABELS))
+    with torch.no_grad():
+        model.classifier[4].weight.view(-1)[0] = 1e6  # finite in float32, beyond float16's 65504
+    init = tmp_path / "big.pt"
+    save_checkpoint(init, model, arch="deeplabv3_mobilenet_v3_large", labels=SYNTHETIC_LABELS, resolution=64)
+    out = tmp_path / "run" / "m.pt"
+    code, err = run_cli(capsys, "train", "--data", small_set, "--init", init, "--epochs", "0", "--save-dtype", "fp16",
+                        "--resolution", "64", "--batch-size", "2", "--workers", "0", "--out", out)
+    assert code == 2
+    assert one_line_error(err, "train") == ("--save-dtype fp16: 1 weights do not fit it (the first in "
+                                            "classifier.4.weight); no checkpoint was written; save with --save-dtype "
+                                            "fp32")
+    assert tree(out.parent) == []
