@@ -9,13 +9,15 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("make-scenes", help="write seeded synthetic scenes with masks in the PASCAL VOC layout")
     p.add_argument("--out", type=Path, required=True,
-                   help="folder to write (JPEGImages/, SegmentationClass/, ImageSets/)")
+                   help="folder to write (JPEGImages/, SegmentationClass/, ImageSets/, labels.txt), published whole at "
+                        "the end: new, empty, or an earlier set (replaced)")
     p.add_argument("--train", type=int, default=1600, help="training scenes (default: %(default)s)")
     p.add_argument("--val", type=int, default=200, help="validation scenes (default: %(default)s)")
     p.add_argument("--size", type=int, default=1024,
-                   help="scene width and height in native pixels; ground truth at that size (default: %(default)s)")
+                   help="scene width and height in native pixels, 16 to 4096; ground truth at that size (default: "
+                        "%(default)s)")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed; the same seed writes the same files (default: %(default)s)")
+                   help="seed, 0 or more; the same seed writes the same files (default: %(default)s)")
     p.set_defaults(run=_make_scenes)
 
 

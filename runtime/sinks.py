@@ -50,7 +50,7 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
                         "exit")
     g.add_argument("--save-frames", type=Path, default=None, metavar="DIR",
                    help="write every rendered frame as DIR/frame_000000.png (images: DIR/<image name>.png, each at its "
-                        "own size)")
+                        "own size), moved into DIR when the demo ends; a DIR already holding PNG files is refused")
     g.add_argument("--headless", action="store_true", help="no window (the default where no display exists)")
 
 
