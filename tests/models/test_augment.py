@@ -65,8 +65,9 @@ def test_batchnorm_statistics_come_from_the_training_views(tmp_path):
     root = write_voc_dataset(tmp_path / "s", train=4, val=1, progress=False, config=SceneConfig(height=256, width=256))
     config = TrainConfig(data=str(root), resolution=128, crop=96, scale_min=0.5, scale_max=2.0, batch_size=2)
     train_set = open_dataset(root, "train")
-    loader, bn_loader, pairs = _loaders(config, train_set, torch.Generator().manual_seed(0))
+    loader, bn_loader, (pairs, held) = _loaders(config, train_set, torch.Generator().manual_seed(0))
     bn_pairs = bn_loader.dataset
+    assert held is bn_pairs and loader.dataset is pairs
     assert bn_pairs.augment and bn_pairs.crop == 96 and bn_pairs.scale == (0.5, 2.0) and bn_pairs.base == 128
     bn_pairs.epoch = pairs.epoch = 3
     image, mask = bn_pairs[1]
