@@ -62,6 +62,7 @@ def row_for(results: dict, target: str) -> dict:
 
 # ---- the report folder ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_quick_writes_every_report_file(quick_report: Path):
     for name in REPORT_FILES:
         data = (quick_report / name).read_bytes()
@@ -71,6 +72,7 @@ def test_quick_writes_every_report_file(quick_report: Path):
     assert not [p.name for p in quick_report.iterdir() if p.name.startswith(".")], "staging left behind"
 
 
+@pytest.mark.slow
 def test_quick_measures_one_resolution_on_few_images(results: dict):
     assert results["schema"] == RESULTS_SCHEMA
     assert {r["resolution"] for r in results["rows"]} == {QUICK_RESOLUTION}
@@ -78,6 +80,7 @@ def test_quick_measures_one_resolution_on_few_images(results: dict):
     assert len(results["rows"]) == 2
 
 
+@pytest.mark.slow
 def test_every_row_has_a_status_and_unfinished_rows_say_why(results: dict):
     for row in results["rows"]:
         assert row["status"] in ("ok", "not run", "failed"), row["id"]
@@ -87,6 +90,7 @@ def test_every_row_has_a_status_and_unfinished_rows_say_why(results: dict):
             assert row["stage"] in ("export", "verification", "run"), row["id"]
 
 
+@pytest.mark.slow
 def test_csv_and_markdown_hold_every_row(quick_report: Path, results: dict):
     with open(quick_report / "results.csv", newline="") as fh:
         lines = list(csv.DictReader(fh))
@@ -103,6 +107,7 @@ def test_csv_and_markdown_hold_every_row(quick_report: Path, results: dict):
     assert "android-cpu (host proxy)" in report
 
 
+@pytest.mark.slow
 def test_machine_and_tools_are_recorded(results: dict):
     machine = results["machine"]
     assert machine["cpu_cores"] >= 1 and machine["cpu_model"]
@@ -112,6 +117,7 @@ def test_machine_and_tools_are_recorded(results: dict):
 
 # ---- the numbers ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_host_cpu_fp32_reproduces_the_verification_recorded_at_conversion(results: dict, synthetic_voc: Path):
     row = row_for(results, HOST_CPU)
     assert row["status"] == "ok", row.get("reason")
@@ -133,6 +139,7 @@ def test_host_cpu_fp32_reproduces_the_verification_recorded_at_conversion(result
     assert row["verification_check"]["comparable"] and row["verification_check"]["agrees"]
 
 
+@pytest.mark.slow
 def test_fp32_stays_within_its_budget_against_pytorch(results: dict):
     row = row_for(results, HOST_CPU)
     budget = BUDGETS["fp32"]
@@ -142,12 +149,14 @@ def test_fp32_stays_within_its_budget_against_pytorch(results: dict):
     assert row["accuracy"]["miou"] > 50
 
 
+@pytest.mark.slow
 def test_miou_is_the_mean_of_the_per_class_iou(results: dict):
     acc = row_for(results, HOST_CPU)["accuracy"]
     present = [v for v in acc["per_class_iou"].values() if v is not None]
     assert acc["miou"] == pytest.approx(np.mean(present), abs=1e-3)
 
 
+@pytest.mark.slow
 def test_latency_is_ordered_and_split_into_stages(results: dict):
     lat = row_for(results, HOST_CPU)["latency"]
     assert lat["runs"] == 6
@@ -159,6 +168,7 @@ def test_latency_is_ordered_and_split_into_stages(results: dict):
     assert parts <= lat["total_ms"]["mean"] * 1.01
 
 
+@pytest.mark.slow
 def test_cost_uses_the_exported_models_flops_and_the_measured_peak(results: dict):
     row = row_for(results, HOST_CPU)
     cost = row["cost"]
@@ -173,6 +183,7 @@ def test_cost_uses_the_exported_models_flops_and_the_measured_peak(results: dict
     assert cost["size_mb"] == pytest.approx(Path(row["artifact"]["path"]).stat().st_size / 2**20, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_android_rows_are_a_host_proxy(results: dict):
     row = row_for(results, ANDROID_CPU)
     assert row["host_proxy"] is True and row["backend"] == "litert"
@@ -183,12 +194,14 @@ def test_android_rows_are_a_host_proxy(results: dict):
         assert row["status"] == "not run" and row["reason"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not LITERT_HERE, reason="needs LiteRT (ai-edge-litert, litert-torch) and the tflite exporter")
 def test_tflite_graph_count_matches_the_pytorch_count(results: dict):
     row = row_for(results, ANDROID_CPU)
     assert tflite_gflops(Path(row["artifact"]["path"])) == pytest.approx(row["cost"]["gflops"], rel=0.01)
 
 
+@pytest.mark.slow
 def test_a_second_run_reuses_the_cached_artifact(tmp_path, results: dict, sample_checkpoint: Path,
                                                  synthetic_voc: Path, cache: Path):
     out = tmp_path / "again"
@@ -277,6 +290,7 @@ def test_peer_row_reproduces_the_published_score(tmp_path, shared_data: Path, vo
     assert row["cost"]["gflops"] > 0
 
 
+@pytest.mark.slow
 def test_aspp_compare_runs_each_cell_with_and_without_the_rewrite(tmp_path, sample_checkpoint: Path,
                                                                   synthetic_voc: Path, cache: Path):
     """At 128 px all three dilated ASPP branches see an 8x8 map, so the rewrite applies: fewer FLOPs,

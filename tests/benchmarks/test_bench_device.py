@@ -143,6 +143,7 @@ def device_and_local(server, device_venv, synthetic_voc, cache, traced_once, tmp
             json.loads((out / "local" / BENCH_RESULTS).read_text()))
 
 
+@pytest.mark.slow
 @needs_sshd
 def test_the_rows_and_machine_block_are_the_devices(device_and_local, server):
     device, _ = device_and_local
@@ -158,6 +159,7 @@ def test_the_rows_and_machine_block_are_the_devices(device_and_local, server):
     assert "android-cpu (host proxy)" not in json.dumps(device["rows"])
 
 
+@pytest.mark.slow
 @needs_sshd
 def test_the_same_rows_measured_here_differ_only_in_latency(device_and_local):
     device, local = device_and_local
@@ -177,6 +179,7 @@ def test_the_same_rows_measured_here_differ_only_in_latency(device_and_local):
         assert there["accuracy"]["argmax_agreement"] is None and "device's masks" in there["reference_note"]
 
 
+@pytest.mark.slow
 @needs_sshd
 def test_a_second_run_copies_nothing_and_a_lost_connection_keeps_the_finished_rows(
         server, device_venv, synthetic_voc, cache, device_and_local, tmp_path, capsys):
@@ -232,6 +235,7 @@ def test_a_device_without_edgeseg_is_refused_in_one_line_before_any_conversion(s
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @needs_sshd
 def test_a_device_missing_an_engine_is_refused_in_one_line_before_any_conversion(server, device_venv, synthetic_voc,
                                                                                  tmp_path, capsys):

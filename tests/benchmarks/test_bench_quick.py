@@ -11,6 +11,8 @@ from edgeseg.benchmarks.quick import QUICK_OUT, QUICK_SCENES, quick_scenes, quic
 from edgeseg.cli import main
 from tests.constants import BENCH_RESULTS
 
+pytestmark = pytest.mark.slow  # the quick bench converts and measures two rows
+
 
 @pytest.fixture()
 def fresh_clone(tmp_path, monkeypatch) -> Path:

@@ -249,6 +249,7 @@ def conversions(sample_checkpoint: Path, tmp_path_factory) -> dict[bool, dict]:
     return out
 
 
+@pytest.mark.slow
 def test_conversion_exports_the_rewritten_model_and_records_it(conversions):
     manifest = conversions[True]
     record = manifest["conversion"]["aspp_rewrite"]
@@ -263,6 +264,7 @@ def test_conversion_exports_the_rewritten_model_and_records_it(conversions):
     assert json.loads(Path(manifest["manifest_path"]).read_text())["conversion"]["aspp_rewrite"] == record
 
 
+@pytest.mark.slow
 def test_conversion_without_rewrite_keeps_every_dilated_branch(conversions):
     manifest = conversions[False]
     assert manifest["conversion"]["aspp_rewrite"] == {"applied": False, "reason": "disabled (--no-aspp-rewrite)"}

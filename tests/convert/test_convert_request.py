@@ -76,6 +76,7 @@ def _finetuned_checkpoint(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_two_weights_in_one_folder_and_no_silent_replacement(tmp_path, capsys):
     out = tmp_path / "out"
     tuned = _finetuned_checkpoint(tmp_path / "tuned.pt")

@@ -13,6 +13,8 @@ from edgeseg.runtime.backend import open_backend
 from tests.constants import FP32_MIN_AGREEMENT, HOST_CPU, SMALL_RESOLUTION, TINY_RESOLUTION
 from tests.golden.reference import assert_matches_golden
 
+pytestmark = pytest.mark.slow  # every test converts the sample model
+
 
 @pytest.fixture(scope="module")
 def onnx_320(sample_checkpoint, tmp_path_factory):

@@ -98,6 +98,7 @@ def test_bad_percentile_is_refused():
         qdq.calibration_method("percentile", 30.0)
 
 
+@pytest.mark.slow
 def test_keep_in_float_is_the_switch_the_sensitivity_ranking_measures(folded, calib, tmp_path):
     """Node k kept in float by `keep_in_float` computes exactly what the gated model computes with
     gate k off, and no other node changes: the ranking predicts what the budget search does.
@@ -127,6 +128,7 @@ def test_keep_in_float_is_the_switch_the_sensitivity_ranking_measures(folded, ca
         qdq.keep_in_float(model.path, tmp_path / "x.onnx", ["no-such-node"])
 
 
+@pytest.mark.slow
 def test_int8_at_320_meets_the_budget_without_keeping_layers_in_float(sample_checkpoint, tmp_path):
     """The regression that global-extreme (minmax) ranges caused at full size: -14 mIoU at 320 on the
     synthetic validation scenes. The default calibration keeps every layer in INT8 within the budget."""

@@ -104,6 +104,7 @@ def test_a_model_without_image_pooling_refuses_a_window(tmp_path):
         load_weights(str(path))
 
 
+@pytest.mark.slow
 def test_zero_epochs_records_a_window_on_unchanged_weights_and_fine_tuning_inherits_it(synthetic_voc, tmp_path):
     windowed = tmp_path / "windowed.pt"
     common = ["--data", str(synthetic_voc), "--resolution", "128", "--batch-size", "4", "--workers", "0"]
@@ -141,6 +142,7 @@ def test_a_bad_window_option_stops_training_before_any_work(synthetic_voc, tmp_p
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target, suffix", [("host-cpu", "onnx"), ("android-cpu", "tflite")])
 def test_every_float_exporter_follows_the_window(tmp_path, sample_checkpoint, target, suffix):
     """At 160 px (a 10x10 map) a 64-pixel window binds: the ONNX graph pools with AveragePool, the LiteRT model
@@ -174,6 +176,7 @@ def test_the_windowed_module_keeps_the_state_dict_keys():
     assert isinstance(parent[0], WindowedASPPPooling) and sorted(parent.state_dict()) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["host-cpu", "jetson-orin-nano"])
 def test_int8_forms_keep_the_windowed_pool_and_pass_verification(tmp_path, sample_checkpoint, target):
     """host-cpu's ORT form runs the window's AveragePool on uint8 (DequantizeLinear in, QuantizeLinear out: ORT

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from edgeseg.cli import main
@@ -9,6 +10,7 @@ from edgeseg.models.weights import load_weights
 from tests.constants import TINY_RESOLUTION
 
 
+@pytest.mark.slow
 def test_one_epoch_then_resume(synthetic_voc, tmp_path, capsys):
     out = tmp_path / "model.pt"
     args = ["train", "--data", str(synthetic_voc), "--resolution", "96", "--batch-size", "4",
@@ -53,6 +55,7 @@ def test_dataset_with_a_bad_mask_stops_before_training(synthetic_voc, tmp_path, 
     assert f"{first.name}: mask is 10x10 but its image is {width}x{height}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_finetune_from_sample_validates_once_and_converts(synthetic_voc, tmp_path, capsys, monkeypatch):
     from edgeseg.models import train as train_module
 

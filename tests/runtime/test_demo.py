@@ -26,6 +26,8 @@ from edgeseg.runtime.preprocess import preprocess_bgr
 from edgeseg.runtime.render import RenderOptions
 from tests.constants import HOST_CPU, SMALL_RESOLUTION
 
+pytestmark = pytest.mark.slow  # every test runs the converted sample model
+
 FRAME_W, FRAME_H = 192, 144  # not the model's 128x128: the mask is resized back to the frame
 VIDEO_FRAMES = 6
 ALPHA = 0.5

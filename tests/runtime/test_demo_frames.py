@@ -40,6 +40,7 @@ def _folder_of_mixed_sizes(folder: Path) -> dict[str, tuple[int, int]]:
     return sizes
 
 
+@pytest.mark.slow
 def test_folder_frames_keep_their_names_and_sizes_and_the_hud_never_shows_zero(model, tmp_path, monkeypatch):
     sizes = _folder_of_mixed_sizes(tmp_path / "images")
     shown = []
@@ -53,6 +54,7 @@ def test_folder_frames_keep_their_names_and_sizes_and_the_hud_never_shows_zero(m
     assert len(shown) == 3 and all(fps > 0 for fps in shown), shown
 
 
+@pytest.mark.slow
 def test_video_frames_keep_the_numbered_names(model, tmp_path):
     clip = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 64))

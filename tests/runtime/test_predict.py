@@ -40,6 +40,7 @@ def _png_ids(path: Path) -> np.ndarray:
     return np.asarray(image)
 
 
+@pytest.mark.slow
 def test_folder_masks_match_the_runtime_and_bad_files_are_named(tmp_path, voc_sample, artifact, capsys):
     source = tmp_path / "voc"
     shutil.copytree(voc_sample, source)
@@ -118,6 +119,7 @@ def _video_frames(path: Path) -> list[np.ndarray]:
         frames.append(frame)
 
 
+@pytest.mark.slow
 def test_video_writes_frame_masks_and_one_video_per_rendering(tmp_path, shared_data, artifact, capsys):
     clip = _clip(tmp_path, shared_data, 4)
     out = tmp_path / "pred"
@@ -136,6 +138,7 @@ def test_video_writes_frame_masks_and_one_video_per_rendering(tmp_path, shared_d
     assert [e["name"] for e in predictions["inputs"]] == [f"clip.avi#{i}" for i in range(4)]
 
 
+@pytest.mark.slow
 def test_video_frames_as_images_and_max_frames(tmp_path, shared_data, artifact):
     clip = _clip(tmp_path, shared_data, 4)
     out = tmp_path / "pred"
@@ -145,6 +148,7 @@ def test_video_frames_as_images_and_max_frames(tmp_path, shared_data, artifact):
     assert cv2.imread(str(out / "overlay" / "clip_000000.png")).shape == (120, 160, 3)
 
 
+@pytest.mark.slow
 def test_classes_keeps_only_the_named_classes(tmp_path, voc_sample, artifact):
     source = tmp_path / "img"
     source.mkdir()
@@ -161,6 +165,7 @@ def test_classes_keeps_only_the_named_classes(tmp_path, voc_sample, artifact):
         np.testing.assert_array_equal(only, expected)
 
 
+@pytest.mark.slow
 def test_nothing_readable_fails_in_one_line_and_writes_nothing(tmp_path, artifact, capsys):
     source = tmp_path / "bad"
     source.mkdir()
@@ -172,6 +177,7 @@ def test_nothing_readable_fails_in_one_line_and_writes_nothing(tmp_path, artifac
     assert not (out / RESULT_FILE).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--save", "mask,heatmap"], "--save mask,heatmap: unknown heatmap"),
     (["--classes", "dog"], "--classes dog: the model has no such class"),
@@ -206,6 +212,7 @@ def test_masks_are_palette_pngs_written_without_pillow(tmp_path):
     assert np.array_equal(read_class_ids_png(tmp_path / "m.png"), ids)
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_what_was_done(tmp_path, voc_sample, artifact, monkeypatch):
     from edgeseg.runtime import predict
 

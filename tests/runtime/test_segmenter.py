@@ -46,6 +46,7 @@ def hand_assembled(artifact: Path, frames: list[np.ndarray]) -> list[tuple[np.nd
         return results
 
 
+@pytest.mark.slow
 def test_segment_gives_the_hand_assembled_masks_on_real_photos(artifact, voc_frames):
     expected = hand_assembled(artifact, voc_frames)
     with Segmenter.open(artifact, threads=1) as segmenter:
@@ -58,6 +59,7 @@ def test_segment_gives_the_hand_assembled_masks_on_real_photos(artifact, voc_fra
     assert any(len(np.unique(small)) > 1 for _, small, _ in expected)  # the photos give real masks, not one class
 
 
+@pytest.mark.slow
 def test_segment_rgb_at_a_given_size_is_the_bench_accuracy_path(artifact, voc_frames):
     with Segmenter.open(artifact, threads=1) as segmenter:
         for frame in voc_frames:
@@ -69,6 +71,7 @@ def test_segment_rgb_at_a_given_size_is_the_bench_accuracy_path(artifact, voc_fr
             np.testing.assert_array_equal(segmenter.last_model_mask, small)
 
 
+@pytest.mark.slow
 def test_the_steps_one_by_one_give_what_segment_gives(artifact, voc_frames):
     # The demo runs the steps on three threads; they must add up to `segment`.
     frame = voc_frames[0]
@@ -77,6 +80,7 @@ def test_the_steps_one_by_one_give_what_segment_gives(artifact, voc_frames):
         np.testing.assert_array_equal(segmenter.segment(frame), stepped)
 
 
+@pytest.mark.slow
 def test_each_stage_is_timed_and_the_total_spans_them(artifact, voc_frames):
     with Segmenter.open(artifact, threads=1) as segmenter:
         assert math.isnan(segmenter.times.total_ms)  # nothing measured yet
@@ -87,6 +91,7 @@ def test_each_stage_is_timed_and_the_total_spans_them(artifact, voc_frames):
         assert t.total_ms >= t.preprocess_ms + t.inference_ms + t.postprocess_ms
 
 
+@pytest.mark.slow
 def test_the_frame_sized_mask_reuses_one_buffer_while_the_frame_size_holds(artifact, voc_frames):
     frame = voc_frames[0]
     other = cv2.resize(frame, (frame.shape[1] + 10, frame.shape[0] + 6))
@@ -196,6 +201,7 @@ def test_a_bad_layout_in_a_manifest_read_without_checks_is_refused_by_the_segmen
                                "(the layouts of a 'logits' output)")
 
 
+@pytest.mark.slow
 def test_the_converted_manifest_says_what_the_segmenter_reads(artifact):
     data = json.loads(Path(f"{artifact}.json").read_text())
     with Segmenter.open(artifact, threads=1) as segmenter:

@@ -124,6 +124,7 @@ def small_onnx(host_cpu_onnx_on_scenes: Path) -> Path:
     return host_cpu_onnx_on_scenes
 
 
+@pytest.mark.slow
 @needs_system_opencv
 def test_the_docs_install_keeps_the_system_numpy_and_opencv(system_venv):
     doctor = _run([system_venv["edgeseg"], "doctor", "--json"], system_venv["env"])
@@ -138,6 +139,7 @@ def test_the_docs_install_keeps_the_system_numpy_and_opencv(system_venv):
         assert report["targets"][target]["run"]["ok"], report["targets"][target]
 
 
+@pytest.mark.slow
 @needs_system_opencv
 @pytest.mark.parametrize(("name", "source", "stand_in"), [("gst", GST_SOURCE, ""), ("csi", "csi://0", "1")])
 def test_a_live_gstreamer_source_delivers_60_frames_to_a_saved_video(system_venv, small_onnx, tmp_path, name,
@@ -160,6 +162,7 @@ def test_a_live_gstreamer_source_delivers_60_frames_to_a_saved_video(system_venv
     assert count.stdout.split() == [str(DEMO_FRAMES), str(width)], count.stdout + count.stderr
 
 
+@pytest.mark.slow
 @needs_system_opencv
 def test_the_quick_bench_runs_without_pillow(system_venv, small_onnx, tmp_path):
     assert _run([system_venv["python"], "-c", "import PIL"], system_venv["env"]).returncode != 0
@@ -170,6 +173,7 @@ def test_the_quick_bench_runs_without_pillow(system_venv, small_onnx, tmp_path):
     assert row["status"] == "ok" and 0 <= row["accuracy"]["miou"] <= 100, row
 
 
+@pytest.mark.slow
 @needs_system_opencv
 def test_a_pip_numpy_that_shadows_the_systems_is_one_line_from_every_command(system_venv, small_onnx, tmp_path):
     venv = tmp_path / "shadowed"

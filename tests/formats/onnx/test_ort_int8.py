@@ -35,6 +35,7 @@ def test_host_cpu_int8_is_written_by_the_ort_exporter_and_jetson_keeps_tensorrt_
     assert exporter_name("tensorrt-bundle", "int8") == "edgeseg.formats.tensorrt.convert.bundle"
 
 
+@pytest.mark.slow
 def test_activations_are_uint8_and_weights_int8_initializers(host_int8):
     m, path = host_int8
     model = onnx.load(str(path))
@@ -54,6 +55,7 @@ def test_activations_are_uint8_and_weights_int8_initializers(host_int8):
     assert m["verification"]["passed"]
 
 
+@pytest.mark.slow
 def test_onnx_runtime_fuses_every_conv_into_an_integer_kernel(host_int8, tmp_path):
     """The point of the form: after ORT's graph optimizations no float Conv is left, and the residual
     adds, the HardSwish multiplies and the global pools run as QLinear kernels too."""
@@ -74,6 +76,7 @@ def test_reduce_range_only_on_x86_without_vnni(machine: str, cpuinfo: str, reduc
     assert ort_int8.needs_reduce_range(machine, cpuinfo) is reduce
 
 
+@pytest.mark.slow
 def test_budget_search_keeps_sensitive_layers_in_float_in_the_ort_form(unreachable_int8_budget_job, tmp_path):
     """The shared sensitive-layer search works on this form: an unreachable budget runs it to its limit,
     and the layers kept in float read no Q/DQ input in the written graph."""
@@ -92,6 +95,7 @@ def test_budget_search_keeps_sensitive_layers_in_float_in_the_ort_form(unreachab
         assert not set(nodes[name].input) & activation_dq, f"{name} still reads a quantized activation"
 
 
+@pytest.mark.slow
 def test_int8_onnx_carries_labels_and_normalization_and_info_agrees(host_int8, capsys):
     import json
 

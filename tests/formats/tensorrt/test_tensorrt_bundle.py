@@ -60,6 +60,7 @@ def _files(manifest: dict) -> tuple[Path, Path, Path]:
     return mpath, onnx_path, onnx_path.with_name(manifest["conversion"]["tensorrt"]["trtexec"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", JETSON_TARGETS)
 def test_every_jetson_target_converts_to_a_verified_bundle(bundles, target):
     m = bundles[target]
@@ -77,6 +78,7 @@ def test_every_jetson_target_converts_to_a_verified_bundle(bundles, target):
     assert load_manifest(mpath).artifact_path == onnx_path
 
 
+@pytest.mark.slow
 def test_trtexec_line_builds_what_the_manifest_says(bundles):
     nx = _files(bundles["jetson-orin-nx"])[2].read_text()
     for arg in ("--fp16", "--useDLACore=0", "--allowGPUFallback", "--memPoolSize=workspace:2048", "--timingCacheFile=",
@@ -90,6 +92,7 @@ def test_trtexec_line_builds_what_the_manifest_says(bundles):
     assert bundles["jetson-agx-orin"]["conversion"]["tensorrt"]["build"]["dla_core"] is None
 
 
+@pytest.mark.slow
 def test_mask_output_leaves_the_graph_as_int32(bundles):
     m = bundles["jetson-orin-nano"]
     model = onnx.load(str(_files(m)[1]))
@@ -99,6 +102,7 @@ def test_mask_output_leaves_the_graph_as_int32(bundles):
     assert m["verification"]["argmax_agreement"] >= FP32_MIN_AGREEMENT
 
 
+@pytest.mark.slow
 def test_int8_bundle_is_symmetric_per_channel_qdq(bundles):
     model = onnx.load(str(_files(bundles["jetson-agx-orin"])[1]))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -115,6 +119,7 @@ def test_int8_bundle_is_symmetric_per_channel_qdq(bundles):
     assert not [n for n in dqs if n.input[0] in inits]
 
 
+@pytest.mark.slow
 def test_int8_bundle_places_qdq_as_tensorrt_recommends(bundles):
     """Conv inputs and per-channel weights quantized, residual skips quantized, no weighted op's output
     quantized for its own sake, one pair per tensor, only the opset domains the graph uses."""
@@ -126,6 +131,7 @@ def test_int8_bundle_places_qdq_as_tensorrt_recommends(bundles):
     assert [o.domain for o in model.opset_import] == [""]
 
 
+@pytest.mark.slow
 def test_a_simplifier_finds_no_qdq_pair_to_merge(bundles):
     import onnxslim
 
@@ -134,6 +140,7 @@ def test_a_simplifier_finds_no_qdq_pair_to_merge(bundles):
     assert before[0] > 50 and qdq_counts(onnxslim.slim(onnx.load(str(path)))) == before
 
 
+@pytest.mark.slow
 def test_placement_check_fails_planted_violations(bundles):
     """A pair on a Conv output read by its activation, a second pair on a tensor, and a Conv whose
     input is not quantized are each reported by name."""
@@ -188,6 +195,7 @@ def test_residual_add_quantizes_the_skip_not_the_conv_branch():
     assert placement.activations == {"x": [(0, 0)], "r": [(2, 0)], "c1": [(3, 0)]} and placement.weights == ["w"]
 
 
+@pytest.mark.slow
 def test_int8_qdq_within_one_miou_point_of_fp32(bundles):
     m = bundles["jetson-agx-orin"]
     synthetic = next(s for s in m["verification"]["sets"] if s["set"] == "synthetic-val")
@@ -292,6 +300,7 @@ def test_unknown_tensorrt_version_is_refused():
 
 # -- the device side without TensorRT ---------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here: "
                                        "tests/formats/tensorrt/test_tensorrt_gpu.py covers the build")
 def test_build_engine_without_tensorrt_says_what_is_needed(bundles, capsys):
@@ -303,6 +312,7 @@ def test_build_engine_without_tensorrt_says_what_is_needed(bundles, capsys):
     assert err.startswith("edgeseg build-engine: error:") and "TensorRT" in err and "NVIDIA GPU" in err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here: "
                                        "tests/formats/tensorrt/test_tensorrt_gpu.py covers the backend")
 def test_tensorrt_backend_without_tensorrt_says_what_is_needed(bundles):
@@ -314,6 +324,7 @@ def test_tensorrt_backend_without_tensorrt_says_what_is_needed(bundles):
     assert "\n" not in message and "TensorRT" in message and "NVIDIA GPU" in message
 
 
+@pytest.mark.slow
 def test_int8_budget_search_keeps_the_most_sensitive_layers_in_float(unreachable_int8_budget_job, tmp_path):
     """An unreachable budget drives the search to its limit: every attempt is recorded, and the layers
     kept in float really run without Q/DQ in the published graph."""
@@ -332,6 +343,7 @@ def test_int8_budget_search_keeps_the_most_sensitive_layers_in_float(unreachable
         assert not set(nodes[name].input) & dq_outputs, f"{name} still reads a Q/DQ input"
 
 
+@pytest.mark.slow
 def test_host_cpu_int8_takes_the_shared_calibration_methods(sample_checkpoint, tmp_path):
     m = convert(ConvertRequest(target=HOST_CPU, precision="int8", resolution=SMALL_RESOLUTION,
                                weights=str(sample_checkpoint), out=tmp_path, calibration="synthetic:4",
@@ -342,6 +354,7 @@ def test_host_cpu_int8_takes_the_shared_calibration_methods(sample_checkpoint, t
     assert m["verification"]["passed"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", JETSON_TARGETS)
 def test_every_bundle_carries_labels_and_normalization_in_metadata_props(bundles, target, capsys):
     import json

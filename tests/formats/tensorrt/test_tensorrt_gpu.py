@@ -14,7 +14,7 @@ import pytest
 
 from edgeseg.errors import BackendUnavailableError
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
 # Argmax agreement of the engine with ONNX Runtime on the same ONNX: FP32 is the same math;
 # FP16 rounds every layer; INT8 runs the same Q/DQ scales with TensorRT's integer kernels.
