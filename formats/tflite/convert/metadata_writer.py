@@ -144,6 +144,9 @@ def _output_description(facts: SegmenterFacts) -> str:
             f"the class of a pixel is the argmax over the last axis (labels in {LABELS_FILE}).")
 
 
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold
+
+
 def populate(model: bytes, facts: SegmenterFacts, *, repack: Callable[[bytes], bytes]) -> bytes:
     """`model` with the image segmenter metadata and its labels file inside.
 
@@ -174,11 +177,14 @@ def populate(model: bytes, facts: SegmenterFacts, *, repack: Callable[[bytes], b
 
 
 def associated_files_zip(files: dict[str, bytes]) -> bytes:
-    """Stored (uncompressed) zip of the associated files, as MediaPipe's populator appends it."""
+    """Stored (uncompressed) zip of the associated files, as MediaPipe's populator appends it.
+
+    Each entry carries zip's earliest date (1980-01-01), not the time of writing, so one conversion of the
+    same weights gives the same bytes (artifacts compare by sha256)."""
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, data in files.items():
-            zf.writestr(name, data)
+            zf.writestr(zipfile.ZipInfo(name, date_time=ZIP_EPOCH), data)
     return archive.getvalue()
 
 
