@@ -72,12 +72,17 @@ def traced_once():
     """Memoize the TFLite exporter's `convert_float` for the session: one litert-torch trace per graph
     variant, shared by every test file that converts for android-* (tracing is the slow step)."""
     from edgeseg.formats.tflite.convert import export as tflite_export
+    from edgeseg.formats.tflite.convert.region_split import RegionSplitConv2d
+
+    def split_layers(model) -> tuple[str, ...]:  # a graph variant of its own: the XNNPACK export's region split
+        return tuple(name for name, module in model.named_modules() if isinstance(module, RegionSplitConv2d))
 
     cache: dict[tuple, bytes] = {}
     original = tflite_export.convert_float
 
     def cached(job, spec):
-        key = (job.weights.sha256, job.height, job.width, job.output_kind, job.fuse_preprocessing)
+        key = (job.weights.sha256, job.height, job.width, job.output_kind, job.fuse_preprocessing,
+               *split_layers(job.model))
         if key not in cache:
             cache[key] = original(job, spec)
         return cache[key]

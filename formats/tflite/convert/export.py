@@ -20,6 +20,7 @@ Android's tools read), and holds builtin ops only (checked on the written file).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import tempfile
@@ -41,7 +42,7 @@ from edgeseg.errors import BackendUnavailableError, ConfigError, first_line
 from edgeseg.formats.tflite import AI_EDGE_QUANTIZER, FORMAT, LITERT, LITERT_TORCH
 from edgeseg.formats.tflite.convert import metadata_writer as tflite_metadata
 from edgeseg.formats.tflite.convert import ops as tflite_ops
-from edgeseg.formats.tflite.convert import xnnpack
+from edgeseg.formats.tflite.convert import region_split, xnnpack
 from edgeseg.formats.tflite.runtime.metadata import LABELS_FILE
 from edgeseg.optional import require
 from edgeseg.runtime.preprocess import InputSpec, preprocess_rgb
@@ -328,6 +329,12 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     # Refuse INT8 without real images before the slow conversion starts.
     images = calibration_images(job.calibration, count, precision="int8") if job.precision == "int8" else None
     spec = float_input_spec(job)
+    split_record = None
+    if job.target.litert is not None and job.target.litert.delegate in region_split.DELEGATES:
+        check_images = [image for image_set in job.verification_sets() for image in image_set.images]
+        model, split_record = region_split.apply_for_export(job.model, job.height, job.width,
+                                                            check_images[:region_split.CHECK_IMAGES])
+        job = dataclasses.replace(job, model=model)
     stages = (["convert (litert-torch)"] + (["quantize (ai-edge-quantizer)"] if job.precision != "fp32" else [])
               + ["write + check ops"])
     bar = tqdm(total=len(stages), desc=f"tflite {job.precision}", unit="stage", disable=not job.progress)
@@ -366,6 +373,8 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
         # How many pieces LiteRT's CPU runtime (XNNPACK) cuts the graph into; 1 = all of it delegated.
         "xnnpack_partitions": xnnpack.partitions(path),
     }
+    if split_record is not None:
+        details["region_split"] = split_record
     if job.precision == "int8" and images is not None:
         details["int8_io"] = int8_io
         details["calibration"] = {"source": job.calibration, "images": len(images), "method": TFLITE_CALIBRATION,
