@@ -121,13 +121,22 @@ def peer_runners(args: argparse.Namespace, resolution: int, out: Path, reference
     return runners
 
 
+def round_order(index: int, count: int) -> list[int]:
+    """The runners of round `index`, rotated by one place each round: every runner follows every other one
+    equally often. In a fixed order the runner after an ONNX Runtime session ran 20-25 % slower (measured
+    at 640: LiteRT INT8 138 ms after it, 112 ms after ExecuTorch, same process): ORT's idle workers spin
+    for a while after each run, on the cores the next engine needs."""
+    return [(index + k) % count for k in range(count)]
+
+
 def interleaved_medians(runners: list[engines.Runner], image: np.ndarray, rounds: int, warmup: int) -> list[float]:
     """Median inference ms of each runner over `rounds` rounds that run each once on `image` (preprocessed
-    per runner outside the timing)."""
+    per runner outside the timing), in an order rotated every round (`round_order`)."""
     batches = [r.prepare(image) for r in runners]
     times: list[list[float]] = [[] for _ in runners]
     for index in range(warmup + rounds):
-        for k, (runner, batch) in enumerate(zip(runners, batches)):
+        for k in round_order(index, len(runners)):
+            runner, batch = runners[k], batches[k]
             start = time.perf_counter()
             runner.run(batch)
             if index >= warmup:
