@@ -7,6 +7,13 @@ from dataclasses import dataclass
 
 from edgeseg.conventions import IMAGENET_MEAN, IMAGENET_STD
 
+# The values the preprocessing implements; a manifest naming another is refused when read (edgeseg/manifest.py).
+INPUT_LAYOUTS = ("NCHW", "NHWC")
+COLOR_ORDERS = ("RGB", "BGR")
+RESIZE_MODES = ("stretch",)
+PIXEL_SCALE = 1 / 255  # normalization.scale: 0..255 pixels to 0..1, before mean and std
+QUANTIZED_DTYPES = ("int8", "uint8")
+
 
 @dataclass(frozen=True)
 class InputSpec:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 
 from edgeseg.conventions import OUTPUT_KINDS
 from edgeseg.errors import ManifestError
-from edgeseg.input_spec import InputSpec
+from edgeseg.input_spec import COLOR_ORDERS, INPUT_LAYOUTS, PIXEL_SCALE, QUANTIZED_DTYPES, RESIZE_MODES, InputSpec
 
 MANIFEST_VERSION = 1
 MANIFEST_SUFFIX = ".json"
@@ -161,8 +162,52 @@ def _check_normalization(norm: Any, mpath: Path) -> None:
         if (not isinstance(values, list) or len(values) != 3
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
             raise ManifestError(f"{mpath}: manifest input.normalization.{key} must be three numbers, got {values!r}")
+        if not all(math.isfinite(v) for v in values):
+            raise ManifestError(f"{mpath}: manifest input.normalization.{key} must be finite, got {json.dumps(values)}")
     if any(v <= 0 for v in norm["std"]):
         raise ManifestError(f"{mpath}: manifest input.normalization.std must be positive, got {norm['std']}")
+    # The preprocessing always maps 0..255 to 0..1 first: a manifest asking for another scale would be ignored.
+    scale = norm.get("scale", PIXEL_SCALE)
+    if not _is_finite_number(scale) or abs(scale - PIXEL_SCALE) > 1e-9:
+        raise ManifestError(f"{mpath}: manifest input.normalization.scale {json.dumps(scale)} is not 1/255, the only "
+                            "pixel scale edgeseg applies")
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_input(inp: dict, mpath: Path) -> None:
+    """The input section's values are ones the preprocessing implements (its types are checked by SCHEMA)."""
+    if inp["height"] < 1 or inp["width"] < 1:
+        raise ManifestError(f"{mpath}: manifest input size {inp['width']}x{inp['height']} is not positive")
+    for key, allowed, default in (("layout", INPUT_LAYOUTS, "NCHW"), ("color_order", COLOR_ORDERS, "RGB"),
+                                  ("resize", RESIZE_MODES, "stretch")):
+        if inp.get(key, default) not in allowed:
+            raise ManifestError(f"{mpath}: manifest input.{key} {json.dumps(inp[key])} is not one of "
+                                f"{', '.join(allowed)}")
+    _check_normalization(inp["normalization"], mpath)
+    quant = inp.get("quantization")
+    if quant is None:
+        return
+    if inp.get("dtype") not in QUANTIZED_DTYPES:
+        raise ManifestError(f"{mpath}: manifest input.quantization is for an {' or '.join(QUANTIZED_DTYPES)} input; "
+                            f"this one is {json.dumps(inp.get('dtype', 'float32'))}")
+    if (not isinstance(quant, dict) or not _is_finite_number(quant.get("scale")) or quant["scale"] <= 0
+            or isinstance(quant.get("zero_point"), bool) or not isinstance(quant.get("zero_point"), int)):
+        raise ManifestError(f"{mpath}: manifest input.quantization must hold a positive finite scale and a whole "
+                            f"zero_point, got {json.dumps(quant)}")
+
+
+def _check_runtime(data: dict, mpath: Path) -> None:
+    """runtime.threads, when given, is a count (the runtime caps it at this machine's cores when it uses it)."""
+    runtime = data.get("runtime", {})
+    if not isinstance(runtime, dict):
+        raise ManifestError(f"{mpath}: manifest runtime is {type(runtime).__name__}, expected dict")
+    threads = runtime.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ManifestError(f"{mpath}: manifest runtime.threads {json.dumps(threads)} must be a whole number, "
+                            "1 or more")
 
 
 def validate_manifest(data: Any, mpath: Path) -> None:
@@ -185,9 +230,8 @@ def validate_manifest(data: Any, mpath: Path) -> None:
         raise ManifestError(f"{mpath}: manifest model.num_classes must be >= 1 and model.labels names (strings)")
     if len(model["labels"]) != model["num_classes"]:
         raise ManifestError(f"{mpath}: manifest has {len(model['labels'])} labels for {model['num_classes']} classes")
-    if inp["height"] < 1 or inp["width"] < 1:
-        raise ManifestError(f"{mpath}: manifest input size {inp['width']}x{inp['height']} is not positive")
-    _check_normalization(inp["normalization"], mpath)
+    _check_input(inp, mpath)
+    _check_runtime(data, mpath)
     OutputSpec.from_dict(data["output"], mpath, OUTPUT_KINDS)
     sha = data["artifact_sha256"]
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):

@@ -63,6 +63,59 @@ def corrupt_artifact(source: Path, content: bytes) -> Setup:
     return setup
 
 
+# Manifests wrong in themselves (whatever the artifact says): each must be refused where it is read.
+BAD_MANIFESTS: dict[str, Edit] = {
+    "std 0": lambda m: m["input"]["normalization"].update(std=[0.0, 0.0, 0.0]),
+    "mean NaN": lambda m: m["input"]["normalization"].update(mean=[float("nan")] * 3),
+    "scale Inf": lambda m: m["input"]["normalization"].update(scale=float("inf")),
+    "2 means": lambda m: m["input"]["normalization"].update(mean=[0.5, 0.5]),
+    "0 classes": classes(0), "10^9 classes": section("model", num_classes=10**9),
+    "3 labels for 7 classes": lambda m: m["model"].update(labels=["a", "b", "c"]),
+    "height 10^12": section("input", height=10**12), "height -64": section("input", height=-64),
+    "height text": section("input", height="64"), "dtype complex": section("input", dtype="complex128"),
+    "artifact ../": section("", artifact="../tiny.onnx"), "format 999": section("", format_version=999),
+    "no input": lambda m: m.pop("input"), "labels a string": lambda m: m["model"].update(labels="abcdefg"),
+    "runtime threads -4": lambda m: m["runtime"].update(threads=-4),
+    "colour order GRB": section("input", color_order="GRB"), "resize bogus": section("input", resize="zoom"),
+    "layout NCWH": section("input", layout="NCWH"),
+    "quantization scale 0": section("input", quantization={"scale": 0.0, "zero_point": 0}),
+    "quantization scale NaN": section("input", quantization={"scale": float("nan"), "zero_point": 0}),
+    "quantization zero point text": section("input", quantization={"scale": 0.02, "zero_point": "0"}),
+}
+
+
+def raw_manifest(source: Path, text: bytes) -> Setup:
+    """`source`'s pair copied to ./model with the manifest's bytes replaced by `text`."""
+    def setup(w: Path) -> None:
+        shutil.copytree(source, w / "model")
+        next((w / "model").glob("*.json")).write_bytes(text)
+    return setup
+
+
+def bad_manifests(kit: Kit, predict: list[str]) -> list[Case]:
+    props = kit.assets / "tiny"  # no metadata_props: the manifest's own checks, not a disagreement, must refuse
+    found = [Case(FAMILY, f"predict refuses a manifest with {name}", predict, setup=edited_manifest(props, edit),
+                  check=absent("out")) for name, edit in BAD_MANIFESTS.items()]
+    found += [Case(FAMILY, f"info refuses a manifest with {name}", ["info", "model"],
+                   setup=edited_manifest(props, BAD_MANIFESTS[name]))
+              for name in ("std 0", "0 classes", "height -64", "no input")]
+    found += [Case(FAMILY, f"predict refuses a manifest that is {name}", predict, setup=raw_manifest(props, text),
+                   check=absent("out"))
+              for name, text in (("empty", b""), ("a JSON list", b"[]"), ("truncated", b'{"format_version": 1, "ar'),
+                                 ("not UTF-8", b"\xff\xfe{}"), ("JSON null", b"null"))]
+    found += [
+        Case(FAMILY, "demo stops on ids past labels", ["demo", "--model", kit.a("ids"), "--source", kit.a("images"),
+                                                       "--headless", "--threads", "1", "--save-frames", "f"],
+             check=absent("f")),
+        Case(FAMILY, "predict --save probs stops on NaN output", [*predict, "--save", "probs,overlay"],
+             setup=copy(kit.assets / "nan", "model"), check=absent("out")),
+        Case(FAMILY, "bench --artifacts of a NaN model measures no row", ["bench", "--artifacts", kit.a("nan"),
+                                                                          "--data", kit.a("voc"), "--images", "2",
+                                                                          "--runs", "1", "--out", "b"]),
+    ]
+    return found
+
+
 def cases(kit: Kit) -> list[Case]:
     props = kit.assets / "tinyprops"
     predict = ["predict", "--model", "model", "--source", kit.a("images"), "--out", "out", "--threads", "1",
@@ -104,4 +157,4 @@ def cases(kit: Kit) -> list[Case]:
              check=absent("out")),
         Case(FAMILY, "demo on corrupt onnx", demo, setup=corrupt_artifact(kit.assets / "tiny", b"garbage")),
     ]
-    return found
+    return found + bad_manifests(kit, predict)

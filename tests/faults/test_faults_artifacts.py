@@ -137,6 +137,21 @@ BAD_FIELDS = [
     ("format_version", 0, "manifest format_version 0 is not a version (1 is the first)"),
     ("backend", DELETE, "manifest lacks backend"),
     ("input", [], "manifest field input is list, expected dict"),
+    # Issue 30 campaign: values the preprocessing would ignore or choke on (a run used to go ahead, or end as an
+    # internal error inside numpy or ONNX Runtime).
+    ("input.normalization.mean", [float("nan")] * 3, "manifest input.normalization.mean must be finite, got "
+                                                     "[NaN, NaN, NaN]"),
+    ("input.normalization.scale", float("inf"), "manifest input.normalization.scale Infinity is not 1/255, the only "
+                                                "pixel scale edgeseg applies"),
+    ("input.normalization.scale", 1.0, "manifest input.normalization.scale 1.0 is not 1/255, the only pixel scale "
+                                       "edgeseg applies"),
+    ("input.color_order", "GRB", 'manifest input.color_order "GRB" is not one of RGB, BGR'),
+    ("input.resize", "zoom", 'manifest input.resize "zoom" is not one of stretch'),
+    ("input.layout", "NCWH", 'manifest input.layout "NCWH" is not one of NCHW, NHWC'),
+    ("input.quantization", {"scale": 0.02, "zero_point": 0},
+     'manifest input.quantization is for an int8 or uint8 input; this one is "float32"'),
+    ("runtime.threads", -4, "manifest runtime.threads -4 must be a whole number, 1 or more"),
+    ("runtime", [], "manifest runtime is list, expected dict"),
 ]
 
 
@@ -151,6 +166,34 @@ def test_manifest_with_a_wrong_field_is_refused_in_one_line(copy, capsys, path, 
     assert str(info.value) == f"{copy}: {message}"
     code, err = cli(["info", str(copy)], capsys)
     assert code == 2 and err == f"edgeseg info: error: {copy}: {message}"
+
+
+@pytest.mark.parametrize("path, value", [("input.normalization.scale", float("inf")), ("input.color_order", "GRB"),
+                                         ("input.resize", "zoom"), ("runtime.threads", -4)])
+def test_predict_refuses_a_manifest_value_it_would_have_ignored(copy, tmp_path, capsys, path, value):
+    # Each used to give exit 0: the scale, colour order and resize the preprocessing does not implement were
+    # ignored, and runtime.threads was read only without --threads.
+    data = json.loads(copy.read_text())
+    _set(path, value)(data)
+    copy.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    code, err = cli(["predict", "--model", str(copy), "--source", str(frames_folder(tmp_path)), "--out", str(out),
+                     "--threads", "1", "--no-progress"], capsys)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"edgeseg predict: error: {copy}: manifest {path} ")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("quantization", [{"scale": 0.0, "zero_point": 0}, {"scale": float("nan"), "zero_point": 0},
+                                          {"scale": 0.02, "zero_point": "0"}, "8-bit"])
+def test_a_quantized_inputs_parameters_are_checked_when_read(copy, quantization):
+    data = json.loads(copy.read_text())
+    data["input"].update(dtype="int8", quantization=quantization)
+    copy.write_text(json.dumps(data))
+    with pytest.raises(ManifestError) as info:
+        load_manifest(copy)
+    assert str(info.value) == (f"{copy}: manifest input.quantization must hold a positive finite scale and a whole "
+                               f"zero_point, got {json.dumps(quantization)}")
 
 
 def test_manifest_that_is_not_an_object_is_refused(copy):

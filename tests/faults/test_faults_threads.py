@@ -136,15 +136,15 @@ def test_the_base_class_checks_before_a_subclass_can_load(tmp_path):
     assert loaded == [True]
 
 
-def test_bench_row_with_a_malformed_manifest_count_fails_at_run(tmp_path):
+def test_a_malformed_manifest_count_is_refused_when_read_and_the_bench_caps_a_huge_one(tmp_path):
     from edgeseg.benchmarks.bench import Bench
     from edgeseg.benchmarks.config import BenchConfig
 
-    manifest = load_manifest(write_tiny_pair(tmp_path / "model", runtime={"threads": "many"}))
-    bench = Bench(BenchConfig(out=tmp_path / "bench", artifacts=(manifest.path,)))
+    # Read, not only when used: a run given --threads never consults it (issue 30 campaign: it was then ignored).
     with pytest.raises(ManifestError, match='manifest runtime.threads "many" must be a whole number, 1 or more'):
-        bench.threads_for(manifest)
+        load_manifest(write_tiny_pair(tmp_path / "model", runtime={"threads": "many"}))
     capped = load_manifest(write_tiny_pair(tmp_path / "capped", runtime={"threads": 100000}))
+    bench = Bench(BenchConfig(out=tmp_path / "bench", artifacts=(capped.path,)))
     assert bench.threads_for(capped) == (CORES, f"target profile asks for 100000 threads; capped at this machine's "
                                                 f"{CORES} cores")
     assert json.loads(Path(capped.path).read_text())["runtime"]["threads"] == 100000  # the manifest is not rewritten
