@@ -34,6 +34,7 @@ from edgeseg.runtime.backend import check_threads, load_model_manifest
 from edgeseg.runtime.capture import SourceOptions, open_source
 from edgeseg.runtime.frame_grabber import SOURCE_LOST, CapturedFrame, FrameGrabber
 from edgeseg.runtime.frame_sources import FrameSource, ImageFilesSource
+from edgeseg.runtime.interrupts import HeldInterrupts
 from edgeseg.runtime.render import Renderer, RenderOptions, hud_line
 from edgeseg.runtime.segmenter import Segmenter, check_model
 from edgeseg.runtime.sinks import (
@@ -186,6 +187,7 @@ class _Pipeline:
         self.timings: dict[str, list[float]] = {stage: [] for stage in STAGES}
         self.results: queue.Queue = queue.Queue(maxsize=2)
         self.stop = threading.Event()
+        self.interrupts = HeldInterrupts()
         self.infer_error: BaseException | None = None
         self.max_frames_reached = False
         self.segmenter: Segmenter  # opened last in the try below: a pipeline that exists has one
@@ -261,19 +263,20 @@ class _Pipeline:
         progress = None
         infer_thread = threading.Thread(target=self._infer_loop, name="edgeseg-inference", daemon=True)
         try:
-            self.grabber.start()
-            infer_thread.start()
-            progress = self._progress_bar()
-            while True:
-                message = self.results.get()
-                if message is _END:
-                    break
-                self._show(*message)
-                if progress is not None:
-                    progress.update(1)
-                if self.sinks.wants_stop:
-                    summary.end_reason = "stopped from the window"
-                    break
+            with self.interrupts.installed():
+                self.grabber.start()
+                infer_thread.start()
+                progress = self._progress_bar()
+                while True:
+                    message = self.results.get()
+                    if message is _END:
+                        break
+                    self._show(*message)
+                    if progress is not None:
+                        progress.update(1)
+                    if self.sinks.wants_stop:
+                        summary.end_reason = "stopped from the window"
+                        break
         except KeyboardInterrupt as exc:
             summary.interrupted = True
             # The command turns SIGTERM into KeyboardInterrupt("SIGTERM"): same clean path, named.
@@ -311,14 +314,15 @@ class _Pipeline:
                                            "render": self.timings["render"][-1] if self.timings["render"] else 0.0})
         canvas = self.renderer.render(captured.image, mask, hud)
         t2 = time.perf_counter()
-        if self.frame_names is not None:
-            self.frame_names.name_next(captured.index)
-        self.sinks.write(canvas)
-        t3 = time.perf_counter()
-        self.last_written_at = t3
-        fps.add(t3)
-        self._record(captured, inference_ms, (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
-        self.summary.frames += 1
+        with self.interrupts.held():  # a frame is written and counted, or neither
+            if self.frame_names is not None:
+                self.frame_names.name_next(captured.index)
+            self.sinks.write(canvas)
+            t3 = time.perf_counter()
+            self.last_written_at = t3
+            fps.add(t3)
+            self._record(captured, inference_ms, (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
+            self.summary.frames += 1
 
     def _record(self, captured: CapturedFrame, inference_ms: float, post_ms: float, render_ms: float,
                 write_ms: float) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from edgeseg.cli import main
 from edgeseg.palette import voc_palette_bgr
+from edgeseg.runtime import sinks
 from edgeseg.runtime.backend import open_backend
 from edgeseg.runtime.capture import SourceOptions, open_source
 from edgeseg.runtime.demo import DemoConfig, run_demo
@@ -226,6 +227,22 @@ def test_ctrl_c_finishes_the_video_with_every_frame_written_so_far(onnx_model, s
     assert summary.interrupted and summary.end_reason == "interrupted (Ctrl-C)"
     assert summary.frames >= 3
     assert len(decoded_frames(tmp_path / "out.mp4")) == summary.frames
+
+
+def test_ctrl_c_while_a_frame_is_written_counts_that_frame(onnx_model, scene_video, tmp_path, monkeypatch):
+    """Ctrl-C right after the video took frame 5 (before the demo counted it): 5 frames, in both."""
+    write = sinks.VideoFileSink.write
+
+    def write_then_interrupt(sink, canvas):
+        write(sink, canvas)
+        if sink.frames == 5:
+            _thread.interrupt_main()
+
+    monkeypatch.setattr(sinks.VideoFileSink, "write", write_then_interrupt)
+    config = DemoConfig(model=onnx_model, source=str(scene_video), save=tmp_path / "out.mp4", threads=1)
+    summary = run_demo(config)
+    assert summary.interrupted and summary.frames == 5
+    assert len(decoded_frames(tmp_path / "out.mp4")) == 5
 
 
 def test_missing_source_is_one_line_and_writes_nothing(onnx_model, tmp_path, capsys):
