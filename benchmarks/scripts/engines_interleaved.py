@@ -1,0 +1,83 @@
+"""Any mix of .tflite and ExecuTorch .pte files timed interleaved in one process: ratios only, on a shared machine.
+
+peers.py converts and times whole tables; this times files already there (two conversions of the same model
+before and after a change, a graph cut short with flatbuffer_utils, a peer's cached .pte), each once per round
+on the same scene with the same threads, the order rotated every round (peers.round_order). It prints each
+file's median, the ratio of medians to the first file and the median of the per-round ratios, with the load.
+
+    PYTHONPATH=/tmp/peers-site python benchmarks/scripts/engines_interleaved.py --resolution 640 \\
+        peer-executorch-pt2e-int8-640.pte sample-android-cpu-int8-640.tflite ... [--rounds 16] [--threads 2]
+
+A .tflite takes float NHWC pixels 0..255 (edgeseg's android-cpu input) or, with 3 channels first, NCHW
+ImageNet-normalized input (the plain litert-torch peer); a .pte takes the NCHW normalized input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import peer_engines as engines  # beside this script
+from peers import round_order
+
+from edgeseg.runtime.preprocess import InputSpec
+from edgeseg.scenes import generate_scene, scene_rng
+
+
+class TFLiteFile(engines.Runner):
+    def __init__(self, path: Path, threads: int, resolution: int) -> None:
+        from edgeseg.formats.tflite.runtime.runner import interpreter_module
+
+        self.interpreter = interpreter_module().Interpreter(model_path=str(path), num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        if int(self.input["shape"][1]) == 3:
+            spec = InputSpec(height=resolution, width=resolution)  # NCHW, ImageNet normalization
+        else:
+            spec = InputSpec(height=resolution, width=resolution, layout="NHWC", dtype="float32",
+                             mean=(0.0, 0.0, 0.0), std=(1 / 255, 1 / 255, 1 / 255))
+        super().__init__(spec)
+
+    def run(self, batch):
+        self.interpreter.set_tensor(self.input["index"], batch)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__ and __doc__.splitlines()[0])
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--resolution", type=int, required=True)
+    p.add_argument("--rounds", type=int, default=16)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    spec = InputSpec(height=args.resolution, width=args.resolution)  # NCHW, ImageNet normalization (the sample's)
+    runners = [engines.ExecuTorchRunner(f, spec, args.threads, f.name) if f.suffix == ".pte"
+               else TFLiteFile(f, args.threads, args.resolution) for f in args.files]
+    image = generate_scene(scene_rng(0, "val", 0))[0]
+    batches = [r.prepare(image) for r in runners]
+    times: list[list[float]] = [[] for _ in runners]
+    load_before = os.getloadavg()
+    for index in range(args.warmup + args.rounds):
+        for k in round_order(index, len(runners)):
+            start = time.perf_counter()
+            runners[k].run(batches[k])
+            if index >= args.warmup:
+                times[k].append((time.perf_counter() - start) * 1000)
+    load_after = os.getloadavg()
+    medians = [statistics.median(t) for t in times]
+    for path, median, t in zip(args.files, medians, times):
+        paired = statistics.median(a / b for a, b in zip(t, times[0]))
+        print(f"{median:8.1f} ms  {median / medians[0]:5.2f}x  per-round {paired:5.2f}x  {path}")
+    print(f"load average before {tuple(round(x, 2) for x in load_before)}, after "
+          f"{tuple(round(x, 2) for x in load_after)}; {args.threads} threads, {args.warmup} + {args.rounds} rounds")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
