@@ -10,8 +10,6 @@ is refused in one line naming the first, instead of both printing "wrote".
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import torch
 from edgeseg.atomic import ensure_writable_dir, locked_temp_file
 from edgeseg.errors import ConfigError, TrainingError, WeightsError, first_line
 from edgeseg.models.checkpoint_digest import check_digest, write_sealed
+from edgeseg.models.torch_file import load_torch_file
 from edgeseg.models.train_config import TrainConfig
 from edgeseg.run_lock import RunLock, lock_path_for, take
 
@@ -86,12 +85,7 @@ def save_state(path: Path, payload: dict[str, Any]) -> None:
 
 def load_state(path: Path) -> dict:
     """The training state `--resume` continues from, or one line saying why it cannot be used."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        reason = first_line(exc)[:160] or type(exc).__name__
-        raise WeightsError(f"{path}: training state is not readable (truncated or corrupt: {reason}); "
-                           f"start a new run without --resume") from None
+    state = load_torch_file(path, "training state", "; start a new run without --resume")
     check_digest(state, path, "training state")
     missing = [k for k in STATE_FIELDS if not isinstance(state, dict) or k not in state]
     if missing:

@@ -6,8 +6,6 @@ shape, the enum's metadata, or the labels the edgeseg checkpoint carries.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from edgeseg.errors import ConfigError, WeightsError, first_line
 from edgeseg.label_names import read_label_names
 from edgeseg.manifest import sha256_file
 from edgeseg.models.checkpoint_digest import DIGEST_KEY, check_digest, write_sealed
+from edgeseg.models.torch_file import load_torch_file
 from edgeseg.models.zoo import ZOO, build_model, zoo_entry
 
 CHECKPOINT_FORMAT = "edgeseg-checkpoint/1"
@@ -120,15 +119,7 @@ def _read_labels_file(path: Path, num_classes: int) -> tuple[str, ...]:
 def _load_file(path: Path) -> Any:
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except KeyError:  # torch's legacy reader takes the first byte of a text file for a pickle opcode it lacks
-        raise WeightsError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle; "
-                           "a text file?)") from None
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        reason = first_line(exc) or type(exc).__name__
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint "
-                           f"(truncated or corrupt: {reason[:160]})") from None
+    return load_torch_file(path)
 
 
 # What an edgeseg checkpoint must carry, and of which type (a hand-edited or foreign file may not).

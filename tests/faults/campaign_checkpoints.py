@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import shutil
 import struct
+import subprocess
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.faults.campaign_harness import Case, Kit, Setup, absent, chain, tree
+from tests.faults.campaign_harness import Case, Kit, Setup, absent, chain, copy, tree
 
 FAMILY = "2 checkpoints"
 # Replaces a loss or a weight mid-training with NaN/Inf (or, for fp16, a value past its range), then runs the CLI.
@@ -98,6 +99,102 @@ def train_argv(kit: Kit) -> list[str]:
             "--batch-size", "2", "--workers", "0", "--max-steps-per-epoch", "1", "--init", "scratch", "--no-bf16"]
 
 
+# A pickle that runs a command when unpickled: torch.load(weights_only=False) would create ./pwned.
+EVIL_PICKLE = """
+import os, sys, torch
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+torch.save({"state_dict": Evil()}, sys.argv[1])
+"""
+
+
+def written(name: str, content: bytes) -> Setup:
+    def setup(w: Path) -> None:
+        (w / name).parent.mkdir(parents=True, exist_ok=True)
+        (w / name).write_bytes(content)
+    return setup
+
+
+def truncated(src: Path, name: str, fraction: float) -> Setup:
+    def setup(w: Path) -> None:
+        data = src.read_bytes()
+        written(name, data[:int(len(data) * fraction)])(w)
+    return setup
+
+
+def saved(name: str, make: Callable[[], object]) -> Setup:
+    def setup(w: Path) -> None:
+        import torch
+
+        torch.save(make(), w / name)
+    return setup
+
+
+def evil_pickle(kit: Kit, name: str) -> Setup:
+    def setup(w: Path) -> None:
+        subprocess.run([kit.python, "-c", EVIL_PICKLE, str(w / name)], check=True, cwd=w, env=kit.env)
+    return setup
+
+
+def weights_files(kit: Kit) -> list[Case]:
+    """Files given as --weights / --init that are not (whole, honest) checkpoints."""
+    ckpt = kit.assets / "ckpt.pt"
+    convert = ["convert", "--weights", "w.pt", "--resolution", "64", "--verify-images", "1", "--out", "out"]
+    init = ["train", "--data", kit.a("voc"), "--init", "w.pt", "--resolution", "64", "--epochs", "1", "--workers", "0",
+            "--batch-size", "2", "--max-steps-per-epoch", "1", "--out", "t/m.pt"]
+
+    def zeros(shape: tuple[int, ...]) -> Callable[[], object]:
+        def make() -> object:
+            import torch
+
+            return torch.zeros(shape)
+        return make
+
+    bad: list[tuple[str, Setup]] = [
+        ("an empty file", written("w.pt", b"")),
+        ("a text file", written("w.pt", b"these are not weights\n")),
+        ("half a checkpoint", truncated(ckpt, "w.pt", 0.5)),
+        ("a checkpoint cut 100 bytes short", truncated(ckpt, "w.pt", 0.99999)),
+        ("a zip of text", written("w.pt", b"PK\x03\x04" + b"\x00" * 60)),
+        ("a bare tensor", saved("w.pt", zeros((3, 3)))),
+        ("a list", saved("w.pt", lambda: [1, 2, 3])),
+        ("a pickle that runs a command", evil_pickle(kit, "w.pt")),
+        ("a sealed checkpoint of an unknown architecture",
+         resealed(ckpt, "w.pt", lambda p: p.update(arch="resnet9000"))),
+        ("a sealed checkpoint with 3 labels for 7 classes",
+         resealed(ckpt, "w.pt", lambda p: p.update(labels=["a", "b", "c"]))),
+        ("a sealed checkpoint without its weights", resealed(ckpt, "w.pt", lambda p: p.pop("state_dict"))),
+    ]
+    no_pwned = absent("pwned")
+    found = [Case(FAMILY, f"convert refuses {name}", convert, setup=setup, timeout=300,
+                  check=lambda w, *rest: converted_nothing(w, *rest) or no_pwned(w, *rest)) for name, setup in bad]
+    found += [Case(FAMILY, f"train --init refuses {name}", init, setup=setup, timeout=300,
+                   check=lambda w, *rest: absent("t", "pwned")(w, *rest))
+              for name, setup in bad if name in ("half a checkpoint", "a pickle that runs a command", "a bare tensor")]
+    return found
+
+
+def states(kit: Kit) -> list[Case]:
+    """--resume with a state that is missing or belongs to another run."""
+    state = kit.assets / "state/m.pt.train-state"
+    resume = ["--epochs", "2", "--resume", "--out", "t/m.pt"]
+    train = train_argv(kit)
+    other_model = [a if a != "lraspp_mobilenet_v3_large" else "deeplabv3_mobilenet_v3_large" for a in train]
+    return [
+        Case(FAMILY, "resume without a state", [*train, *resume], check=absent("t")),
+        Case(FAMILY, "resume a state of another model", [*other_model, *resume], timeout=300,
+             setup=copy(state, "t/m.pt.train-state"), check=absent("t/m.pt")),
+        Case(FAMILY, "resume a state that is a folder", [*train, *resume], check=absent("t/m.pt"),
+             setup=lambda w: (w / "t/m.pt.train-state").mkdir(parents=True)),
+        Case(FAMILY, "resume an empty state", [*train, *resume], setup=written("t/m.pt.train-state", b""),
+             check=absent("t/m.pt")),
+        # The state holds epoch 1 of 1: the run is complete, and resuming it publishes its weights (exit 0).
+        Case(FAMILY, "resume a finished run publishes it", [*train, "--epochs", "1", "--resume", "--out", "t/m.pt"],
+             setup=copy(state, "t/m.pt.train-state"), expect="ok"),
+    ]
+
+
 def cases(kit: Kit) -> list[Case]:
     ckpt, state = kit.assets / "ckpt.pt", kit.assets / "state/m.pt.train-state"
     convert = ["convert", "--weights", "w.pt", "--resolution", "64", "--verify-images", "1", "--out", "out"]
@@ -153,4 +250,4 @@ def cases(kit: Kit) -> list[Case]:
                     "assert load_weights(sys.argv[1], arch='lraspp_mobilenet_v3_large').num_classes == 3"),
         Case(FAMILY, "train refuses lr 1e38", [*train_argv(kit), "--lr", "1e38", "--out", "t/m.pt"], check=absent("t")),
     ]
-    return found
+    return found + weights_files(kit) + states(kit)

@@ -111,7 +111,9 @@ def test_train_out_in_an_unwritable_place_is_refused_before_training(voc, capsys
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"PK\x03\x04 not a state", "training state is not readable (truncated or corrupt: "),
+    (b"PK\x03\x04 not a state", "not a readable PyTorch training state (truncated or corrupt: "),
+    (b"these are not weights\n", "not a PyTorch training state (neither a zip archive nor a pickle; a text file?); "
+                                  "start a new run without --resume"),
     (None, "training state lacks model, optimizer, epoch, history, init; start a new run without --resume"),
 ])
 def test_corrupt_resume_state_is_one_line(voc, tmp_path, capsys, content, message):

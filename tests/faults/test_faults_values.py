@@ -88,7 +88,9 @@ def test_the_refusal_comes_before_torch_is_imported(tmp_path, argv, message):
 
 
 @pytest.mark.parametrize("content", [b"hello\n", b"", b'{"state_dict": 1}', bytes(range(256)) * 8,
-                                     b"PK\x03\x04" + bytes(100)])
+                                     b"PK\x03\x04" + bytes(100),
+                                     b"these are not weights\n",  # torch's unpickler: IndexError (issue 30 campaign)
+                                     b"\x80\x02garbage"])
 def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path, content):
     from edgeseg.errors import WeightsError
     from edgeseg.models.weights import load_weights
@@ -101,9 +103,10 @@ def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path, content):
     assert message.startswith(f"{path}: not a") and len(message.splitlines()) == 1
 
 
-def test_convert_with_a_text_file_as_weights_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("text", ["hello\n", "these are not weights\n"])  # the second: an IndexError in torch
+def test_convert_with_a_text_file_as_weights_is_one_line(tmp_path, capsys, text):
     weights = tmp_path / "weights.txt"
-    weights.write_text("hello\n")
+    weights.write_text(text)
     out = tmp_path / "out"
     code, err = run(capsys, "convert", "--weights", str(weights), "--resolution", "64", "--out", str(out))
     assert code == 2
