@@ -5,11 +5,12 @@ before and after a change, a graph cut short with flatbuffer_utils, a peer's cac
 on the same scene with the same threads, the order rotated every round (peers.round_order). It prints each
 file's median, the ratio of medians to the first file and the median of the per-round ratios, with the load.
 
-    PYTHONPATH=/tmp/peers-site python benchmarks/scripts/engines_interleaved.py --resolution 640 \\
+    python benchmarks/scripts/engines_interleaved.py --resolution 640 \\
         peer-executorch-pt2e-int8-640.pte sample-android-cpu-int8-640.tflite ... [--rounds 16] [--threads 2]
 
-A .tflite takes float NHWC pixels 0..255 (edgeseg's android-cpu input) or, with 3 channels first, NCHW
-ImageNet-normalized input (the plain litert-torch peer); a .pte takes the NCHW normalized input.
+ExecuTorch must import (the peers extra). A .tflite takes float NHWC pixels 0..255 (edgeseg's android-cpu
+input) or, with 3 channels first, NCHW ImageNet-normalized input (the plain litert-torch peer); a .pte takes
+the NCHW normalized input.
 """
 
 from __future__ import annotations
