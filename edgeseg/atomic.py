@@ -142,6 +142,10 @@ def locked_temp_file(path: Path, suffix: str = "") -> tuple[Path, int]:
     """A new temporary file beside `path` (`.NAME.XXXX`), mode as a plain file, and the fd holding its
     lock: close the fd once the file is renamed or removed. Stale temporaries of dead writers go first."""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        # Renaming the temporary onto it would replace a device node (as root, /dev/full) or a pipe with a file.
+        raise ConfigError(f"{path}: exists and is not a regular file (a device, a pipe or a socket); edgeseg "
+                          "replaces only files it can rewrite whole")
     clean_stale_temps(path)
     # Made as `..NAME.XXXX` (which no cleaner matches), locked, then renamed to `.NAME.XXXX`: a cleaner
     # never meets it unlocked.

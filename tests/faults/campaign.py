@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("filter", nargs="?", default="",
-                        help="a family number (1-5), or text that the names of the cases to run contain")
+                        help="a family number (1-5), or text that the names of the cases to run contain "
+                             "(alternatives separated by |)")
     parser.add_argument("--tree", type=Path, default=REPO, help="the source checkout to test (default: this one)")
     parser.add_argument("--commit", help="test this commit of --tree as committed (exported with git archive into "
                                          "WORK/source), not the checkout's files")
@@ -97,7 +98,8 @@ def summary_table(records: list[dict], verdicts: tuple[str, ...]) -> str:
 
 
 def selected(case_family: str, case_name: str, text: str) -> bool:
-    return not text or (case_family.split()[0] == text if text.isdigit() else text in case_name)
+    return not text or (case_family.split()[0] == text if text.isdigit() else
+                        any(part in case_name for part in text.split("|")))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,8 @@ at once: one writes, the other is refused naming it; an output holding another r
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from tests.faults.campaign_checkpoints import flipped, train_argv
@@ -12,9 +14,13 @@ from tests.faults.campaign_harness import (
     Case,
     Check,
     Kit,
+    Setup,
     absent,
+    chain,
+    copy,
     count_in,
     empty,
+    fifo,
     no_half_set,
     only,
     tmpfs,
@@ -152,5 +158,73 @@ def earlier_runs(kit: Kit) -> list[Case]:
     ]
 
 
+def file_in_the_way(name: str) -> Setup:
+    def setup(w: Path) -> None:
+        (w / name).parent.mkdir(parents=True, exist_ok=True)
+        (w / name).write_text("mine\n")
+    return setup
+
+
+def untouched(name: str) -> Check:
+    def check(w: Path, code: int, err: str, out: str) -> str | None:
+        return None if (w / name).is_file() and (w / name).read_text() == "mine\n" else f"{name} was changed"
+    return check
+
+
+def device_node(name: str) -> Setup:
+    """A character device like /dev/full (1, 7: every write fails with ENOSPC), made here (needs root)."""
+    def setup(w: Path) -> None:
+        os.mknod(w / name, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    return setup
+
+
+def still_a_device(name: str) -> Check:
+    def check(w: Path, code: int, err: str, out: str) -> str | None:
+        return None if stat.S_ISCHR((w / name).lstat().st_mode) else f"{name} was replaced by a file"
+    return check
+
+
+def wrong_places(kit: Kit) -> list[Case]:
+    """Outputs named where a file (or folder) is in the way, or that name no writable thing."""
+    tiny, images = kit.a("tiny"), kit.a("images")
+    demo = ["demo", "--model", tiny, "--source", images, "--headless", "--threads", "1"]
+    in_the_way = [
+        ("predict --out", ["predict", "--model", tiny, "--source", images, "--out", "x"], "x"),
+        ("make-scenes --out", ["make-scenes", "--out", "x", "--size", "32", "--train", "2"], "x"),
+        ("convert --out", ["convert", "--resolution", "64", "--verify-images", "1", "--out", "x"], "x"),
+        ("bench --out", ["bench", "--artifacts", tiny, "--data", kit.a("voc"), "--images", "2", "--runs", "1",
+                         "--out", "x"], "x"),
+        ("demo --save-frames", [*demo, "--save-frames", "x"], "x"),
+        ("predict --out under", ["predict", "--model", tiny, "--source", images, "--out", "x/o"], "x"),
+        ("train --out under", [*train_argv(kit), "--epochs", "1", "--out", "x/m.pt"], "x"),
+        ("demo --save under", [*demo, "--save", "x/v.avi"], "x"),
+    ]
+    found = [Case(FAMILY, f"{name} a file", argv, setup=file_in_the_way(blocker), check=untouched(blocker),
+                  timeout=300) for name, argv, blocker in in_the_way]
+    found += [
+        Case(FAMILY, "demo --save .txt", [*demo, "--save", "v.txt"], check=absent("v.txt")),
+        Case(FAMILY, "demo --save a folder", [*demo, "--save", "d"], setup=lambda w: (w / "d").mkdir(),
+             check=absent("d")),
+        # A copy of /dev/full's node in the work folder (never the real one: a rename onto it replaced it with a
+        # checkpoint, as root), given directly and through a symlink with a video suffix.
+        Case(FAMILY, "train --out a device node", [*train_argv(kit), "--epochs", "1", "--out", "full"],
+             setup=device_node("full"), check=still_a_device("full"), timeout=300),
+        Case(FAMILY, "demo --save a symlink to a device node", [*demo, "--save", "v.avi"],
+             setup=chain(device_node("full"), lambda w: (w / "v.avi").symlink_to("full")),
+             check=still_a_device("full")),
+        Case(FAMILY, "train --out a named pipe", [*train_argv(kit), "--epochs", "1", "--out", "p"], setup=fifo("p"),
+             check=lambda w, *_: None if stat.S_ISFIFO((w / "p").lstat().st_mode) else "p is no longer a pipe",
+             timeout=300),
+        Case(FAMILY, "predict --force keeps a user's file", ["predict", "--model", tiny, "--source", images, "--out",
+                                                             "o", "--force"], expect="ok",
+             setup=chain(lambda w: kit.edgeseg(["predict", "--model", tiny, "--source", images, "--out", w / "o"]),
+                         file_in_the_way("o/notes.txt")), check=untouched("o/notes.txt")),
+        Case(FAMILY, "predict --out inside its --source", ["predict", "--model", tiny, "--source", "src", "--out",
+                                                           "src/pred"], expect="ok",
+             setup=copy(kit.assets / "images", "src"), check=count_in("src/pred/masks", 3)),
+    ]
+    return found
+
+
 def cases(kit: Kit) -> list[Case]:
-    return full_disk(kit) + killed(kit) + concurrent(kit) + earlier_runs(kit)
+    return full_disk(kit) + killed(kit) + concurrent(kit) + earlier_runs(kit) + wrong_places(kit)

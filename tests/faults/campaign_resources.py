@@ -5,6 +5,7 @@ loop), an image whose header claims 10^10 pixels skipped or refused, never decod
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.faults.campaign_harness import Case, Kit, Setup, absent, chain, copy, fifo, no_half_set
@@ -97,6 +98,68 @@ def threads_and_sizes(kit: Kit) -> list[Case]:
     return found
 
 
+def image(name: str, pixels: Callable[[], object]) -> Setup:
+    """An image written by OpenCV from the array `pixels()` gives (odd shapes, depths and channel counts)."""
+    def setup(w: Path) -> None:
+        import cv2
+
+        (w / name).parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(w / name), pixels())
+    return setup
+
+
+def array(shape: tuple[int, ...], dtype: str = "uint8") -> Callable[[], object]:
+    def make() -> object:
+        import numpy as np
+
+        return np.full(shape, 100, dtype)
+    return make
+
+
+def odd_sources(kit: Kit) -> list[Case]:
+    """Sources that are empty, not what their name says, unreachable, or images of unusual shape and depth."""
+    predict = ["predict", "--model", kit.a("tiny"), "--out", "out", "--threads", "1", "--first-frame-timeout", "3",
+               "--source"]
+    demo = ["demo", "--model", kit.a("tiny"), "--headless", "--threads", "1", "--first-frame-timeout", "3",
+            "--reconnect", "0", "--source"]
+    refused = [
+        ("an empty folder", "src", lambda w: (w / "src").mkdir()),
+        ("a folder of text named .png", "src", lambda w: ((w / "src").mkdir(), (w / "src/a.png").write_text("no"))),
+        ("an empty .mp4", "v.mp4", lambda w: (w / "v.mp4").write_bytes(b"")),
+        ("a text file named .mp4", "v.mp4", lambda w: (w / "v.mp4").write_text("not a video\n" * 100)),
+        ("a truncated PNG", "a.png", lambda w: (w / "a.png").write_bytes((kit.assets / "images/00.png")
+                                                                          .read_bytes()[:60])),
+        ("a missing file", "nowhere.png", None),
+        ("a closed rtsp port", "rtsp://127.0.0.1:9/stream", None),
+        ("a closed http port", "http://127.0.0.1:9/v.mp4", None),
+        ("an unknown scheme", "gopher://127.0.0.1/x", None),
+    ]
+    found = [Case(FAMILY, f"predict refuses {name}", [*predict, source], setup=setup, timeout=60, check=absent("out"))
+             for name, source, setup in refused]
+    found += [Case(FAMILY, f"demo refuses {name}", [*demo, source], setup=setup, timeout=60)
+              for name, source, setup in refused if name != "a folder of text named .png"]
+    found += [Case(FAMILY, f"demo refuses {name}", [*demo, source], timeout=60)
+              for name, source in (("a missing camera", "/dev/video99"), ("camera index 7", "7"),
+                                   ("csi://0 here", "csi://0"), ("a gst pipeline that cannot start",
+                                                                 "gst://videotestsrc ! fakesink"))]
+    found += [Case(FAMILY, f"predict reads {name}", [*predict, "src"], expect="ok", timeout=60,
+                   setup=image(f"src/{file}", pixels))
+              for name, file, pixels in (("a 1x1 image", "a.png", array((1, 1, 3))),
+                                         ("a 1x4000 image", "a.png", array((1, 4000, 3))),
+                                         ("a grey PNG", "a.png", array((40, 50))),
+                                         ("a 16-bit PNG", "a.png", array((40, 50, 3), "uint16")),
+                                         ("an RGBA PNG", "a.png", array((40, 50, 4))))]
+    # Not an 8-bit image: skipped and named, and with nothing else to read the run fails (a refusal is right).
+    found.append(Case(FAMILY, "predict skips a float TIFF", [*predict, "src"], timeout=60, check=absent("out"),
+                      setup=image("src/a.tiff", array((40, 50, 3), "float32"))))
+    above = str(len(os.sched_getaffinity(0)) + 1)
+    found += [Case(FAMILY, f"{cmd} --threads one above the cores", argv, timeout=60)
+              for cmd, argv in (("predict", [*predict[:-1], "--threads", above, "--source", kit.a("images")]),
+                                ("bench", ["bench", "--artifacts", kit.a("tiny"), "--threads", above, "--data",
+                                           kit.a("voc"), "--out", "b"]))]
+    return found
+
+
 def cases(kit: Kit) -> list[Case]:
-    return pipes_and_devices(kit) + threads_and_sizes(kit)
+    return pipes_and_devices(kit) + threads_and_sizes(kit) + odd_sources(kit)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -149,6 +150,29 @@ def test_a_second_train_into_a_checkpoint_being_written_is_refused_naming_the_fi
     assert one_line_error(err, "train") == (f"--out {out}: another train (pid 31337) is writing it; wait for it to end "
                                             "or choose another file")
     assert tree(out.parent) == [lock.name]
+
+
+NOT_A_FILE = "exists and is not a regular file (a device, a pipe or a socket); edgeseg replaces only files it can " \
+             "rewrite whole"
+
+
+def test_train_refuses_to_replace_a_pipe_or_device_given_as_out(tmp_path, capsys, synthetic_voc):
+    # Issue 30 campaign: `train --out /dev/full`, as root, renamed the checkpoint onto the device node (exit 0,
+    # /dev/full gone). A pipe stands in for the device here (no root needed); both are refused before training.
+    out = tmp_path / "p"
+    os.mkfifo(out)
+    code, err = run_cli(capsys, "train", "--data", synthetic_voc, "--resolution", "64", "--init", "scratch",
+                        "--epochs", "1", "--out", out)
+    assert code == 2 and one_line_error(err, "train") == f"{out}: {NOT_A_FILE}"
+    assert tree(tmp_path) == ["p"] and stat.S_ISFIFO(out.lstat().st_mode)
+
+
+def test_demo_refuses_to_replace_a_pipe_behind_its_save_name(tmp_path, capsys, model, images):
+    os.mkfifo(tmp_path / "p")
+    (tmp_path / "v.avi").symlink_to("p")
+    code, err = demo(capsys, model, images, "--save", tmp_path / "v.avi")
+    assert code == 2 and one_line_error(err, "demo") == f"{tmp_path / 'v.avi'}: {NOT_A_FILE}"
+    assert stat.S_ISFIFO((tmp_path / "p").lstat().st_mode) and (tmp_path / "v.avi").is_symlink()
 
 
 def test_a_killed_trains_lock_blocks_nobody(tmp_path):
