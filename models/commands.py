@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from edgeseg.errors import ConfigError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     _register_train(sub)
@@ -70,6 +72,8 @@ def _train(args: argparse.Namespace) -> int:
     from edgeseg.models.train_config import check_init, parse_image_pool_window
 
     parse_image_pool_window(config.image_pool_window)
+    if args.max_steps_per_epoch is not None and args.max_steps_per_epoch < 1:
+        raise ConfigError(f"--max-steps-per-epoch {args.max_steps_per_epoch}: must be 1 or more")
     check_init(config.init)  # before torch is imported: a wrong --init answers at once
     made = make_folder(args.out.parent)
     try:

@@ -16,6 +16,7 @@ the model in frame_grabber.py, the CSI camera's GStreamer pipeline in gstreamer.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -84,8 +85,8 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 def source_options_from_args(args: argparse.Namespace) -> SourceOptions:
     for name in ("input_width", "input_height", "input_rate"):
         value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} {value}: must be positive")
+        if value is not None and not 0 < value < math.inf:  # NaN fails both
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: must be a positive number")
     if args.reconnect < 0:
         raise ConfigError(f"--reconnect {args.reconnect}: must be 0 or more")
     return SourceOptions(loop=args.loop, realtime=args.realtime, width=args.input_width, height=args.input_height,
@@ -95,8 +96,9 @@ def source_options_from_args(args: argparse.Namespace) -> SourceOptions:
 
 def first_frame_timeout(seconds: float) -> float | None:
     """--first-frame-timeout S (demo and predict): the wait in seconds, None for 0 (forever)."""
-    if not seconds >= 0:  # negative, or NaN
-        raise ConfigError(f"--first-frame-timeout {seconds:g}: must be 0 (wait forever) or more")
+    if not 0 <= seconds < math.inf:  # negative, NaN or Inf
+        raise ConfigError(f"--first-frame-timeout {seconds:g}: must be 0 (wait forever) or a finite number of "
+                          "seconds")
     return seconds or None
 
 

@@ -95,10 +95,10 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from edgeseg.runtime.capture import first_frame_timeout
-    from edgeseg.runtime.predict import PredictConfig, parse_save, run_predict
+    from edgeseg.runtime.predict import PredictConfig, comma_list, parse_save, run_predict
     from edgeseg.runtime.render import RenderOptions
 
-    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) if args.classes else None
+    classes = comma_list("--classes", args.classes, "disc,box") if args.classes is not None else None
     config = PredictConfig(model=args.model, source=args.source, out=args.out, save=parse_save(args.save),
                            classes=classes, threads=args.threads, max_frames=args.max_frames,
                            video_frames=args.video_frames, progress=not args.no_progress, force=args.force,

@@ -49,9 +49,18 @@ def _warn(message: str) -> None:
     print(f"edgeseg predict: {message}", file=sys.stderr, flush=True)
 
 
+def comma_list(option: str, text: str, example: str) -> tuple[str, ...]:
+    """'a, b' -> ('a', 'b'); an empty list or an empty name in it is one line, never silently dropped."""
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise ConfigError(f"{option} {text!r}: {'is empty' if not text.strip() else 'holds an empty name'}; give "
+                          f"comma-separated names such as {example}")
+    return names
+
+
 def parse_save(text: str) -> tuple[str, ...]:
     """'mask,overlay' -> ('mask', 'overlay'); the mask is always written (it is the result)."""
-    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    kinds = comma_list("--save", text, "mask,overlay")
     unknown = [k for k in kinds if k not in SAVE_KINDS]
     if unknown:
         raise ConfigError(f"--save {text}: unknown {', '.join(unknown)}; choose from {', '.join(SAVE_KINDS)}")

@@ -89,5 +89,50 @@ def other_values(kit: Kit) -> list[Case]:
     return found
 
 
+def more_values(kit: Kit) -> list[Case]:
+    """Every numeric option at its edges (NaN, Inf, negative, zero, huge, not a number), refused before work."""
+    tiny, images = kit.a("tiny"), kit.a("images")
+    predict = ["predict", "--model", tiny, "--source", images, "--out", "o", "--threads", "1"]
+    demo = ["demo", "--model", tiny, "--source", images, "--headless", "--threads", "1"]
+    train = ["train", "--data", kit.a("voc"), "--resolution", "64", "--workers", "0", "--init", "scratch",
+             "--out", "t/m.pt"]
+    convert = ["convert", "--resolution", "64", "--out", "out"]
+    bench = ["bench", "--artifacts", tiny, "--data", kit.a("voc"), "--out", "b"]
+    found = [Case(FAMILY, f"predict {' '.join(argv)}", [*predict, *argv], check=absent("o"))
+             for argv in (["--alpha", "nan"], ["--alpha", "inf"], ["--first-frame-timeout", "-1"],
+                          ["--first-frame-timeout", "nan"], ["--max-frames", "0"], ["--save", "bogus"],
+                          ["--save", ""], ["--save", "mask,,overlay"], ["--classes", ""], ["--classes", "999"],
+                          ["--classes", "-1"])]
+    found += [Case(FAMILY, f"demo {' '.join(argv)}", [*demo, *argv])
+              for argv in (["--input-rate", "0"], ["--input-rate", "nan"], ["--input-width", "-5"],
+                           ["--input-height", "0"], ["--reconnect", "-1"], ["--first-frame-timeout", "nan"],
+                           ["--first-frame-timeout", "inf"], ["--alpha", "nan"])]
+    found += [Case(FAMILY, f"train {' '.join(argv)}", [*train, *argv], check=absent("t"), timeout=60)
+              for argv in (["--batch-size", "0"], ["--batch-size", "-2"], ["--workers", "-1"],
+                           ["--max-steps-per-epoch", "0"], ["--max-steps-per-epoch", "-3"], ["--scale-min", "0"],
+                           ["--scale-min", "2", "--scale-max", "1"], ["--scale-max", "nan"],
+                           ["--scale-max", "inf"], ["--lr", "inf"], ["--crop", "100000"], ["--seed", "-1"],
+                           ["--train-split", "nosuch"], ["--val-split", "nosuch"], ["--epochs", "1e9"])]
+    found += [Case(FAMILY, f"convert {' '.join(argv)}", [*convert, *argv], check=converted_nothing, timeout=60)
+              for argv in (["--verify-images", "-3"], ["--precision", "int8", "--calib-images", "0"],
+                           ["--precision", "int8", "--calib-images", "-5"], ["--precision", "int8", "--calib",
+                                                                            "synthetic:0"],
+                           ["--precision", "int8", "--calib", "synthetic:abc"], ["--target", "bogus"],
+                           ["--precision", "fp8"], ["--name", "../x"], ["--name", ""], ["--name", "a/b"],
+                           ["--verify-data", "nowhere"])]
+    found += [Case(FAMILY, f"bench {' '.join(argv)}", [*bench, *argv], check=absent("b"))
+              for argv in (["--runs", "-1"], ["--warmup", "-1"], ["--budget-ms", "nan"], ["--budget-ms", "-5"],
+                           ["--images", "0"])]
+    found += [Case(FAMILY, f"make-scenes {' '.join(argv)}", ["make-scenes", "--out", "s", "--size", "32", *argv],
+                   check=absent("s"))
+              for argv in (["--val", "-1"], ["--size", "abc"])]
+    # A seed past 64 bits is still a seed (0 or more): the set is written, the same for the same seed.
+    found.append(Case(FAMILY, "make-scenes --seed 10^20 writes a set", ["make-scenes", "--out", "s", "--size", "32",
+                                                                        "--train", "2", "--val", "1", "--seed",
+                                                                        "99999999999999999999"], expect="ok"))
+    found.append(Case(FAMILY, "info on a missing path", ["info", "nowhere.onnx"]))
+    return found
+
+
 def cases(kit: Kit) -> list[Case]:
-    return conversion_values(kit) + training_values(kit) + other_values(kit)
+    return conversion_values(kit) + training_values(kit) + other_values(kit) + more_values(kit)

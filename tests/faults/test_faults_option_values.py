@@ -165,3 +165,43 @@ def test_make_scenes_refuses_a_bad_value_before_writing_anything(tmp_path, capsy
     code, err = run_cli(capsys, "make-scenes", "--out", out, *argv)
     assert code == 2 and one_line_error(err, "make-scenes") == message.format(out=out)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def tiny_model(tmp_path) -> Path:
+    from tests.fault_kit import write_tiny_pair
+
+    return write_tiny_pair(tmp_path / "model")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--save", ""], "--save '': is empty; give comma-separated names such as mask,overlay"),
+    (["--save", "mask,,overlay"], "--save 'mask,,overlay': holds an empty name; give comma-separated names such as "
+                                  "mask,overlay"),
+    (["--classes", ""], "--classes '': is empty; give comma-separated names such as disc,box"),
+])
+def test_predict_refuses_an_empty_list_or_name_instead_of_dropping_it(tmp_path, capsys, tiny_model, argv, message):
+    # Issue 30 campaign: each was exit 0 (an empty --classes kept every class, as if it were not given).
+    out = tmp_path / "out"
+    code, err = run_cli(capsys, "predict", "--model", tiny_model, "--source", tiny_model, "--out", out, *argv)
+    assert code == 2 and one_line_error(err, "predict") == message
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_demo_refuses_a_camera_rate_that_is_not_a_finite_number(tmp_path, capsys, tiny_model, value):
+    # A NaN rate passed `value <= 0` and reached the camera's settings (ignored for a file, silently).
+    code, err = run_cli(capsys, "demo", "--model", tiny_model, "--source", tiny_model, "--headless",
+                        "--input-rate", value)
+    assert code == 2 and one_line_error(err, "demo") == f"--input-rate {float(value)}: must be a positive number"
+    assert tree(tmp_path) == ["model", "model/tiny.onnx", "model/tiny.onnx.json"]
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_train_refuses_max_steps_per_epoch_below_one(tmp_path, capsys, small_set, value):
+    # -3 trained every epoch on no batch at all and published the initial weights with exit 0.
+    out = tmp_path / "run" / "m.pt"
+    code, err = run_cli(capsys, "train", "--data", small_set, "--resolution", "64", "--init", "scratch",
+                        "--max-steps-per-epoch", value, "--out", out)
+    assert code == 2 and one_line_error(err, "train") == f"--max-steps-per-epoch {value}: must be 1 or more"
+    assert not out.parent.exists()

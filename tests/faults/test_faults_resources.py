@@ -117,11 +117,12 @@ def test_a_file_past_the_size_bound_is_skipped_unread(tmp_path, model, capsys, m
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["b_small.png"]
 
 
-@pytest.mark.parametrize("value", ["-1", "nan"])
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])  # inf: issue 30 campaign (0 is how to wait forever)
 def test_a_bad_first_frame_timeout_is_one_line(tmp_path, model, capsys, value):
     code, _, err = predict(capsys, model, tmp_path, tmp_path / "out", "--first-frame-timeout", value)
     assert code == 2
-    assert err == f"edgeseg predict: error: --first-frame-timeout {float(value):g}: must be 0 (wait forever) or more"
+    assert err == (f"edgeseg predict: error: --first-frame-timeout {float(value):g}: must be 0 (wait forever) or a "
+                   "finite number of seconds")
     assert not (tmp_path / "out").exists()
 
 

@@ -61,7 +61,7 @@ def test_negative_timeout_is_refused(tmp_path, capsys):
     code = main(["demo", "--model", str(tmp_path), "--source", "0", "--first-frame-timeout", "-1"])
     assert code == 2
     assert capsys.readouterr().err.strip() == ("edgeseg demo: error: --first-frame-timeout -1: "
-                                               "must be 0 (wait forever) or more")
+                                               "must be 0 (wait forever) or a finite number of seconds")
 
 
 def test_a_source_that_opens_in_time_is_unaffected(tmp_path):
