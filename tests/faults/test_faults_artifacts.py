@@ -1,4 +1,5 @@
-"""Fault injection, class 2: an artifact is checked before use, a manifest against its schema.
+"""Fault injection, issue 30 family 1 (class 2 of the first campaign):
+an artifact is checked before use, a manifest against its schema.
 
 Planted: flipped artifact bytes (info, demo, open_backend, the bench cache), and a manifest with a
 wrong field of each kind. Each is one line naming the file, exit 2 at the command line, and nothing runs.

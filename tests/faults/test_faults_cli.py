@@ -1,4 +1,5 @@
-"""Fault injection, class 5: whatever escapes a command is one line; a closed stdout ends quietly.
+"""Fault injection, issue 30 family 4 (class 5 of the first campaign):
+whatever escapes a command is one line; a closed stdout ends quietly.
 
 Exit codes: 2 for a problem with the input or the machine, 1 for an internal error (the traceback
 with --debug), 130 for Ctrl-C, 141 when the reader of stdout went away (`edgeseg ... | head`).

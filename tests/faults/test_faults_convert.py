@@ -1,4 +1,5 @@
-"""Fault injection, class 3 end to end: `edgeseg convert` itself killed between the artifact and its
+"""Fault injection, issue 30 family 4 (class 3 of the first campaign, end to end):
+`edgeseg convert` itself killed between the artifact and its
 manifest becoming visible, then rerun as two conversions into the same folder at once.
 
 The kill is `crash_point("publish:artifact-visible")` (os._exit at that moment, as SIGKILL would).

@@ -1,4 +1,5 @@
-"""Fault injection, class 6: requests that cannot succeed fail first, in one line, before any work.
+"""Fault injection, issue 30 family 5 (class 6 of the first campaign):
+requests that cannot succeed fail first, in one line, before any work.
 
 Planted: a VOC folder without (or with an empty) labels.txt, a truncated image among good ones,
 absurd resolutions, an unwritable `train --out`, a corrupt training state for `--resume`.

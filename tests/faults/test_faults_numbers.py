@@ -1,4 +1,5 @@
-"""Fault injection, class 1: verification and weight loading cannot be fooled by NaN or Inf.
+"""Fault injection, issue 30 family 2 (class 1 of the first campaign):
+verification and weight loading cannot be fooled by NaN or Inf.
 
 NaN is ignored by `max` and argmaxes to class 0 on both sides, so a model that outputs NaN everywhere
 used to verify with agreement 1.0 and a logit difference of 0. Here each planted non-finite value must

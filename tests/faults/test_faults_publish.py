@@ -1,4 +1,5 @@
-"""Fault injection, class 3: publishing survives kill -9 at any moment and two writers at once.
+"""Fault injection, issue 30 family 4 (class 3 of the first campaign):
+publishing survives kill -9 at any moment and two writers at once.
 
 A crash is simulated by `edgeseg.atomic.crash_point` (os._exit at a named moment, as SIGKILL would:
 no cleanup runs), in a child process, so it is exact and does not depend on timing. The child publishes

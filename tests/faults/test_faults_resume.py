@@ -1,4 +1,5 @@
-"""Fault injection, class 8: training killed after an epoch and resumed reaches the same weights as
+"""Fault injection, issue 30 family 2 (class 8 of the first campaign):
+training killed after an epoch and resumed reaches the same weights as
 an uninterrupted run with the same seed (data order, augmentation, dropout's RNG, optimizer state).
 
 The kill is `crash_point("train:epoch-saved")` in a child process: os._exit right after the first

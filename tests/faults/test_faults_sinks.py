@@ -1,4 +1,5 @@
-"""Fault injection, class 4: a sink that cannot write makes the command fail in one line, and no
+"""Fault injection, issue 30 family 4 (class 4 of the first campaign):
+a sink that cannot write makes the command fail in one line, and no
 frame is reported as written that cannot be read back.
 
 A full disk is simulated by patched writers: OpenCV's video writer whose file loses its tail (what

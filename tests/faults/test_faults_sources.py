@@ -1,4 +1,5 @@
-"""Fault injection, class 7: a source that never delivers a frame times out in one line.
+"""Fault injection, issue 30 family 3 (class 7 of the first campaign):
+a source that never delivers a frame times out in one line.
 
 Planted: a named pipe nobody writes to (opening it blocks in the OS, with no timeout of its own).
 """
