@@ -330,7 +330,9 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     images = calibration_images(job.calibration, count, precision="int8") if job.precision == "int8" else None
     spec = float_input_spec(job)
     split_record = None
-    if job.target.litert is not None and job.target.litert.delegate in region_split.DELEGATES:
+    if job.options.get("region_split") is False:
+        split_record = {"applied": False, "reason": "disabled (--no-region-split)"}
+    elif job.target.litert is not None and job.target.litert.delegate in region_split.DELEGATES:
         check_images = [image for image_set in job.verification_sets() for image in image_set.images]
         model, split_record = region_split.apply_for_export(job.model, job.height, job.width,
                                                             check_images[:region_split.CHECK_IMAGES])

@@ -137,3 +137,16 @@ def test_litert_runs_the_split_as_one_xnnpack_partition_without_transpose():
     pixels = np.random.default_rng(0).uniform(0, 1, (1, 16, 16, 3)).astype(np.float32)
     int8_model = bytes(q.quantize(q.calibrate({key: [{input_name: pixels}]})).quantized_model)
     assert xnnpack.partitions(int8_model) == 1 and not xnnpack.outside_ops(int8_model)
+
+
+@pytest.mark.slow
+def test_no_region_split_keeps_the_convolutions_whole_and_the_manifest_says_so(make):
+    """At 224 px the rate-12 ASPP branch reads a 14 x 14 map: android-cpu splits it unless --no-region-split."""
+    split, whole = make("fp32", resolution=224), make("fp32", resolution=224, region_split=False)
+    record = split["conversion"]["region_split"]
+    assert record["applied"] is True and [layer["name"] for layer in record["layers"]] == ["classifier.0.convs.1.0"]
+    assert whole["conversion"]["region_split"] == {"applied": False, "reason": "disabled (--no-region-split)"}
+    assert whole["conversion"]["ops"]["CONV_2D"] < split["conversion"]["ops"]["CONV_2D"]
+    assert whole["conversion"]["xnnpack_partitions"] == split["conversion"]["xnnpack_partitions"] == 1
+    sizes = [(Path(m["manifest_path"]).parent / m["artifact"]).stat().st_size for m in (whole, split)]
+    assert sizes[0] < sizes[1]  # the split repeats the branch's weights per region
