@@ -1,7 +1,7 @@
-"""The issue-30 fault campaign: about 190 hostile command lines against an installed edgeseg, each run in a fresh
+"""The issue-30 fault campaign: 335 hostile command lines against an installed edgeseg, each run in a fresh
 folder, judged on its exit code, its one-line message and what it leaves on disk (verdicts:
 tests/faults/campaign_harness.py). Not part of pytest (it mounts RAM disks, needs root for the full-disk cases,
-and takes 10 to 20 minutes on 2 cores); the fault suite beside it (test_faults_*.py) keeps each fixed case.
+and takes about 10 minutes on 2 cores); the fault suite beside it (test_faults_*.py) keeps each fixed case.
 
     .venv/bin/python tests/faults/campaign.py                  # this checkout, all cases
     .venv/bin/python tests/faults/campaign.py 3                # family 3 only
