@@ -63,16 +63,7 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-percentile", type=float, default=None,
                    help=f"the percentile of |x| for --calib-method percentile, above {PERCENTILE_ABOVE:g} and at most "
                         f"{PERCENTILE_MAX:g} (default: {DEFAULT_PERCENTILE})")
-    p.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
-                   help="input/output type of a full-INT8 TFLite model (default: %(default)s)")
-    p.add_argument("--no-aspp-rewrite", action="store_true",
-                   help="export the dilated convolutions as they are, even where their off-centre taps only read "
-                        "padding at this resolution (see docs/aspp-rewrite.md)")
-    p.add_argument("--no-region-split", action="store_true",
-                   help="android-cpu (LiteRT with XNNPACK): keep each dilated convolution whole instead of splitting "
-                        "it by output region so only the taps that read the map are computed; the split is exact and "
-                        "faster (1.3-1.4x at 640) but repeats weights per region: the .tflite is about 1.6x as large "
-                        "at 320 and 2.6x at 640 (see docs/android.md)")
+    _add_graph_options(p)
     p.add_argument("--verify-data", default=None,
                    help="images to verify on (default: ../shared/data/voc-sample when present, else synthetic scenes)")
     p.add_argument("--verify-images", type=int, default=DEFAULT_VERIFY_IMAGES,
@@ -85,6 +76,20 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(run=_convert)
+
+
+def _add_graph_options(p: argparse.ArgumentParser) -> None:
+    """The options that change the exported graph (each recorded in the manifest's `conversion`)."""
+    p.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
+                   help="input/output type of a full-INT8 TFLite model (default: %(default)s)")
+    p.add_argument("--no-aspp-rewrite", action="store_true",
+                   help="export the dilated convolutions as they are, even where their off-centre taps only read "
+                        "padding at this resolution (see docs/aspp-rewrite.md)")
+    p.add_argument("--no-region-split", action="store_true",
+                   help="android-cpu (LiteRT with XNNPACK): keep each dilated convolution whole instead of splitting "
+                        "it by output region so only the taps that read the map are computed; the split is exact and "
+                        "faster (1.3-1.4x at 640) but repeats weights per region: the .tflite is about 1.6x as large "
+                        "at 320 and 2.6x at 640 (see docs/android.md)")
 
 
 def _convert(args: argparse.Namespace) -> int:
