@@ -81,7 +81,7 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
 def _add_graph_options(p: argparse.ArgumentParser) -> None:
     """The options that change the exported graph (each recorded in the manifest's `conversion`)."""
     p.add_argument("--int8-io", choices=("float", "int8", "uint8"), default="float",
-                   help="input/output type of a full-INT8 TFLite model (default: %(default)s)")
+                   help="input/output type of a full-INT8 TFLite model (android-* targets only; default: %(default)s)")
     p.add_argument("--no-aspp-rewrite", action="store_true",
                    help="export the dilated convolutions as they are, even where their off-centre taps only read "
                         "padding at this resolution (see docs/aspp-rewrite.md)")
@@ -89,7 +89,7 @@ def _add_graph_options(p: argparse.ArgumentParser) -> None:
                    help="android-cpu (LiteRT with XNNPACK): keep each dilated convolution whole instead of splitting "
                         "it by output region so only the taps that read the map are computed; the split is exact and "
                         "faster (1.3-1.4x at 640) but repeats weights per region: the .tflite is about 1.6x as large "
-                        "at 320 and 2.6x at 640 (see docs/android.md)")
+                        "at 320 and 2.6x at 640 (see docs/android.md); other targets refuse it")
 
 
 def _convert(args: argparse.Namespace) -> int:

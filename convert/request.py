@@ -155,6 +155,17 @@ def _check_percentile(request: ConvertRequest) -> None:
         raise ConfigError(f"--calib-percentile {value}: applies to --calib-method percentile only")
 
 
+def _check_graph_options(request: ConvertRequest, target: TargetProfile) -> None:
+    """Options only some targets' exports take: refused elsewhere, not silently ignored."""
+    int8_io = request.options.get("int8_io")
+    if int8_io not in (None, "float") and target.litert is None:
+        raise ConfigError(f"--int8-io {int8_io}: only a TFLite model (the android-* targets) has integer "
+                          f"input/output; {target.name} takes and gives float")
+    if request.options.get("region_split") is False and not (target.litert and target.litert.splits_dilated_convs):
+        raise ConfigError(f"--no-region-split: only android-cpu (LiteRT with XNNPACK) splits dilated convolutions "
+                          f"by region; {target.name}'s export keeps them whole already")
+
+
 def _check_labels_file(request: ConvertRequest) -> None:
     """--labels names a plain state dict's classes: readable UTF-8 now; weights that carry their own labels
     (the sample, torchvision's, an edgeseg checkpoint: see models.weights) refuse it instead of ignoring it."""
@@ -208,6 +219,7 @@ def plan(request: ConvertRequest) -> ConvertPlan:
     _check_counts(request)
     _check_percentile(request)
     _check_calibration(request, target)
+    _check_graph_options(request, target)
     _check_files(request)
     weights_path = _weights_file(request)
     ensure_writable_dir(request.out)

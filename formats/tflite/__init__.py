@@ -14,8 +14,17 @@ class LiteRTOptions:
 
     delegate: str = "xnnpack"
 
+    @property
+    def splits_dilated_convs(self) -> bool:
+        """Whether the export splits dilated convolutions by output region for this delegate (measured to pay on
+        XNNPACK, whose kernels compute every tap, padded or not: formats/tflite/convert/region_split.py)."""
+        return self.delegate in REGION_SPLIT_DELEGATES
+
     def to_dict(self) -> dict:
         return {"delegate": self.delegate}
+
+
+REGION_SPLIT_DELEGATES = ("xnnpack",)
 
 
 LITERT = Package("ai_edge_litert", "ai-edge-litert", "litert")

@@ -205,3 +205,23 @@ def test_train_refuses_max_steps_per_epoch_below_one(tmp_path, capsys, small_set
                         "--max-steps-per-epoch", value, "--out", out)
     assert code == 2 and one_line_error(err, "train") == f"--max-steps-per-epoch {value}: must be 1 or more"
     assert not out.parent.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--target", "host-cpu", "--precision", "int8", "--calib", "synthetic:2", "--int8-io", "uint8"],
+     "--int8-io uint8: only a TFLite model (the android-* targets) has integer input/output; host-cpu takes and "
+     "gives float"),
+    (["--target", "intel-cpu", "--int8-io", "int8"],
+     "--int8-io int8: only a TFLite model (the android-* targets) has integer input/output; intel-cpu takes and "
+     "gives float"),
+    (["--target", "host-cpu", "--no-region-split"],
+     "--no-region-split: only android-cpu (LiteRT with XNNPACK) splits dilated convolutions by region; host-cpu's "
+     "export keeps them whole already"),
+    (["--target", "android-gpu", "--no-region-split"],
+     "--no-region-split: only android-cpu (LiteRT with XNNPACK) splits dilated convolutions by region; "
+     "android-gpu's export keeps them whole already"),
+])
+def test_a_graph_option_the_target_does_not_take_is_refused_not_ignored(tmp_path, capsys, argv, message):
+    code, err = run_cli(capsys, "convert", *argv, "--out", tmp_path / "out")
+    assert code == 2 and one_line_error(err, "convert") == message
+    assert tree(tmp_path) == []  # refused before the output folder was made

@@ -332,7 +332,7 @@ def export(job: ExportJob, staging: Path) -> ExportResult:
     split_record = None
     if job.options.get("region_split") is False:
         split_record = {"applied": False, "reason": "disabled (--no-region-split)"}
-    elif job.target.litert is not None and job.target.litert.delegate in region_split.DELEGATES:
+    elif job.target.litert is not None and job.target.litert.splits_dilated_convs:
         check_images = [image for image_set in job.verification_sets() for image in image_set.images]
         model, split_record = region_split.apply_for_export(job.model, job.height, job.width,
                                                             check_images[:region_split.CHECK_IMAGES])

@@ -35,8 +35,6 @@ from edgeseg.convert.aspp_rewrite import REWRITE_RELATIVE_TOLERANCE, compare_mod
 
 # Split a convolution only when its regions keep at most this share of its multiply-adds.
 MAX_KEPT_FRACTION = 0.75
-# The LiteRT delegates whose kernels compute every tap, padded or not, and for which the split was measured.
-DELEGATES = ("xnnpack",)
 CHECK_IMAGES = 4  # images the split model is compared on with the unsplit one (PyTorch, FP32)
 
 
