@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -115,15 +114,6 @@ METADATA_EDITS = {
     "fp16": (_set("", precision="fp16"), "precision"),
     "other architecture": (lambda m: m["model"].update(architecture="deeplabv3_resnet50"), "architecture"),
 }
-
-
-@pytest.fixture
-def images(tmp_path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for i in range(2):
-        cv2.imwrite(str(folder / f"{i:02d}.png"), np.full((48, 64, 3), 50 * i, np.uint8))
-    return folder
 
 
 def predict(capsys, manifest: Path, images: Path, out: Path) -> tuple[int, str]:

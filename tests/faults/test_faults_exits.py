@@ -24,22 +24,9 @@ from edgeseg.cli import main
 from edgeseg.manifest import manifest_path_for
 from edgeseg.runtime import predict as predict_module
 from tests.fault_kit import tiny_manifest, write_tiny_pair
+from tests.faults.campaign_kit import tree
 
 LOCK = ".edgeseg-predict.lock"
-
-
-@pytest.fixture
-def model(tmp_path) -> Path:
-    return write_tiny_pair(tmp_path / "model")
-
-
-@pytest.fixture
-def images(tmp_path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(folder / f"{i:02d}.png"), np.full((40, 56, 3), 60 * i, np.uint8))
-    return folder
 
 
 def run(capsys, *argv: str) -> tuple[int, str]:
@@ -50,10 +37,6 @@ def run(capsys, *argv: str) -> tuple[int, str]:
 def predict(capsys, model: Path, source: Path, out: Path, *extra: str) -> tuple[int, str]:
     return run(capsys, "predict", "--model", str(model), "--source", str(source), "--out", str(out), "--no-progress",
                "--threads", "1", *extra)
-
-
-def tree(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
 # ---- bench: non-zero when nothing was measured ------------------------------------------------------

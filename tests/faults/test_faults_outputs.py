@@ -12,7 +12,6 @@ import json
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -27,15 +26,6 @@ NON_FINITE = (f"tiny.onnx: the model output holds {SIZE * SIZE} non-finite value
               "no mask can be taken from it (diverged or corrupted weights, an FP16/INT8 overflow?)")
 PROGRESS = re.compile(r"^(demo|predict|bench): .*\[\d\d:\d\d")
 MASK_OUTPUT = {"kind": "mask", "layout": "NHW", "dtype": "int64"}
-
-
-@pytest.fixture
-def images(tmp_path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(folder / f"{i:02d}.png"), np.full((48, 64, 3), 40 * i, np.uint8))
-    return folder
 
 
 def run(capsys, *argv: str) -> tuple[int, str]:

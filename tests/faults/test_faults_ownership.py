@@ -47,20 +47,6 @@ def another_run(output: Path, pid: int = 4242):
         os.close(fd)
 
 
-@pytest.fixture
-def model(tmp_path) -> Path:
-    return write_tiny_pair(tmp_path / "model")
-
-
-@pytest.fixture
-def images(tmp_path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(folder / f"{i:02d}.png"), np.full((48, 64, 3), 40 * i, np.uint8))
-    return folder
-
-
 def demo(capsys, model: Path, source: Path, *extra: object) -> tuple[int, str]:
     return run_cli(capsys, "demo", "--model", model, "--source", source, "--headless", "--threads", "1", *extra)
 

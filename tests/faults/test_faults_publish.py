@@ -168,7 +168,6 @@ def test_legacy_unlocked_staging_is_removed_once_old(tmp_path):
     assert leftovers(tmp_path) == [young.name]
 
 
-
 def test_a_killed_runs_half_published_artifact_is_recognised_as_its_leftover(tmp_path):
     from edgeseg.atomic import interrupted_publish
 

@@ -21,7 +21,6 @@ import pytest
 
 from edgeseg.cli import main
 from edgeseg.runtime import image_files
-from tests.fault_kit import write_tiny_pair
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
 
@@ -33,11 +32,6 @@ def png_header(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
-@pytest.fixture
-def model(tmp_path) -> Path:
-    return write_tiny_pair(tmp_path / "model")
 
 
 @pytest.fixture

@@ -21,12 +21,6 @@ import pytest
 from edgeseg.cli import main
 from edgeseg.runtime import sinks
 from tests.constants import REPO
-from tests.fault_kit import write_tiny_pair
-
-
-@pytest.fixture
-def model(tmp_path) -> Path:
-    return write_tiny_pair(tmp_path / "model")
 
 
 @pytest.fixture
