@@ -14,14 +14,48 @@ the load average before and after.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 from edgeseg.manifest import load_manifest
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.scenes import generate_scene, scene_rng
+
+
+def round_order(index: int, count: int) -> list[int]:
+    """The order of round `index`: a Williams design, in which over `count` rounds (`2 * count` when `count` is
+    odd) every call runs right after every other call equally often within a round. A fixed order, or one only
+    rotated (where a call's predecessor stays the same), biases the rows: the engine right after an ONNX Runtime
+    session ran 20-25 % slower (measured at 640: LiteRT INT8 138 ms after it, 112 ms after ExecuTorch, same
+    process), because ORT's idle workers spin for a while after each run on the cores the next engine needs."""
+    first, low, high = [0], 1, count - 1
+    while len(first) < count:  # 0, 1, n-1, 2, n-2, ...: each difference between neighbours once
+        first.append(low)
+        low += 1
+        if len(first) < count:
+            first.append(high)
+            high -= 1
+    order = [(k + index) % count for k in first]
+    return order[::-1] if count % 2 and (index // count) % 2 else order
+
+
+def interleaved_times(calls: list[Callable[[], object]], *, rounds: int, warmup: int) -> list[list[float]]:
+    """Each call's wall time in ms, per timed round: every round runs every call once, in the order
+    `round_order` gives, after `warmup` untimed rounds (the same machinery for edgeseg's artifacts here and
+    for the peers' engines in benchmarks/scripts)."""
+    times: list[list[float]] = [[] for _ in calls]
+    for index in range(warmup + rounds):
+        for k in round_order(index, len(calls)):
+            start = time.perf_counter()
+            calls[k]()
+            if index >= warmup:
+                times[k].append((time.perf_counter() - start) * 1000)
+    return times
 
 
 def interleaved_medians(artifacts: list[Path], *, rounds: int = 15, warmup: int = 2,
@@ -31,13 +65,8 @@ def interleaved_medians(artifacts: list[Path], *, rounds: int = 15, warmup: int 
     image = generate_scene(scene_rng(0, "val", 0))[0]  # one real scene, preprocessed per artifact's spec
     with ExitStack() as opened:  # closed in reverse order, also when a later one fails to open
         segmenters = [opened.enter_context(Segmenter.open(m, threads=threads)) for m in manifests]
-        batches = [s.preprocess_rgb(image) for s in segmenters]
-        times: list[list[float]] = [[] for _ in segmenters]
-        for round_index in range(warmup + rounds):
-            for k, (segmenter, batch) in enumerate(zip(segmenters, batches)):
-                segmenter.infer(batch)
-                if round_index >= warmup:
-                    times[k].append(segmenter.last_inference_ms)
+        calls = [functools.partial(s.infer, s.preprocess_rgb(image)) for s in segmenters]
+        times = interleaved_times(calls, rounds=rounds, warmup=warmup)
     return [statistics.median(t) for t in times]
 
 

@@ -2,8 +2,8 @@
 
 peers.py converts and times whole tables; this times files already there (two conversions of the same model
 before and after a change, a graph cut short with flatbuffer_utils, a peer's cached .pte), each once per round
-on the same scene with the same threads, the order rotated every round (peers.round_order). It prints each
-file's median, the ratio of medians to the first file and the median of the per-round ratios, with the load.
+on the same scene with the same threads, in a balanced order (edgeseg.benchmarks.interleaved). It prints
+each file's median, the ratio of medians to the first file and the median of the per-round ratios, with the load.
 
     python benchmarks/scripts/engines_interleaved.py --resolution 640 \\
         peer-executorch-pt2e-int8-640.pte sample-android-cpu-int8-640.tflite ... [--rounds 16] [--threads 2]
@@ -16,14 +16,14 @@ the NCHW normalized input.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
-import time
 from pathlib import Path
 
 import peer_engines as engines  # beside this script
-from peers import round_order
 
+from edgeseg.benchmarks.interleaved import interleaved_times
 from edgeseg.runtime.preprocess import InputSpec
 from edgeseg.scenes import generate_scene, scene_rng
 
@@ -61,15 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     runners = [engines.ExecuTorchRunner(f, spec, args.threads, f.name) if f.suffix == ".pte"
                else TFLiteFile(f, args.threads, args.resolution) for f in args.files]
     image = generate_scene(scene_rng(0, "val", 0))[0]
-    batches = [r.prepare(image) for r in runners]
-    times: list[list[float]] = [[] for _ in runners]
+    calls = [functools.partial(r.run, r.prepare(image)) for r in runners]
     load_before = os.getloadavg()
-    for index in range(args.warmup + args.rounds):
-        for k in round_order(index, len(runners)):
-            start = time.perf_counter()
-            runners[k].run(batches[k])
-            if index >= args.warmup:
-                times[k].append((time.perf_counter() - start) * 1000)
+    times = interleaved_times(calls, rounds=args.rounds, warmup=args.warmup)
     load_after = os.getloadavg()
     medians = [statistics.median(t) for t in times]
     for path, median, t in zip(args.files, medians, times):

@@ -25,17 +25,18 @@ Needs the full install plus the `peers` extra (pip install 'edgeseg[all,peers]')
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import peer_engines as engines  # beside this script
 
+from edgeseg.benchmarks.interleaved import interleaved_times
 from edgeseg.errors import ConfigError, EdgesegError, first_line
 
 CPU_TARGETS = ("host-cpu", "android-cpu", "intel-cpu")
@@ -121,27 +122,11 @@ def peer_runners(args: argparse.Namespace, resolution: int, out: Path, reference
     return runners
 
 
-def round_order(index: int, count: int) -> list[int]:
-    """The runners of round `index`, rotated by one place each round: every runner follows every other one
-    equally often. In a fixed order the runner after an ONNX Runtime session ran 20-25 % slower (measured
-    at 640: LiteRT INT8 138 ms after it, 112 ms after ExecuTorch, same process): ORT's idle workers spin
-    for a while after each run, on the cores the next engine needs."""
-    return [(index + k) % count for k in range(count)]
-
-
 def interleaved_medians(runners: list[engines.Runner], image: np.ndarray, rounds: int, warmup: int) -> list[float]:
     """Median inference ms of each runner over `rounds` rounds that run each once on `image` (preprocessed
-    per runner outside the timing), in an order rotated every round (`round_order`)."""
-    batches = [r.prepare(image) for r in runners]
-    times: list[list[float]] = [[] for _ in runners]
-    for index in range(warmup + rounds):
-        for k in round_order(index, len(runners)):
-            runner, batch = runners[k], batches[k]
-            start = time.perf_counter()
-            runner.run(batch)
-            if index >= warmup:
-                times[k].append((time.perf_counter() - start) * 1000)
-    return [statistics.median(t) for t in times]
+    per runner outside the timing), in a balanced order (edgeseg.benchmarks.interleaved.round_order)."""
+    calls = [functools.partial(r.run, r.prepare(image)) for r in runners]
+    return [statistics.median(t) for t in interleaved_times(calls, rounds=rounds, warmup=warmup)]
 
 
 def labelled_set(dataset, labels: tuple[str, ...], count: int) -> tuple[str, list, list] | None:
