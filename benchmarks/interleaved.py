@@ -18,7 +18,7 @@ import functools
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -44,7 +44,7 @@ def round_order(index: int, count: int) -> list[int]:
     return order[::-1] if count % 2 and (index // count) % 2 else order
 
 
-def interleaved_times(calls: list[Callable[[], object]], *, rounds: int, warmup: int) -> list[list[float]]:
+def interleaved_times(calls: Sequence[Callable[[], object]], *, rounds: int, warmup: int) -> list[list[float]]:
     """Each call's wall time in ms, per timed round: every round runs every call once, in the order
     `round_order` gives, after `warmup` untimed rounds (the same machinery for edgeseg's artifacts here and
     for the peers' engines in benchmarks/scripts)."""
