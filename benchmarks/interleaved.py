@@ -1,9 +1,10 @@
 """Side-by-side latency of a few artifacts in one process, interleaved round by round.
 
 `edgeseg bench` measures its rows one after another, so a change in machine load between two rows
-shows up as a speed difference. Here every artifact is loaded once and each round runs each of
-them once on the same frame, with the same thread count: a load change hits all of them alike,
-and the ratio of their medians stays meaningful on a shared machine (the absolute times do not).
+shows up as a speed difference. Here every artifact is loaded once and each round times each of
+them once on the same frame (right after one untimed run of the same artifact), with the same thread
+count: a load change hits all of them alike, and the ratio of their medians stays meaningful on a
+shared machine (the absolute times do not).
 
     python -m edgeseg.benchmarks.interleaved FP32_ARTIFACT INT8_ARTIFACT ... [--rounds 15] [--threads 2]
 
@@ -44,13 +45,27 @@ def round_order(index: int, count: int) -> list[int]:
     return order[::-1] if count % 2 and (index // count) % 2 else order
 
 
-def interleaved_times(calls: Sequence[Callable[[], object]], *, rounds: int, warmup: int) -> list[list[float]]:
-    """Each call's wall time in ms, per timed round: every round runs every call once, in the order
+# Untimed runs of a call right before its timed one. With none, every timed run followed another engine's
+# run, which no deployment does: at 320 px (2 threads, 15 engines, 30 rounds) ExecuTorch PT2E INT8 read 0.52-0.62
+# of ONNX Runtime FP32 that way and 0.95-0.98 with one lead-in run, as it does alone, back to back (0.98);
+# NNCF's INT8 read 0.33-0.36 against edgeseg intel-cpu INT8's 0.42-0.45, and 0.42 against 0.42-0.48 with a
+# lead-in (alone: 0.45 against 0.42). One is enough: with it the interleaved ratios match each engine run alone.
+LEAD_IN = 1
+
+
+def interleaved_times(calls: Sequence[Callable[[], object]], *, rounds: int, warmup: int,
+                      lead_in: int = LEAD_IN) -> list[list[float]]:
+    """Each call's wall time in ms, per timed round: every round gives every call a turn, in the order
     `round_order` gives, after `warmup` untimed rounds (the same machinery for edgeseg's artifacts here and
-    for the peers' engines in benchmarks/scripts)."""
+    for the peers' engines in benchmarks/scripts). A turn is `lead_in` untimed runs and one timed run, so
+    the timed run meets the engine as a loop that runs only it does (its own threads awake, its own data in
+    the caches), not as the previous engine left the cores; the round-by-round interleaving still spreads
+    any change in machine load over all the calls alike."""
     times: list[list[float]] = [[] for _ in calls]
     for index in range(warmup + rounds):
         for k in round_order(index, len(calls)):
+            for _ in range(lead_in):
+                calls[k]()
             start = time.perf_counter()
             calls[k]()
             if index >= warmup:

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import peer_engines as engines  # beside this script
 
-from edgeseg.benchmarks.interleaved import interleaved_times
+from edgeseg.benchmarks.interleaved import LEAD_IN, interleaved_times
 from edgeseg.errors import ConfigError, EdgesegError, first_line
 
 CPU_TARGETS = ("host-cpu", "android-cpu", "intel-cpu")
@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=30, help="timed rounds (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default: %(default)s)")
     p.add_argument("--threads", type=int, default=2, help="threads of every engine (default: %(default)s)")
+    p.add_argument("--lead-in", type=int, default=LEAD_IN,
+                   help="untimed runs of an engine right before each timed one (default: %(default)s; 0 times "
+                        "every run right after another engine's, as the tables before 2026-12-06 did)")
     p.add_argument("--voc", type=Path, default=Path(__file__).resolve().parents[3] / "shared/data/voc-sample",
                    help="VOC-layout folder: calibration (train split) and agreement/mIoU (val split)")
     p.add_argument("--images", type=int, default=16, help="VOC images scored per row (default: %(default)s)")
@@ -77,6 +80,8 @@ def check_args(args: argparse.Namespace) -> list[int]:
     resolutions = [parse_resolution(r.strip())[0] for r in args.resolutions.split(",")]
     if args.rounds < 1 or args.warmup < 0 or args.threads < 1 or args.images < 1 or args.calib_images < 1:
         raise ConfigError("--rounds, --threads, --images and --calib-images must be at least 1, --warmup at least 0")
+    if args.lead_in < 0:
+        raise ConfigError(f"--lead-in {args.lead_in}: must be 0 or more")
     if not (args.voc / "JPEGImages").is_dir():
         raise ConfigError(f"--voc {args.voc}: not a VOC-layout folder (no JPEGImages/)")
     unknown = set(args.peers.split(",")) - set(engines.PEERS) - {""}
@@ -122,11 +127,13 @@ def peer_runners(args: argparse.Namespace, resolution: int, out: Path, reference
     return runners
 
 
-def interleaved_medians(runners: list[engines.Runner], image: np.ndarray, rounds: int, warmup: int) -> list[float]:
-    """Median inference ms of each runner over `rounds` rounds that run each once on `image` (preprocessed
-    per runner outside the timing), in a balanced order (edgeseg.benchmarks.interleaved.round_order)."""
+def interleaved_medians(runners: list[engines.Runner], image: np.ndarray, rounds: int, warmup: int,
+                        lead_in: int = LEAD_IN) -> list[float]:
+    """Median inference ms of each runner over `rounds` rounds that time each once on `image` (preprocessed
+    per runner outside the timing) after `lead_in` untimed runs of it, in a balanced order
+    (edgeseg.benchmarks.interleaved)."""
     calls = [functools.partial(r.run, r.prepare(image)) for r in runners]
-    return [statistics.median(t) for t in interleaved_times(calls, rounds=rounds, warmup=warmup)]
+    return [statistics.median(t) for t in interleaved_times(calls, rounds=rounds, warmup=warmup, lead_in=lead_in)]
 
 
 def labelled_set(dataset, labels: tuple[str, ...], count: int) -> tuple[str, list, list] | None:
@@ -183,7 +190,7 @@ def measure(args: argparse.Namespace, resolution: int, failures: dict[str, str])
     try:
         print(f"{resolution} px: {len(runners)} engines, {args.warmup} + {args.rounds} interleaved rounds")
         load_before = os.getloadavg()
-        medians = interleaved_medians(runners, dataset.image(0), args.rounds, args.warmup)
+        medians = interleaved_medians(runners, dataset.image(0), args.rounds, args.warmup, args.lead_in)
         load_after = os.getloadavg()
         scores = accuracy(runners, dataset, labelled, len(labels))
     finally:
@@ -220,7 +227,8 @@ def markdown(rows: list[dict], failures: dict[str, str], args: argparse.Namespac
         lines.append(f"| {engine} | {artifact} | {' | '.join(cells)} | {' / '.join(agree)} | {' / '.join(miou)} |")
     loads = sorted({tuple(round(x, 2) for x in r[k]) for r in rows for k in ("load_before", "load_after")})
     lines += ["", f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads per "
-              f"engine, {args.warmup} + {args.rounds} interleaved rounds per resolution, median inference time; "
+              f"engine, {args.warmup} + {args.rounds} interleaved rounds per resolution, each engine's timed run after "
+              f"{args.lead_in} untimed run(s) of it, median inference time; "
               f"agreement = argmax agreement with edgeseg's FP32 ONNX on {args.images} VOC images; mIoU on "
               f"{rows[0]['miou_set'] or 'no labelled set with the model classes (n/a)'}; load averages seen "
               f"{loads[0]} .. {loads[-1]}."]

@@ -3,6 +3,7 @@ each round runs every call once, in an order where every call follows every othe
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from edgeseg.benchmarks.interleaved import interleaved_medians, interleaved_times, round_order
@@ -22,9 +23,30 @@ def test_within_a_round_every_call_follows_every_other_equally_often():
 def test_warmup_rounds_run_but_are_not_timed():
     ran: list[str] = []
     calls = [lambda: ran.append("a"), lambda: ran.append("b")]
-    times = interleaved_times(calls, rounds=3, warmup=2)
+    times = interleaved_times(calls, rounds=3, warmup=2, lead_in=0)
     assert ran == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b"]  # round_order(i, 2): ab, ba, ab, ...
     assert [len(t) for t in times] == [3, 3] and all(ms >= 0 for t in times for ms in t)
+
+
+def test_each_timed_run_follows_an_untimed_run_of_the_same_call():
+    """The lead-in: a timed run never meets the cores as another engine left them (by default)."""
+    ran: list[str] = []
+    interleaved_times([lambda: ran.append("a"), lambda: ran.append("b")], rounds=2, warmup=1)
+    assert ran == ["a", "a", "b", "b", "b", "b", "a", "a", "a", "a", "b", "b"]
+    # Only the run after the lead-in is timed: a call that is slow only on its first run of a turn reads fast.
+    state = {"last": None}
+
+    def cold_then_fast(name: str):
+        def run():
+            slow = state["last"] != name
+            state["last"] = name
+            time.sleep(0.05 if slow else 0.0)
+        return run
+
+    times = interleaved_times([cold_then_fast("a"), cold_then_fast("b")], rounds=2, warmup=0)
+    assert all(ms < 45 for t in times for ms in t), times  # the 50 ms first runs were the lead-ins
+    no_lead_in = interleaved_times([cold_then_fast("a"), cold_then_fast("b")], rounds=2, warmup=0, lead_in=0)
+    assert all(max(t) >= 49 for t in no_lead_in)  # without them, timed runs meet the engine cold
 
 
 def test_medians_of_real_artifacts_one_per_artifact(tmp_path):
