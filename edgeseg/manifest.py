@@ -199,8 +199,9 @@ def _check_input(inp: dict, mpath: Path) -> None:
                             f"zero_point, got {json.dumps(quant)}")
 
 
-def _check_runtime(data: dict, mpath: Path) -> None:
-    """runtime.threads, when given, is a count (the runtime caps it at this machine's cores when it uses it)."""
+def runtime_threads(data: dict, mpath: Path) -> int | None:
+    """The manifest's runtime.threads: None when it names none, else a count (1 or more; the runtime caps it
+    at this machine's cores when it uses it); anything else is one ManifestError line."""
     runtime = data.get("runtime", {})
     if not isinstance(runtime, dict):
         raise ManifestError(f"{mpath}: manifest runtime is {type(runtime).__name__}, expected dict")
@@ -208,6 +209,7 @@ def _check_runtime(data: dict, mpath: Path) -> None:
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ManifestError(f"{mpath}: manifest runtime.threads {json.dumps(threads)} must be a whole number, "
                             "1 or more")
+    return threads
 
 
 def validate_manifest(data: Any, mpath: Path) -> None:
@@ -231,7 +233,7 @@ def validate_manifest(data: Any, mpath: Path) -> None:
     if len(model["labels"]) != model["num_classes"]:
         raise ManifestError(f"{mpath}: manifest has {len(model['labels'])} labels for {model['num_classes']} classes")
     _check_input(inp, mpath)
-    _check_runtime(data, mpath)
+    runtime_threads(data, mpath)
     OutputSpec.from_dict(data["output"], mpath, OUTPUT_KINDS)
     sha = data["artifact_sha256"]
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):

@@ -7,7 +7,6 @@ never imports TensorRT (docs/developing.md).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError
 from edgeseg.formats import all_formats, format_of_backend, load_module
 from edgeseg.input_spec import InputSpec
-from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, verify_artifact
+from edgeseg.manifest import Manifest, load_manifest, manifest_path_for, runtime_threads, verify_artifact
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
@@ -81,14 +80,8 @@ def check_threads(threads: int | None, option: str = "--threads") -> None:
 def manifest_threads(manifest: Manifest) -> int | None:
     """The manifest's `runtime.threads` (a target profile's count, written for its device), capped at
     this machine's usable cores (more only oversubscribes); None when it names none."""
-    runtime = manifest.data.get("runtime")
-    threads = runtime.get("threads") if isinstance(runtime, dict) else None
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ManifestError(f"{manifest.path}: manifest runtime.threads {json.dumps(threads)} must be a whole number, "
-                            "1 or more")
-    return min(threads, usable_cores())
+    threads = runtime_threads(manifest.data, manifest.path)
+    return None if threads is None else min(threads, usable_cores())
 
 
 def available_backends() -> list[str]:

@@ -148,3 +148,11 @@ def test_a_malformed_manifest_count_is_refused_when_read_and_the_bench_caps_a_hu
     assert bench.threads_for(capped) == (CORES, f"target profile asks for 100000 threads; capped at this machine's "
                                                 f"{CORES} cores")
     assert json.loads(Path(capped.path).read_text())["runtime"]["threads"] == 100000  # the manifest is not rewritten
+    # A manifest made in memory (as conversion's verification does) meets the same rule, in the same words.
+    from edgeseg.manifest import Manifest
+    from edgeseg.runtime.backend import manifest_threads
+
+    made = Manifest(capped.path, {**capped.data, "runtime": {"threads": 0}})
+    with pytest.raises(ManifestError, match="manifest runtime.threads 0 must be a whole number, 1 or more"):
+        manifest_threads(made)
+    assert manifest_threads(capped) == CORES
