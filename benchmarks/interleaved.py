@@ -75,7 +75,7 @@ def interleaved_times(calls: Sequence[Callable[[], object]], *, rounds: int, war
 
 def interleaved_medians(artifacts: list[Path], *, rounds: int = 15, warmup: int = 2,
                         threads: int | None = None) -> list[float]:
-    """Median inference ms of each artifact over `rounds` rounds that run every artifact once."""
+    """Median inference ms of each artifact over `rounds` rounds that time every artifact once (after its lead-in)."""
     manifests = [load_manifest(a) for a in artifacts]
     image = generate_scene(scene_rng(0, "val", 0))[0]  # one real scene, preprocessed per artifact's spec
     with ExitStack() as opened:  # closed in reverse order, also when a later one fails to open

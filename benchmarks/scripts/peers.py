@@ -11,8 +11,9 @@ profile lists) and through the paths a user takes on their own, with each tool's
     litert-torch    the plain litert-torch conversion (no ASPP rewrite, no edgeseg recipe), LiteRT XNNPACK
 
 A peer that does not install or convert here is listed with the reason. Every artifact is loaded once; each
-round runs each of them once on the same image with the same thread count (benchmarks/interleaved.py), so a
-change in machine load hits all alike and the ratios to edgeseg's host-cpu FP32 stay meaningful. Agreement is
+round times each of them once, right after one untimed run of it (as a loop that runs only that engine
+meets it), on the same image with the same thread count (benchmarks/interleaved.py), so a change in machine
+load hits all alike and the ratios to edgeseg's host-cpu FP32 stay meaningful. Agreement is
 the share of pixels whose argmax equals edgeseg's FP32 ONNX on the VOC images; mIoU is computed where the
 model's classes are the data set's. Calibration uses the same images for every INT8 path.
 
