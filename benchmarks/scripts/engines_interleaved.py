@@ -3,8 +3,8 @@
 peers.py converts and times whole tables; this times files already there (two conversions of the same model
 before and after a change, a graph cut short with flatbuffer_utils, a peer's cached .pte), each timed once per
 round (right after one untimed run of it) on the same scene with the same threads, in a balanced order
-(edgeseg.benchmarks.interleaved). It prints
-each file's median, the ratio of medians to the first file and the median of the per-round ratios, with the load.
+(edgeseg.benchmarks.interleaved). It prints each file's median, the ratio of medians to the first file and
+the median of the per-round ratios, with the load.
 
     python benchmarks/scripts/engines_interleaved.py --resolution 640 \\
         peer-executorch-pt2e-int8-640.pte sample-android-cpu-int8-640.tflite ... [--rounds 16] [--threads 2]
