@@ -256,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows, failures, args, resolutions)
     print(table)
     if args.json is not None:
-        args.json.write_text(json.dumps({"rows": rows, "not_run": failures}, indent=2))
+        settings = {"rounds": args.rounds, "warmup": args.warmup, "lead_in": args.lead_in, "threads": args.threads,
+                    "images": args.images, "calib_images": args.calib_images}
+        args.json.write_text(json.dumps({"settings": settings, "rows": rows, "not_run": failures}, indent=2))
     if args.write_docs is not None:
         write_docs(args.write_docs, table)
         print(f"wrote the table into {args.write_docs}")
