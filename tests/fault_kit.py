@@ -75,6 +75,16 @@ def write_tiny_pair(folder: Path, name: str = "tiny.onnx", seed: int = 0, *, mod
     return manifest_path_for(artifact)
 
 
+def write_grey_frames(folder: Path, count: int, step: int = 40, *, name: str = "{:02d}.png") -> Path:
+    """`folder` with `count` 64 x 48 grey PNG frames, frame i at level `step * i`, named by `name`."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        cv2.imwrite(str(folder / name.format(i)), np.full((48, 64, 3), step * i, np.uint8))
+    return folder
+
+
 def flip_byte(path: Path, offset: int) -> None:
     """Flip one byte in place, keeping the size. The mtime is moved on explicitly, so the test does
     not depend on the filesystem's timestamp granularity."""

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
-from tests.fault_kit import write_tiny_pair
+from tests.fault_kit import write_grey_frames, write_tiny_pair
 
 
 @pytest.fixture
@@ -20,8 +18,4 @@ def model(tmp_path) -> Path:
 @pytest.fixture
 def images(tmp_path) -> Path:
     """`images/00.png` .. `02.png`: 64 x 48 grey frames of three levels."""
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(folder / f"{i:02d}.png"), np.full((48, 64, 3), 40 * i, np.uint8))
-    return folder
+    return write_grey_frames(tmp_path / "images", 3)

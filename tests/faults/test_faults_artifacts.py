@@ -12,7 +12,6 @@ import os
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -21,7 +20,7 @@ from edgeseg.cli import main
 from edgeseg.errors import ManifestError
 from edgeseg.manifest import load_manifest, sha256_file
 from edgeseg.runtime.backend import open_backend
-from tests.fault_kit import flip_byte, write_tiny_pair
+from tests.fault_kit import flip_byte, write_grey_frames, write_tiny_pair
 
 
 @pytest.fixture
@@ -31,11 +30,7 @@ def copy(tmp_path) -> Path:
 
 
 def frames_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i in range(2):
-        cv2.imwrite(str(folder / f"{i}.png"), np.full((48, 64, 3), 40 * i, np.uint8))
-    return folder
+    return write_grey_frames(tmp_path / "frames", 2, name="{}.png")
 
 
 def cli(args: list[str], capsys) -> tuple[int, str]:

@@ -21,15 +21,12 @@ import pytest
 from edgeseg.cli import main
 from edgeseg.runtime import sinks
 from tests.constants import REPO
+from tests.fault_kit import write_grey_frames
 
 
 @pytest.fixture
 def source(tmp_path) -> Path:
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i in range(6):
-        cv2.imwrite(str(folder / f"{i:02d}.png"), np.full((48, 64, 3), 30 * i, np.uint8))
-    return folder
+    return write_grey_frames(tmp_path / "frames", 6, 30)
 
 
 def demo(model: Path, source: Path, capsys, *extra: str) -> tuple[int, str, str]:
