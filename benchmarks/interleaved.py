@@ -8,8 +8,8 @@ shared machine (the absolute times do not).
 
     python -m edgeseg.benchmarks.interleaved FP32_ARTIFACT INT8_ARTIFACT ... [--rounds 15] [--threads 2]
 
-prints each artifact's median inference time over the rounds and its ratio to the first one, with
-the load average before and after.
+prints each artifact's median inference time over the rounds, its ratio to the first one and the
+median of the per-round ratios, with the load average before and after.
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ import argparse
 import functools
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
+from edgeseg.errors import ConfigError, EdgesegError, first_line
 from edgeseg.manifest import load_manifest
+from edgeseg.runtime.backend import check_threads
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.scenes import generate_scene, scene_rng
 
@@ -73,16 +76,34 @@ def interleaved_times(calls: Sequence[Callable[[], object]], *, rounds: int, war
     return times
 
 
-def interleaved_medians(artifacts: list[Path], *, rounds: int = 15, warmup: int = 2,
-                        threads: int | None = None) -> list[float]:
-    """Median inference ms of each artifact over `rounds` rounds that time every artifact once (after its lead-in)."""
+def artifact_times(artifacts: list[Path], *, rounds: int = 15, warmup: int = 2,
+                   threads: int | None = None) -> list[list[float]]:
+    """`interleaved_times` of the artifacts' inference (through the one frame path, `Segmenter`) on one scene."""
     manifests = [load_manifest(a) for a in artifacts]
     image = generate_scene(scene_rng(0, "val", 0))[0]  # one real scene, preprocessed per artifact's spec
     with ExitStack() as opened:  # closed in reverse order, also when a later one fails to open
         segmenters = [opened.enter_context(Segmenter.open(m, threads=threads)) for m in manifests]
         calls = [functools.partial(s.infer, s.preprocess_rgb(image)) for s in segmenters]
-        times = interleaved_times(calls, rounds=rounds, warmup=warmup)
-    return [statistics.median(t) for t in times]
+        return interleaved_times(calls, rounds=rounds, warmup=warmup)
+
+
+def interleaved_medians(artifacts: list[Path], *, rounds: int = 15, warmup: int = 2,
+                        threads: int | None = None) -> list[float]:
+    """Median inference ms of each artifact over `rounds` rounds that time every artifact once (after its lead-in)."""
+    return [statistics.median(t) for t in artifact_times(artifacts, rounds=rounds, warmup=warmup, threads=threads)]
+
+
+def report(names: Sequence[str], times: Sequence[Sequence[float]], load_before: tuple[float, ...],
+           load_after: tuple[float, ...], settings: str) -> str:
+    """The side-by-side table every interleaved command prints: each median, its ratio to the first row's, and
+    the median of the per-round ratios (which moves less on a busy machine), then the load and the settings."""
+    medians = [statistics.median(t) for t in times]
+    lines = [f"{median:8.1f} ms  {median / medians[0]:5.2f}x  "
+             f"per-round {statistics.median(a / b for a, b in zip(t, times[0])):5.2f}x  {name}"
+             for name, median, t in zip(names, medians, times)]
+    lines.append(f"load average (1/5/15 min) before {tuple(round(x, 2) for x in load_before)}, after "
+                 f"{tuple(round(x, 2) for x in load_after)}; {settings}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,12 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="default: each manifest's target profile")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
-    medians = interleaved_medians(args.artifacts, rounds=args.rounds, threads=args.threads)
-    load_after = os.getloadavg()
-    for path, median in zip(args.artifacts, medians):
-        print(f"{median:8.1f} ms  {median / medians[0]:5.2f}x  {path.name}")
-    print(f"load average (1/5/15 min) before {tuple(round(x, 2) for x in load_before)}, "
-          f"after {tuple(round(x, 2) for x in load_after)}; {os.cpu_count()} cores")
+    try:
+        if args.rounds < 1:
+            raise ConfigError(f"--rounds {args.rounds}: must be 1 or more")
+        check_threads(args.threads)
+        times = artifact_times(args.artifacts, rounds=args.rounds, threads=args.threads)
+    except EdgesegError as exc:  # a missing or damaged artifact, a manifest that does not describe it: one line
+        print(f"{parser.prog}: error: {first_line(exc)}", file=sys.stderr)
+        return 2
+    print(report([path.name for path in args.artifacts], times, load_before, os.getloadavg(),
+                 f"{os.cpu_count()} cores, {args.rounds} rounds"))
     return 0
 
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import statistics
 from pathlib import Path
 
 import peer_engines as engines  # beside this script
 
-from edgeseg.benchmarks.interleaved import interleaved_times
+from edgeseg.benchmarks.interleaved import interleaved_times, report
 from edgeseg.runtime.preprocess import InputSpec
 from edgeseg.scenes import generate_scene, scene_rng
 
@@ -65,13 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     calls = [functools.partial(r.run, r.prepare(image)) for r in runners]
     load_before = os.getloadavg()
     times = interleaved_times(calls, rounds=args.rounds, warmup=args.warmup)
-    load_after = os.getloadavg()
-    medians = [statistics.median(t) for t in times]
-    for path, median, t in zip(args.files, medians, times):
-        paired = statistics.median(a / b for a, b in zip(t, times[0]))
-        print(f"{median:8.1f} ms  {median / medians[0]:5.2f}x  per-round {paired:5.2f}x  {path}")
-    print(f"load average before {tuple(round(x, 2) for x in load_before)}, after "
-          f"{tuple(round(x, 2) for x in load_after)}; {args.threads} threads, {args.warmup} + {args.rounds} rounds")
+    print(report([str(path) for path in args.files], times, load_before, os.getloadavg(),
+                 f"{args.threads} threads, {args.warmup} + {args.rounds} rounds"))
     return 0
 
 

@@ -3,11 +3,12 @@ each round runs every call once, in an order where every call follows every othe
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 
-from edgeseg.benchmarks.interleaved import interleaved_medians, interleaved_times, round_order
-from tests.fault_kit import write_tiny_pair
+from edgeseg.benchmarks.interleaved import interleaved_medians, interleaved_times, main, report, round_order
+from tests.fault_kit import flip_byte, write_tiny_pair
 
 
 def test_within_a_round_every_call_follows_every_other_equally_often():
@@ -53,3 +54,42 @@ def test_medians_of_real_artifacts_one_per_artifact(tmp_path):
     model = write_tiny_pair(tmp_path / "model")
     medians = interleaved_medians([model, model], rounds=3, warmup=1, threads=1)
     assert len(medians) == 2 and all(m > 0 for m in medians)
+
+
+def test_the_report_gives_medians_their_ratio_and_the_per_round_ratio():
+    text = report(["fp32.onnx", "int8.onnx"], [[10.0, 20.0, 12.0], [5.0, 12.0, 9.0]], (1.0, 2.0, 3.0),
+                  (1.5, 2.0, 3.0), "2 threads")
+    # medians 12 and 9: ratio 0.75; per-round ratios 0.5, 0.6, 0.75: median 0.60
+    assert text.splitlines() == [
+        "    12.0 ms   1.00x  per-round  1.00x  fp32.onnx",
+        "     9.0 ms   0.75x  per-round  0.60x  int8.onnx",
+        "load average (1/5/15 min) before (1.0, 2.0, 3.0), after (1.5, 2.0, 3.0); 2 threads",
+    ]
+
+
+def test_the_command_prints_one_row_per_artifact(tmp_path, capsys):
+    model = write_tiny_pair(tmp_path / "model")
+    assert main([str(model), str(model), "--rounds", "2", "--threads", "1"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 3 and all(row.endswith(model.name) for row in rows[:2])
+    assert " 1.00x  per-round  1.00x  " in rows[0] and rows[2].endswith("2 rounds")
+
+
+def test_the_command_answers_bad_input_in_one_line(tmp_path, capsys):
+    model = write_tiny_pair(tmp_path / "model")
+    damaged = write_tiny_pair(tmp_path / "damaged")
+    flip_byte(damaged.parent / "tiny.onnx", 40)
+    wrong_shape = write_tiny_pair(tmp_path / "shape")
+    manifest = json.loads(wrong_shape.read_text())
+    manifest["input"]["height"] = 32
+    wrong_shape.write_text(json.dumps(manifest))
+    prog = "python -m edgeseg.benchmarks.interleaved: error: "
+    cases = [([str(tmp_path / "none.onnx")], f"{tmp_path / 'none.onnx'}: no such artifact"),
+             ([str(model), str(damaged)], f"{damaged.parent / 'tiny.onnx'}: sha256 "),
+             ([str(model), str(wrong_shape)], f"{wrong_shape}: manifest field input.height/width contradicts"),
+             ([str(model), "--rounds", "0"], "--rounds 0: must be 1 or more"),
+             ([str(model), "--threads", "0"], "--threads 0: must be 1 or more")]
+    for argv, line in cases:
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.startswith(prog + line) and captured.err.count("\n") == 1, captured
