@@ -7,10 +7,7 @@ drawn; sinks: where frames go), so the usage text and the code cannot drift apar
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -109,27 +106,11 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """`kill PID` takes the Ctrl-C path (video finished, summary printed) instead of dying mid-write."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt("SIGTERM")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _demo(args: argparse.Namespace) -> int:
     from edgeseg.errors import SourceError
     from edgeseg.runtime.capture import source_options_from_args
     from edgeseg.runtime.demo import DemoConfig, run_demo
+    from edgeseg.runtime.interrupts import HeldInterrupts
     from edgeseg.runtime.render import render_options_from_args
 
     config = DemoConfig(
@@ -138,7 +119,9 @@ def _demo(args: argparse.Namespace) -> int:
         headless=args.headless, max_frames=args.max_frames, threads=args.threads,
         progress=args.headless or args.save is not None or args.save_frames is not None,
     )
-    with _sigterm_as_interrupt():
+    # `kill PID` takes the Ctrl-C path (video finished, summary printed) instead of dying mid-write, also
+    # before the pipeline runs; the pipeline holds both signals while it writes and counts a frame.
+    with HeldInterrupts().installed():
         summary = run_demo(config)
     print(summary.format())
     if summary.source_lost:

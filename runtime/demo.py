@@ -279,7 +279,7 @@ class _Pipeline:
                         break
         except KeyboardInterrupt as exc:
             summary.interrupted = True
-            # The command turns SIGTERM into KeyboardInterrupt("SIGTERM"): same clean path, named.
+            # SIGTERM comes as KeyboardInterrupt("SIGTERM") (runtime/interrupts.py): same clean path, named.
             summary.end_reason = f"interrupted ({exc.args[0] if exc.args else 'Ctrl-C'})"
         finally:
             if progress is not None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import _thread
 import importlib.util
 import json
+import os
+import signal
 from pathlib import Path
 
 import cv2
@@ -243,6 +245,26 @@ def test_ctrl_c_while_a_frame_is_written_counts_that_frame(onnx_model, scene_vid
     summary = run_demo(config)
     assert summary.interrupted and summary.frames == 5
     assert len(decoded_frames(tmp_path / "out.mp4")) == 5
+
+
+def test_kill_of_the_demo_command_finishes_the_video_and_restores_the_handlers(onnx_model, scene_video, tmp_path,
+                                                                            monkeypatch, capsys):
+    """`kill PID` (SIGTERM) right after the video took frame 3: exit 130, 3 frames counted and in the video."""
+    write = sinks.VideoFileSink.write
+
+    def write_then_terminate(sink, canvas):
+        write(sink, canvas)
+        if sink.frames == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(sinks.VideoFileSink, "write", write_then_terminate)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    rc = main(["demo", "--model", str(onnx_model), "--source", str(scene_video), "--headless", "--threads", "1",
+               "--save", str(tmp_path / "out.mp4")])
+    out, err = capsys.readouterr()
+    assert rc == 130 and "interrupted (SIGTERM)" in out and err.strip().endswith("edgeseg demo: interrupted")
+    assert len(decoded_frames(tmp_path / "out.mp4")) == 3
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
 def test_missing_source_is_one_line_and_writes_nothing(onnx_model, tmp_path, capsys):
