@@ -35,7 +35,7 @@ class InputSpec:
             "height": self.height, "width": self.width, "layout": self.layout, "dtype": self.dtype,
             "color_order": self.color_order, "resize": self.resize,
             "normalization": "in_model" if self.mean is None or self.std is None else {
-                "mean": list(self.mean), "std": list(self.std), "scale": 1 / 255},
+                "mean": list(self.mean), "std": list(self.std), "scale": PIXEL_SCALE},
             **({"quantization": {"scale": self.quant_scale, "zero_point": self.quant_zero_point}}
                if self.quant_scale is not None else {}),
         }

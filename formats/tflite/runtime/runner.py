@@ -20,6 +20,7 @@ import numpy as np
 from edgeseg.errors import BackendUnavailableError, ConfigError, ManifestError, first_line
 from edgeseg.formats.tflite import INTERPRETERS, TFLITE_RUNTIME
 from edgeseg.formats.tflite.runtime.metadata import LABELS_FILE, METADATA_NAME, read_io, read_metadata
+from edgeseg.input_spec import PIXEL_SCALE
 from edgeseg.manifest import Manifest, manifest_path_for, sha256_file
 from edgeseg.optional import require, try_import
 from edgeseg.runtime.backend import Backend, batch_shape
@@ -66,7 +67,7 @@ def _metadata_input(path: Path, metadata, tensor) -> dict:
         entry["normalization"] = "in_model"
         return entry
     mean, std = (np.broadcast_to(np.asarray(v, np.float64), 3) / 255.0 for v in (image.mean, image.std))
-    entry["normalization"] = {"mean": mean.tolist(), "std": std.tolist(), "scale": 1 / 255}
+    entry["normalization"] = {"mean": mean.tolist(), "std": std.tolist(), "scale": PIXEL_SCALE}
     if tensor.dtype in ("int8", "uint8") and tensor.quantization is not None:
         entry["quantization"] = {"scale": tensor.quantization[0], "zero_point": tensor.quantization[1]}
     return entry
